@@ -1,0 +1,52 @@
+// The gpt-oss forward pass on the CPU, written out explicitly (no graph): batched prefill in chunks and
+// incremental decode against a KvCache. Kernels are called through kernels_ref.h; faster rungs slot in there.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "model/weights.h"
+#include "runtime/kv_cache.h"
+
+namespace oss4 {
+
+enum class LogitsMode { kNone, kLast, kAll };
+
+// called with named intermediates: "embed" (layer -1), "layer_out" (residual after each layer), "final_norm".
+// data is [n_tok, n] f32 for the tokens of the current chunk.
+using TraceFn = std::function<void(const char* name, int64_t layer, const float* data, int64_t n_tok, int64_t n)>;
+
+class CpuForward {
+ public:
+  explicit CpuForward(const ModelWeights& m) : m_(m) {}
+
+  // evaluates ids [n_tok] at positions cache.n_pos() onward, in chunks of at most cache.max_chunk() tokens,
+  // appending their K/V. logits: [n_tok, n_vocab] for kAll, [n_vocab] of the last token for kLast.
+  Status eval(KvCache& cache, const int32_t* ids, int64_t n_tok, LogitsMode mode, std::vector<float>* logits,
+              const TraceFn& trace = nullptr);
+
+  const ModelWeights& model() const { return m_; }
+
+ private:
+  // mode kAll: logits [n_tok, n_vocab]; kLast: logits [n_vocab] of the chunk's last token.
+  void forward_chunk(KvCache& cache, const int32_t* ids, int64_t n_tok, LogitsMode mode, float* logits, const TraceFn& trace);
+  void attention(const LayerWeights& L, int64_t il, KvCache& cache, int64_t n_tok);
+  void moe(const LayerWeights& L, int64_t n_tok);
+
+  const ModelWeights& m_;
+  // scratch, sized per chunk
+  std::vector<float> x_;      // [n_tok, n_embd] residual stream
+  std::vector<float> h_;      // [n_tok, n_embd] normed input of a block
+  std::vector<float> q_;      // [n_tok, n_heads, head_dim]
+  std::vector<float> k_, v_;  // [n_tok, n_kv_heads, head_dim]
+  std::vector<float> attn_;   // [n_tok, n_heads * head_dim]
+  std::vector<float> out_;    // [n_tok, n_embd] block output
+  std::vector<float> router_; // [n_tok, n_experts]
+  std::vector<float> gu_;     // [2 * n_ff]
+  std::vector<float> act_;    // [n_ff]
+  std::vector<float> y_;      // [n_embd]
+  std::vector<int64_t> pos_;  // [n_tok]
+};
+
+}  // namespace oss4

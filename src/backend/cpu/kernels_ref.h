@@ -1,0 +1,52 @@
+// Scalar reference kernels of the CPU backend: the ground truth that SIMD and CUDA kernels are tested against.
+// Activations are f32 and every sum accumulates in f32. Names carry the dtypes: f32_<weight>w_<op>.
+#pragma once
+
+#include <cstdint>
+
+#include "model/rope.h"
+#include "model/weights.h"
+
+namespace oss4 {
+
+// one row of an MXFP4 matrix decoded to f32: blocks [n_in/32, 16] u8, scales [n_in/32] e8m0 -> out [n_in].
+void mxfp4_decode_row_ref(const uint8_t* blocks, const uint8_t* scales, int64_t n_in, float* out);
+
+// y = x W^T (+ bias) for any LinearWeight: x [n_tok, n_in] f32, bias [n_out] f32 or null, y [n_tok, n_out] f32.
+void f32_linear_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y);
+void f32_f32w_matmul_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y);
+void f32_bf16w_matmul_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y);
+void f32_mxfp4w_matmul_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y);
+
+// rows of an embedding table: ids [n_tok] -> out [n_tok, n_embd] f32. ids must be in range.
+void f32_embed_rows_ref(const LinearWeight& table, const int32_t* ids, int64_t n_tok, float* out);
+
+// RMSNorm in f32: x [n_tok, n], w [n] -> y [n_tok, n] (y may alias x).
+void f32_rmsnorm_ref(const float* x, const float* w, int64_t n_tok, int64_t n, float eps, float* y);
+
+// half-split (NeoX) RoPE in place with YaRN concentration: x [n_tok, n_heads, head_dim], pos [n_tok].
+void f32_rope_ref(float* x, const int64_t* pos, int64_t n_tok, int64_t n_heads, const RopeTable& rope);
+
+// keys and values of one layer: [capacity, n_kv_heads, head_dim] f32 each; a ring buffer keeps position p
+// in slot p % capacity, otherwise slot p.
+struct KvLayerView {
+  const float* k = nullptr;
+  const float* v = nullptr;
+  int64_t capacity = 0;
+  bool ring = false;
+  int64_t slot(int64_t pos) const { return ring ? pos % capacity : pos; }
+};
+
+// attention with learned sinks and an optional sliding window (window 0 = full causal):
+// q [n_tok, n_heads, head_dim] (RoPE applied), pos [n_tok], sinks [n_heads]; out [n_tok, n_heads * head_dim].
+// query t sees keys at positions max(0, pos[t] - window + 1) .. pos[t], all already in kv.
+void f32_sdpa_sink_ref(const float* q, const int64_t* pos, int64_t n_tok, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                       const KvLayerView& kv, int64_t window, const float* sinks, float scale, float* out);
+
+// top-k of logits [n] (descending, ties to the lower index), then softmax over the k: idx [k], w [k].
+void f32_topk_softmax_ref(const float* logits, int64_t n, int64_t k, int32_t* idx, float* w);
+
+// clamped SwiGLU of gpt-oss: gu [2 * n_ff] interleaved (gate 2j, up 2j+1) -> out [n_ff].
+void f32_swiglu_ref(const float* gu, int64_t n_ff, float alpha, float limit, float* out);
+
+}  // namespace oss4

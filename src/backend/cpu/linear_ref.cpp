@@ -1,0 +1,108 @@
+#include <vector>
+
+#include "backend/cpu/kernels_ref.h"
+#include "quant/float_formats.h"
+
+namespace oss4 {
+
+void mxfp4_decode_row_ref(const uint8_t* blocks, const uint8_t* scales, int64_t n_in, float* out) {
+  const int64_t n_groups = n_in / 32;
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const float s = e8m0_to_f32(scales[g]);
+    const uint8_t* b = blocks + g * 16;
+    for (int64_t j = 0; j < 16; ++j) {
+      out[g * 32 + 2 * j] = kE2m1Lut[b[j] & 0x0f] * s;
+      out[g * 32 + 2 * j + 1] = kE2m1Lut[b[j] >> 4] * s;
+    }
+  }
+}
+
+namespace {
+void add_bias(const float* bias, int64_t n, float* y) {
+  if (bias == nullptr) return;
+  for (int64_t o = 0; o < n; ++o) y[o] += bias[o];
+}
+
+template <class RowFn>
+void matmul_rows(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y, RowFn&& decode_row) {
+  std::vector<float> row(static_cast<size_t>(w.n_in));  // [n_in] f32, one decoded weight row
+  for (int64_t o = 0; o < w.n_out; ++o) {
+    decode_row(o, row.data());
+    for (int64_t t = 0; t < n_tok; ++t) {
+      const float* xt = x + t * w.n_in;
+      float acc = 0.0f;
+      for (int64_t i = 0; i < w.n_in; ++i) acc += row[i] * xt[i];
+      y[t * w.n_out + o] = acc + (bias ? bias[o] : 0.0f);
+    }
+  }
+}
+
+// input-major weight [n_in, n_out]: y[o] = sum_i x[i] w[i, o].
+template <class ElemFn>
+void matmul_in_major(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y, ElemFn&& elem) {
+  for (int64_t t = 0; t < n_tok; ++t) {
+    float* yt = y + t * w.n_out;
+    const float* xt = x + t * w.n_in;
+    for (int64_t o = 0; o < w.n_out; ++o) yt[o] = 0.0f;
+    for (int64_t i = 0; i < w.n_in; ++i) {
+      const float xi = xt[i];
+      const int64_t base = i * w.n_out;
+      for (int64_t o = 0; o < w.n_out; ++o) yt[o] += xi * elem(base + o);
+    }
+    add_bias(bias, w.n_out, yt);
+  }
+}
+}  // namespace
+
+void f32_f32w_matmul_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y) {
+  const auto* d = reinterpret_cast<const float*>(w.data);
+  if (w.in_major) {
+    matmul_in_major(w, x, n_tok, bias, y, [d](int64_t k) { return d[k]; });
+    return;
+  }
+  matmul_rows(w, x, n_tok, bias, y, [&](int64_t o, float* row) {
+    for (int64_t i = 0; i < w.n_in; ++i) row[i] = d[o * w.n_in + i];
+  });
+}
+
+void f32_bf16w_matmul_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y) {
+  const auto* d = reinterpret_cast<const uint16_t*>(w.data);
+  if (w.in_major) {
+    matmul_in_major(w, x, n_tok, bias, y, [d](int64_t k) { return bf16_to_f32(d[k]); });
+    return;
+  }
+  matmul_rows(w, x, n_tok, bias, y, [&](int64_t o, float* row) {
+    for (int64_t i = 0; i < w.n_in; ++i) row[i] = bf16_to_f32(d[o * w.n_in + i]);
+  });
+}
+
+void f32_mxfp4w_matmul_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y) {
+  const int64_t n_groups = w.n_in / 32;
+  matmul_rows(w, x, n_tok, bias, y, [&](int64_t o, float* row) {
+    mxfp4_decode_row_ref(w.data + o * n_groups * 16, w.scales + o * n_groups, w.n_in, row);
+  });
+}
+
+void f32_linear_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y) {
+  switch (w.type) {
+    case WeightType::kF32: f32_f32w_matmul_ref(w, x, n_tok, bias, y); return;
+    case WeightType::kBF16: f32_bf16w_matmul_ref(w, x, n_tok, bias, y); return;
+    case WeightType::kMxfp4: f32_mxfp4w_matmul_ref(w, x, n_tok, bias, y); return;
+  }
+}
+
+void f32_embed_rows_ref(const LinearWeight& table, const int32_t* ids, int64_t n_tok, float* out) {
+  for (int64_t t = 0; t < n_tok; ++t) {
+    const int64_t r = ids[t];
+    float* o = out + t * table.n_in;
+    if (table.type == WeightType::kBF16) {
+      const auto* d = reinterpret_cast<const uint16_t*>(table.data) + r * table.n_in;
+      for (int64_t i = 0; i < table.n_in; ++i) o[i] = bf16_to_f32(d[i]);
+    } else {
+      const auto* d = reinterpret_cast<const float*>(table.data) + r * table.n_in;
+      for (int64_t i = 0; i < table.n_in; ++i) o[i] = d[i];
+    }
+  }
+}
+
+}  // namespace oss4

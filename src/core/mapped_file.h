@@ -1,0 +1,46 @@
+// Read-only memory map of a whole file (weights are used in place, never copied wholesale).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "oss4/status.h"
+
+namespace oss4 {
+
+class MappedFile {
+ public:
+  MappedFile() = default;
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  MappedFile(MappedFile&& o) noexcept;
+  MappedFile& operator=(MappedFile&& o) noexcept;
+
+  static Result<MappedFile> open(const std::string& path);
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+  // tells the kernel the byte range [offset, offset+n) is no longer needed (page cache stays warm).
+  void release(size_t offset, size_t n) const;
+
+ private:
+  void reset();
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  std::string path_;
+};
+
+// reads a whole (small) text file, e.g. config.json.
+Result<std::string> read_text_file(const std::string& path);
+
+// writes a file atomically: path.tmp.<pid> then rename over path.
+Status write_file_atomic(const std::string& path, const void* data, size_t n);
+
+bool file_exists(const std::string& path);
+bool is_directory(const std::string& path);
+
+}  // namespace oss4

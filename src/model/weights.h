@@ -1,0 +1,69 @@
+// The weight table of a loaded gpt-oss checkpoint. Matrices stay where the checkpoint keeps them (mmap'd,
+// 4-bit MXFP4 experts stay 4-bit) and are decoded inside the kernels; small vectors are widened to f32.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "format/safetensors.h"
+#include "model/config.h"
+#include "model/rope.h"
+
+namespace oss4 {
+
+enum class WeightType {
+  kF32,    // data: [n_out, n_in] f32
+  kBF16,   // data: [n_out, n_in] bf16, or [n_in, n_out] when in_major
+  kMxfp4,  // data: [n_out, n_in/32, 16] u8 (low nibble = even column), scales: [n_out, n_in/32] e8m0
+};
+
+const char* weight_type_name(WeightType t);
+
+// a linear map y = W x: n_out rows of n_in inputs.
+struct LinearWeight {
+  WeightType type = WeightType::kF32;
+  int64_t n_out = 0, n_in = 0;
+  bool in_major = false;            // BF16 HF expert layout, h @ W: element (o, i) at data[i * n_out + o]
+  const uint8_t* data = nullptr;
+  const uint8_t* scales = nullptr;  // MXFP4 block scales
+  std::string name;                 // checkpoint tensor it came from, for errors
+
+  size_t nbytes() const;  // bytes a full pass over the weight reads
+};
+
+struct LayerWeights {
+  std::vector<float> attn_norm;  // [n_embd]
+  LinearWeight wq, wk, wv, wo;   // [q_dim, n_embd], [kv_dim, n_embd] x2, [n_embd, q_dim]
+  std::vector<float> bq, bk, bv, bo;  // [q_dim], [kv_dim], [kv_dim], [n_embd]
+  std::vector<float> sinks;      // [n_heads]
+  std::vector<float> mlp_norm;   // [n_embd]
+  LinearWeight router;           // [n_experts, n_embd]
+  std::vector<float> router_bias;    // [n_experts]
+  std::vector<LinearWeight> gate_up; // per expert [2 * n_ff, n_embd]; rows interleaved gate_j = 2j, up_j = 2j+1
+  std::vector<LinearWeight> down;    // per expert [n_embd, n_ff]
+  std::vector<float> gate_up_bias;   // [n_experts, 2 * n_ff]
+  std::vector<float> down_bias;      // [n_experts, n_embd]
+  LayerKind kind = LayerKind::kFull;
+};
+
+struct ModelWeights {
+  ModelConfig cfg;
+  RopeTable rope;
+  TensorStore store;          // owns the mappings every LinearWeight points into
+  LinearWeight embed;         // [n_vocab, n_embd] (rows gathered, never multiplied)
+  std::vector<LayerWeights> layers;
+  std::vector<float> final_norm;  // [n_embd]
+  LinearWeight lm_head;       // [n_vocab, n_embd]
+  std::string checkpoint_kind;  // "mxfp4" or "bf16", for display
+
+  size_t weight_bytes_per_token() const;  // bytes one decoded token reads (active experts only)
+};
+
+using ProgressFn = std::function<void(int64_t done, int64_t total)>;
+
+// loads config.json and the weights of a checkpoint directory (HF MXFP4 or BF16 layout).
+Result<ModelWeights> load_model(const std::string& dir, const ProgressFn& progress = nullptr);
+
+}  // namespace oss4

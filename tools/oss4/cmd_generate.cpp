@@ -1,0 +1,90 @@
+// oss4 generate: prefill token ids, then sample and stream new tokens.
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include "backend/cpu/forward.h"
+#include "commands.h"
+#include "model_loader.h"
+#include "runtime/sampler.h"
+
+namespace oss4::cli {
+
+namespace {
+struct GenerateArgs {
+  std::string model, ids;
+  int64_t n_predict = 32, ctx = 4096, chunk = 128;
+  SamplerParams sp;
+  bool ignore_eos = false, quiet = false;
+};
+
+int run_generate(const GenerateArgs& a) {
+  Status ps = validate_sampler_params(a.sp);
+  if (!ps.ok()) return fail(ps);
+  auto ids = parse_ids(a.ids);
+  if (!ids.ok()) return fail(ids.status());
+  auto m = load_with_progress(a.model, a.quiet);
+  if (!m.ok()) return fail(m.status());
+  const ModelConfig& c = m->cfg;
+  const int64_t ctx = std::min<int64_t>(a.ctx, c.max_position_embeddings);
+  if (static_cast<int64_t>(ids->size()) + a.n_predict > ctx) {
+    return fail(error("prompt of " + std::to_string(ids->size()) + " tokens + " + std::to_string(a.n_predict) +
+                      " to generate exceeds the context size " + std::to_string(ctx) + " (--ctx)"));
+  }
+  auto cache = KvCache::create(c, ctx, a.chunk);
+  if (!cache.ok()) return fail(cache.status());
+  CpuForward fwd(*m);
+  Sampler sampler(a.sp);
+  std::vector<float> logits;  // [n_vocab]
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  Status s = fwd.eval(*cache, ids->data(), static_cast<int64_t>(ids->size()), LogitsMode::kLast, &logits);
+  if (!s.ok()) return fail(s);
+  const auto t1 = clock::now();
+  int64_t n_gen = 0;
+  for (; n_gen < a.n_predict; ++n_gen) {
+    int32_t tok = sampler.sample(logits.data(), c.n_vocab);
+    std::printf(n_gen == 0 ? "%d" : " %d", tok);
+    std::fflush(stdout);
+    bool eos = false;
+    for (int64_t e : c.eos_token_ids) eos = eos || e == tok;
+    if (eos && !a.ignore_eos) {
+      ++n_gen;
+      break;
+    }
+    if (n_gen + 1 == a.n_predict) {
+      ++n_gen;
+      break;
+    }
+    s = fwd.eval(*cache, &tok, 1, LogitsMode::kLast, &logits);
+    if (!s.ok()) return fail(s);
+  }
+  std::printf("\n");
+  const auto t2 = clock::now();
+  const double pre = std::chrono::duration<double>(t1 - t0).count(), dec = std::chrono::duration<double>(t2 - t1).count();
+  if (!a.quiet) {
+    std::fprintf(stderr, "prefill: %zu tokens in %.3f s (%.2f tok/s); decode: %lld tokens in %.3f s (%.2f tok/s)\n", ids->size(), pre,
+                 static_cast<double>(ids->size()) / pre, static_cast<long long>(n_gen), dec, n_gen > 1 ? (n_gen - 1) / dec : 0.0);
+  }
+  return 0;
+}
+}  // namespace
+
+void add_generate(CLI::App& app, int* rc) {
+  auto a = std::make_shared<GenerateArgs>();
+  CLI::App* sub = app.add_subcommand("generate", "continue a prompt of token ids; new ids stream to stdout as they are made");
+  sub->add_option("-m,--model", a->model, "checkpoint directory")->required();
+  sub->add_option("--ids", a->ids, "prompt token ids, comma-separated (text prompts come with the tokenizer)")->required();
+  sub->add_option("-n,--n-predict", a->n_predict, "tokens to generate")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--temperature", a->sp.temperature, "sampling temperature; 0 = greedy")->capture_default_str();
+  sub->add_option("--top-p", a->sp.top_p, "nucleus sampling mass, (0, 1]")->capture_default_str();
+  sub->add_option("--top-k", a->sp.top_k, "keep the k most likely tokens; 0 = off")->capture_default_str();
+  sub->add_option("--seed", a->sp.seed, "sampling seed")->capture_default_str();
+  sub->add_option("--ctx", a->ctx, "context size (KV cache positions)")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--chunk", a->chunk, "prefill chunk size (tokens per forward call)")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_flag("--ignore-eos", a->ignore_eos, "keep going past end-of-sequence tokens");
+  sub->add_flag("-q,--quiet", a->quiet, "no progress or timing on stderr");
+  sub->callback([a, rc] { *rc = run_generate(*a); });
+}
+
+}  // namespace oss4::cli
