@@ -78,6 +78,8 @@ Status parse_rope(const json& j, ModelConfig* cfg) {
       OSS4_TRY(get_num(*rs, "beta_fast", &cfg->rope.beta_fast));
       OSS4_TRY(get_num(*rs, "beta_slow", &cfg->rope.beta_slow));
       OSS4_TRY(get_int(*rs, "original_max_position_embeddings", &cfg->rope.original_max_position_embeddings, false, 1));
+      // transformers truncates the correction range when the key is absent; the released config says false.
+      cfg->rope.truncate = true;
       auto t = rs->find("truncate");
       if (t != rs->end() && !t->is_null()) {
         if (!t->is_boolean()) return error("rope 'truncate' must be a boolean");

@@ -1,0 +1,244 @@
+// End-to-end: the oss4 binary as a user runs it.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "../unit/test_helpers.h"
+#include "format/npy.h"
+#include "format/safetensors.h"
+
+namespace oss4 {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kBin = OSS4_BIN;
+const std::string kGolden = std::string(OSS4_TEST_DATA) + "/golden";
+
+struct CmdResult {
+  int code = -1;  // exit status; 128 + signal when killed
+  std::string out, err;
+};
+
+CmdResult run(const std::string& args) {
+  static int counter = 0;
+  const std::string err_path = test::make_temp_dir() + "/stderr" + std::to_string(counter++);
+  CmdResult r;
+  FILE* p = popen((kBin + " " + args + " 2>" + err_path).c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  r.err = test::read_bytes(err_path);
+  return r;
+}
+
+// a failing run: exit 1 (not a crash), one "oss4: error:" line that mentions `expect`.
+void expect_clean_error(const CmdResult& r, const std::string& expect) {
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("oss4: error: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(expect), std::string::npos) << "wanted '" << expect << "' in: " << r.err;
+  const auto line = r.err.substr(r.err.find("oss4: error: "));
+  EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << "one line: " << r.err;
+}
+
+std::string copy_checkpoint(const std::string& from) {
+  std::string dir = test::make_temp_dir() + "/ckpt";
+  fs::copy(from, dir, fs::copy_options::recursive);
+  return dir;
+}
+
+TEST(Cli, HelpForEveryCommand) {
+  CmdResult top = run("--help");
+  EXPECT_EQ(top.code, 0);
+  for (const char* cmd : {"synth", "generate", "logits", "info"}) {
+    EXPECT_NE(top.out.find(cmd), std::string::npos);
+    CmdResult r = run(std::string(cmd) + " --help");
+    EXPECT_EQ(r.code, 0) << cmd;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd;
+  }
+  EXPECT_NE(run("").code, 0);
+  EXPECT_NE(run("frobnicate").code, 0);
+}
+
+TEST(Cli, LogitsMatchTransformersThroughTheCli) {
+  auto ref = TensorStore::open_file(kGolden + "/c2/reference.safetensors");
+  ASSERT_TRUE(ref.ok());
+  const TensorView* ids = ref->find("ids");
+  const TensorView* logits = ref->find("logits");
+  const int n = 40;
+  std::string id_list;
+  for (int i = 0; i < n; ++i) {
+    if (i > 0) id_list += ",";
+    id_list += std::to_string(reinterpret_cast<const int32_t*>(ids->data)[i]);
+  }
+  const std::string out = test::make_temp_dir() + "/l.npy";
+  CmdResult r = run("logits -m " + kGolden + "/c2/mxfp4 --ids " + id_list + " --out " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto npy = read_npy_f32(out);
+  ASSERT_TRUE(npy.ok()) << npy.status().message();
+  const int64_t V = logits->shape[1];
+  ASSERT_EQ(npy->shape, (std::vector<int64_t>{n, V}));
+  const auto* want = reinterpret_cast<const float*>(logits->data);
+  for (int t = 0; t < n; ++t) {
+    double md = 0, mr = 0;
+    for (int64_t i = 0; i < V; ++i) {
+      md = std::max(md, std::fabs(static_cast<double>(npy->data[t * V + i]) - want[t * V + i]));
+      mr = std::max(mr, std::fabs(static_cast<double>(want[t * V + i])));
+    }
+    EXPECT_LE(md / mr, 1e-4) << "position " << t;
+  }
+}
+
+TEST(Cli, SynthBothLayoutsAreTheSameModel) {
+  const std::string dir = test::make_temp_dir();
+  ASSERT_EQ(run("synth --config tiny --seed 7 --out " + dir + "/mx").code, 0);
+  ASSERT_EQ(run("synth --config tiny --seed 7 --dtype bf16 --out " + dir + "/bf").code, 0);
+  EXPECT_TRUE(fs::exists(dir + "/mx/config.json"));
+  EXPECT_TRUE(fs::exists(dir + "/mx/generation_config.json"));
+  CmdResult info = run("info -m " + dir + "/mx");
+  ASSERT_EQ(info.code, 0) << info.err;
+  EXPECT_NE(info.out.find("mxfp4"), std::string::npos);
+  // the release layout: experts 4-bit with E8M0 scales, everything else BF16
+  auto st = TensorStore::open_dir(dir + "/mx");
+  ASSERT_TRUE(st.ok());
+  auto blocks = st->require("model.layers.0.mlp.experts.gate_up_proj_blocks", DType::kU8, {8, 256, 4, 16});
+  EXPECT_TRUE(blocks.ok()) << blocks.status().message();
+  EXPECT_TRUE(st->require("model.layers.3.self_attn.sinks", DType::kBF16, {8}).ok());
+  auto bst = TensorStore::open_dir(dir + "/bf");
+  ASSERT_TRUE(bst.ok());
+  EXPECT_TRUE(bst->require("model.layers.0.mlp.experts.down_proj", DType::kBF16, {8, 128, 128}).ok());
+
+  CmdResult a = run("logits -m " + dir + "/mx --ids 1,2,3,200000,5 --out " + dir + "/a.npy");
+  CmdResult b = run("logits -m " + dir + "/bf --ids 1,2,3,200000,5 --out " + dir + "/b.npy");
+  ASSERT_EQ(a.code, 0) << a.err;
+  ASSERT_EQ(b.code, 0) << b.err;
+  auto la = read_npy_f32(dir + "/a.npy"), lb = read_npy_f32(dir + "/b.npy");
+  ASSERT_TRUE(la.ok() && lb.ok());
+  ASSERT_EQ(la->shape, (std::vector<int64_t>{5, 201088}));
+  double md = 0, mr = 0;
+  for (size_t i = 0; i < la->data.size(); ++i) {
+    md = std::max(md, std::fabs(static_cast<double>(la->data[i]) - lb->data[i]));
+    mr = std::max(mr, std::fabs(static_cast<double>(la->data[i])));
+  }
+  EXPECT_LE(md / mr, 1e-5);
+  EXPECT_GT(mr, 0.0);
+
+  // synth never overwrites
+  CmdResult again = run("synth --config tiny --out " + dir + "/mx");
+  expect_clean_error(again, "refusing to overwrite");
+}
+
+TEST(Cli, GenerateIsGreedyAndSeeded) {
+  const std::string m = kGolden + "/c1/mxfp4";
+  CmdResult a = run("generate -m " + m + " --ids 1,2,3 -n 12 --temperature 0 --ignore-eos -q");
+  CmdResult b = run("generate -m " + m + " --ids 1,2,3 -n 12 --temperature 0 --ignore-eos -q");
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(std::count(a.out.begin(), a.out.end(), ' '), 11) << a.out;
+  CmdResult s1 = run("generate -m " + m + " --ids 1,2,3 -n 12 --temperature 1 --seed 5 --ignore-eos -q");
+  CmdResult s2 = run("generate -m " + m + " --ids 1,2,3 -n 12 --temperature 1 --seed 5 --ignore-eos -q");
+  CmdResult s3 = run("generate -m " + m + " --ids 1,2,3 -n 12 --temperature 1 --seed 6 --ignore-eos -q");
+  EXPECT_EQ(s1.out, s2.out);
+  EXPECT_NE(s1.out, s3.out);
+  // greedy continuation = argmax of the full-forward logits at each step
+  const std::string out = test::make_temp_dir() + "/g.npy";
+  std::string ids = "1,2,3";
+  std::string first = a.out.substr(0, a.out.find(' '));
+  ASSERT_EQ(run("logits -m " + m + " --ids " + ids + " --out " + out + " -q").code, 0);
+  auto l = read_npy_f32(out);
+  ASSERT_TRUE(l.ok());
+  const int64_t V = l->shape[1];
+  const float* last = l->data.data() + 2 * V;
+  EXPECT_EQ(std::to_string(std::max_element(last, last + V) - last), first);
+}
+
+TEST(Cli, BadInputGivesOneLineErrors) {
+  const std::string good = kGolden + "/c1/mxfp4";
+  const std::string tmp = test::make_temp_dir();
+  expect_clean_error(run("logits -m " + good + " --ids 1,2,512 --out " + tmp + "/x.npy"), "token id 512");
+  expect_clean_error(run("logits -m " + good + " --ids 1,a,3 --out " + tmp + "/x.npy"), "'a' is not a token id");
+  expect_clean_error(run("generate -m " + good + " --ids 1 --top-p 0"), "top-p");
+  expect_clean_error(run("generate -m " + good + " --ids 1 -n 5000"), "exceeds the context");
+  expect_clean_error(run("logits -m " + tmp + "/nope --ids 1 --out " + tmp + "/x.npy"), "config.json");
+  EXPECT_FALSE(fs::exists(tmp + "/x.npy"));
+
+  // truncated safetensors
+  std::string d = copy_checkpoint(good);
+  fs::resize_file(d + "/model.safetensors", fs::file_size(d + "/model.safetensors") - 100);
+  expect_clean_error(run("info -m " + d), "model.safetensors");
+  // corrupt header
+  d = copy_checkpoint(good);
+  {
+    std::string bytes = test::read_bytes(d + "/model.safetensors");
+    bytes[12] = '\x01';
+    test::write_bytes(d + "/model.safetensors", bytes);
+  }
+  expect_clean_error(run("info -m " + d), "model.safetensors");
+  // impossible config
+  d = copy_checkpoint(good);
+  {
+    std::string cfg = test::read_bytes(d + "/config.json");
+    cfg.replace(cfg.find("\"num_key_value_heads\": 2"), 24, "\"num_key_value_heads\": 3");
+    test::write_bytes(d + "/config.json", cfg);
+  }
+  expect_clean_error(run("info -m " + d), "num_key_value_heads");
+  // malformed config
+  d = copy_checkpoint(good);
+  test::write_bytes(d + "/config.json", "{\"hidden_size\": 64,");
+  expect_clean_error(run("info -m " + d), "not well-formed JSON");
+
+  // a missing tensor, a wrong shape, a wrong dtype: rewrite the checkpoint with one tensor changed
+  auto src = TensorStore::open_dir(good);
+  ASSERT_TRUE(src.ok());
+  struct Edit {
+    std::string tensor, mode, expect;
+  } edits[] = {
+      {"model.layers.1.self_attn.sinks", "drop", "missing tensor 'model.layers.1.self_attn.sinks'"},
+      {"model.layers.0.self_attn.q_proj.weight", "shape", "expected [64, 64]"},
+      {"model.layers.0.mlp.experts.down_proj_scales", "dtype", "model.layers.0.mlp.experts.down_proj_scales"},
+  };
+  for (const auto& e : edits) {
+    std::string dir = test::make_temp_dir();
+    fs::copy(good + "/config.json", dir + "/config.json");
+    SafetensorsWriter w(dir + "/model.safetensors");
+    std::vector<const TensorView*> keep;
+    for (const auto& name : src->names()) {
+      const TensorView* t = src->find(name);
+      if (name == e.tensor && e.mode == "drop") continue;
+      keep.push_back(t);
+      std::vector<int64_t> shape = t->shape;
+      DType dt = t->dtype;
+      if (name == e.tensor && e.mode == "shape") shape = {32, 128};  // same bytes, wrong shape
+      if (name == e.tensor && e.mode == "dtype") dt = DType::kI8;
+      w.declare(name, dt, shape);
+    }
+    ASSERT_TRUE(w.begin().ok());
+    for (const TensorView* t : keep) ASSERT_TRUE(w.write(t->data, t->nbytes).ok());
+    ASSERT_TRUE(w.finish().ok());
+    expect_clean_error(run("info -m " + dir), e.expect);
+  }
+  // E8M0 NaN scale byte
+  d = test::make_temp_dir();
+  {
+    fs::copy(good + "/config.json", d + "/config.json");
+    SafetensorsWriter w(d + "/model.safetensors");
+    for (const auto& name : src->names()) w.declare(name, src->find(name)->dtype, src->find(name)->shape);
+    ASSERT_TRUE(w.begin().ok());
+    for (const auto& name : src->names()) {
+      const TensorView* t = src->find(name);
+      std::string bytes(reinterpret_cast<const char*>(t->data), t->nbytes);
+      if (name == "model.layers.1.mlp.experts.gate_up_proj_scales") bytes[3] = '\xff';
+      ASSERT_TRUE(w.write(bytes.data(), bytes.size()).ok());
+    }
+    ASSERT_TRUE(w.finish().ok());
+  }
+  expect_clean_error(run("info -m " + d), "E8M0 NaN");
+}
+
+}  // namespace
+}  // namespace oss4

@@ -1,0 +1,70 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "backend/cpu/kernels_ref.h"
+#include "format/npy.h"
+#include "quant/float_formats.h"
+#include "test_helpers.h"
+
+namespace oss4 {
+namespace {
+
+TEST(FloatFormats, Bf16RoundTripAndRounding) {
+  for (float f : {0.0f, -0.0f, 1.0f, -2.5f, 3.140625f, std::ldexp(1.0f, -100), 65536.0f}) EXPECT_EQ(bf16_to_f32(f32_to_bf16(f)), f);
+  EXPECT_EQ(f32_to_bf16(1.0f + 1.0f / 256.0f), f32_to_bf16(1.0f)) << "ties to even";
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f + 3.0f / 256.0f)), 1.0f + 4.0f / 256.0f);
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(NAN))));
+}
+
+TEST(FloatFormats, F16) {
+  EXPECT_EQ(f16_to_f32(0x3c00), 1.0f);
+  EXPECT_EQ(f16_to_f32(0xc000), -2.0f);
+  EXPECT_EQ(f16_to_f32(0x7bff), 65504.0f);
+  EXPECT_EQ(f16_to_f32(0x0001), std::ldexp(1.0f, -24));
+  EXPECT_TRUE(std::isinf(f16_to_f32(0x7c00)));
+}
+
+TEST(FloatFormats, E4m3) {
+  EXPECT_EQ(e4m3_to_f32(0x38), 1.0f);
+  EXPECT_EQ(e4m3_to_f32(0x7e), 448.0f);
+  EXPECT_EQ(e4m3_to_f32(0x01), std::ldexp(1.0f, -9));
+  EXPECT_EQ(e4m3_to_f32(0xb8), -1.0f);
+  EXPECT_TRUE(std::isnan(e4m3_to_f32(0x7f)));
+  EXPECT_TRUE(std::isnan(e4m3_to_f32(0xff)));
+}
+
+// spec §5: byte 0x21 with scale byte 127 decodes to [+0.5, +1.0] (low nibble first).
+TEST(Mxfp4, DecodeOrderAndScale) {
+  uint8_t blocks[16] = {0x21};
+  uint8_t scale = 127;
+  float row[32];
+  mxfp4_decode_row_ref(blocks, &scale, 32, row);
+  EXPECT_EQ(row[0], 0.5f);
+  EXPECT_EQ(row[1], 1.0f);
+  EXPECT_EQ(row[2], 0.0f);
+  blocks[1] = 0xf7;  // low 7 -> +6, high f -> -6
+  scale = 125;       // 2^-2
+  mxfp4_decode_row_ref(blocks, &scale, 32, row);
+  EXPECT_EQ(row[2], 1.5f);
+  EXPECT_EQ(row[3], -1.5f);
+  for (int n = 0; n < 16; ++n) EXPECT_EQ(kE2m1Lut[n], (n & 8 ? -1.0f : 1.0f) * kE2m1Lut[n & 7]);
+}
+
+TEST(Npy, WritesWhatNumpyReads) {
+  std::string dir = test::make_temp_dir();
+  float v[6] = {1, 2, 3, 4, 5, 6};
+  ASSERT_TRUE(write_npy_f32(dir + "/a.npy", v, {2, 3}).ok());
+  std::string bytes = test::read_bytes(dir + "/a.npy");
+  EXPECT_EQ(bytes.substr(0, 6), "\x93NUMPY");
+  EXPECT_EQ((bytes.size() - 24) % 4, 0u);
+  EXPECT_EQ((10 + static_cast<uint8_t>(bytes[8])) % 64, 0u) << "header padded to 64 bytes";
+  EXPECT_NE(bytes.find("'shape': (2,3)"), std::string::npos);
+  auto r = read_npy_f32(dir + "/a.npy");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(r->data[5], 6.0f);
+}
+
+}  // namespace
+}  // namespace oss4
