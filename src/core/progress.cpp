@@ -43,6 +43,9 @@ void Progress::update(int64_t done) {
   const double frac = static_cast<double>(done_) / static_cast<double>(total_);
   const double el = elapsed_s();
   const double eta = frac > 0 ? el * (1.0 - frac) / frac : 0.0;
+  // short work stays silent: nothing before the first second, and no final line unless a line was shown.
+  if (!printed_ && el < 1.0) return;
+  printed_ = true;
   auto amount = [&](double v) { return unit_ == "B" ? format_bytes(v) : std::to_string(static_cast<int64_t>(v)) + " " + unit_; };
   if (tty_) {
     if (done_ < total_ && std::chrono::duration<double>(now - last_draw_).count() < 0.1) return;
@@ -66,7 +69,7 @@ void Progress::finish() {
   if (finished_) return;
   finished_ = true;
   update(total_);
-  if (enabled_ && tty_) std::fprintf(stderr, "\n");
+  if (enabled_ && tty_ && printed_) std::fprintf(stderr, "\n");
 }
 
 }  // namespace oss4

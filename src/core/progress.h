@@ -20,7 +20,7 @@ class Progress {
  private:
   std::string label_, unit_;
   int64_t total_, done_ = 0;
-  bool enabled_, tty_, finished_ = false;
+  bool enabled_, tty_, finished_ = false, printed_ = false;
   int last_decile_ = -1;
   std::chrono::steady_clock::time_point start_, last_draw_;
 };

@@ -1,7 +1,6 @@
 #include "format/npy.h"
 
 #include <cstring>
-#include <regex>
 
 #include "core/mapped_file.h"
 
@@ -37,15 +36,26 @@ Result<NpyF32> read_npy_f32(const std::string& path) {
   const std::string header = s.substr(10, hlen);
   if (header.find("'<f4'") == std::string::npos || header.find("False") == std::string::npos)
     return error(path + ": only little-endian C-order float32 .npy is supported");
-  std::smatch m;
-  if (!std::regex_search(header, m, std::regex("'shape': \\(([0-9, ]*)\\)"))) return error(path + ": .npy header has no shape");
+  const size_t open = header.find("'shape': (");
+  const size_t close = open == std::string::npos ? open : header.find(')', open);
+  if (close == std::string::npos) return error(path + ": .npy header has no shape");
   NpyF32 out;
   size_t n = 1;
-  std::string dims = m[1];
-  const std::regex number("[0-9]+");
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), number); it != std::sregex_iterator(); ++it) {
-    out.shape.push_back(std::stoll(it->str()));
-    n *= static_cast<size_t>(out.shape.back());
+  int64_t dim = -1;
+  for (size_t i = open + 10; i <= close; ++i) {
+    const char ch = header[i];
+    if (ch >= '0' && ch <= '9') {
+      dim = (dim < 0 ? 0 : dim) * 10 + (ch - '0');
+      if (dim > (int64_t{1} << 40)) return error(path + ": .npy dimension too large");
+    } else if (ch == ',' || ch == ')') {
+      if (dim >= 0) {
+        out.shape.push_back(dim);
+        n *= static_cast<size_t>(dim);
+      }
+      dim = -1;
+    } else if (ch != ' ') {
+      return error(path + ": malformed .npy shape");
+    }
   }
   if (s.size() != 10 + hlen + n * 4) return error(path + ": .npy data size does not match its shape");
   out.data.resize(n);

@@ -78,12 +78,20 @@ struct Plan {
 // E2M1 magnitude codes 0..7 drawn as trained weights fall inside a block scaled to its max (most small).
 constexpr double kMagCdf[8] = {0.16, 0.36, 0.54, 0.68, 0.82, 0.92, 0.97, 1.0};
 
-uint8_t draw_nibble(Rng& r) {
-  const double u = r.uniform();
-  uint8_t m = 0;
-  while (m < 7 && u >= kMagCdf[m]) ++m;
-  return static_cast<uint8_t>(m | ((r.next() & 1) << 3));
-}
+// a byte of randomness -> one E2M1 nibble: 7 bits pick the magnitude through the CDF above, 1 bit the sign.
+struct NibbleTable {
+  uint8_t mag[128];
+  NibbleTable() {
+    for (int k = 0; k < 128; ++k) {
+      uint8_t m = 0;
+      while (m < 7 && (k + 0.5) / 128.0 >= kMagCdf[m]) ++m;
+      mag[k] = m;
+    }
+  }
+};
+const NibbleTable kNibbles;
+
+inline uint8_t nibble_from_byte(uint64_t b) { return static_cast<uint8_t>(kNibbles.mag[b & 127] | ((b >> 4) & 8)); }
 
 // E8M0 scales of [n_rows, n_groups]: a per-row exponent around 2^-8 and per-block spread, as trained experts show.
 void gen_scales(Rng& r, int64_t n_rows, int64_t n_groups, uint8_t* out) {
@@ -98,7 +106,11 @@ void gen_scales(Rng& r, int64_t n_rows, int64_t n_groups, uint8_t* out) {
 }
 
 void gen_blocks(Rng& r, size_t n_bytes, uint8_t* out) {
-  for (size_t i = 0; i < n_bytes; ++i) out[i] = static_cast<uint8_t>(draw_nibble(r) | (draw_nibble(r) << 4));
+  for (size_t i = 0; i < n_bytes; i += 4) {
+    uint64_t bits = r.next();  // 8 random bytes -> 4 packed bytes (8 nibbles)
+    for (size_t j = 0; j < 4 && i + j < n_bytes; ++j, bits >>= 16)
+      out[i + j] = static_cast<uint8_t>(nibble_from_byte(bits & 0xff) | (nibble_from_byte((bits >> 8) & 0xff) << 4));
+  }
 }
 
 std::vector<Plan> plan_tensors(const ModelConfig& c, bool mxfp4) {
