@@ -16,4 +16,6 @@ cmake --build build -j"$(nproc)" --target oss4
 model=${OSS4_DEMO_MODEL:-build/models/tiny}
 [ -f "$model/config.json" ] || ./build/oss4 synth --config tiny --seed 0 --out "$model"
 ./build/oss4 info -m "$model"
-./build/oss4 generate -m "$model" --ids 200006,1428,200008,13225,0,200007,200006,173781 -n 32 --temperature 0.8 --seed 1
+./build/oss4 tokenize --text "Hello from oss4!"
+./build/oss4 generate -m "$model" -n 32 --temperature 0.8 --seed 1 \
+  --prompt "<|start|>user<|message|>Say hello.<|end|><|start|>assistant"

@@ -16,6 +16,7 @@
 #include "core/mapped_file.h"
 #include "format/safetensors.h"
 #include "quant/float_formats.h"
+#include "text/tokenizer.h"
 
 namespace oss4 {
 
@@ -271,6 +272,11 @@ Status write_all(const SynthOptions& opt, const std::string& tmp, const Progress
   OSS4_TRY(write_file_atomic(tmp + "/config.json", cfg.data(), cfg.size()));
   std::string gen = generation_config_to_json(opt.cfg);
   OSS4_TRY(write_file_atomic(tmp + "/generation_config.json", gen.data(), gen.size()));
+  if (!opt.tokenizer_path.empty()) {
+    OSS4_ASSIGN_OR_RETURN(Tokenizer tok, load_tokenizer(opt.tokenizer_path));
+    // the HF tokenizer.json names ids up to <|endofprompt|> (200018); a smaller test vocabulary gets none.
+    if (opt.cfg.n_vocab > 200018) OSS4_TRY(write_hf_tokenizer_files(tok, tmp));
+  }
   return ok_status();
 }
 

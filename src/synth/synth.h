@@ -15,6 +15,9 @@ struct SynthOptions {
   uint64_t seed = 0;
   std::string out_dir;
   uint64_t shard_bytes = 4800000000ull;  // the converter's shard cap; above it shards + index are written
+  // a .tiktoken or tokenizer.json to write beside the weights as tokenizer.json + tokenizer_config.json, as the
+  // HF repository has them; empty, or a vocabulary smaller than the tokenizer: none written.
+  std::string tokenizer_path;
 };
 
 // writes the checkpoint into out_dir.tmp.<pid> and renames it to out_dir when complete; out_dir must not exist

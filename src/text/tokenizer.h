@@ -77,6 +77,11 @@ Result<Tokenizer> load_hf_tokenizer(const std::string& path);
 // a model directory (its tokenizer.json), a tokenizer.json, or a .tiktoken file.
 Result<Tokenizer> load_tokenizer(const std::string& path);
 
+// the vocabulary shipped with oss4 (data/o200k_base.tiktoken of the source tree this binary was built from).
+std::string default_vocab_path();
+// the tokenizer for a model: `path` when given, else model_dir/tokenizer.json when present, else the shipped vocabulary.
+Result<Tokenizer> load_model_tokenizer(const std::string& model_dir, const std::string& path);
+
 // writes dir/tokenizer.json (the HF form gpt-oss ships: Split(regex, isolated) + ByteLevel(use_regex=false), BPE
 // with ignore_merges, vocab + merges, added_tokens 199998..200018 with <|endofprompt|> at 200018) and
 // dir/tokenizer_config.json (bos <|startoftext|>, eos <|return|>, pad <|endoftext|>).

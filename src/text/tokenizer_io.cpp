@@ -312,4 +312,12 @@ Status write_hf_tokenizer_files(const Tokenizer& tok, const std::string& dir) {
   return write_file_atomic(dir + "/tokenizer_config.json", cfg.data(), cfg.size());
 }
 
+std::string default_vocab_path() { return std::string(OSS4_DATA_DIR) + "/o200k_base.tiktoken"; }
+
+Result<Tokenizer> load_model_tokenizer(const std::string& model_dir, const std::string& path) {
+  if (!path.empty()) return load_tokenizer(path);
+  if (!model_dir.empty() && file_exists(model_dir + "/tokenizer.json")) return load_hf_tokenizer(model_dir + "/tokenizer.json");
+  return load_tiktoken_tokenizer(default_vocab_path());
+}
+
 }  // namespace oss4

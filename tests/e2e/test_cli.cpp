@@ -42,7 +42,9 @@ void expect_clean_error(const CmdResult& r, const std::string& expect) {
   EXPECT_EQ(r.code, 1) << r.err;
   EXPECT_NE(r.err.find("oss4: error: "), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(expect), std::string::npos) << "wanted '" << expect << "' in: " << r.err;
-  const auto line = r.err.substr(r.err.find("oss4: error: "));
+  const size_t at = r.err.find("oss4: error: ");
+  if (at == std::string::npos) return;
+  const auto line = r.err.substr(at);
   EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << "one line: " << r.err;
 }
 
@@ -238,6 +240,43 @@ TEST(Cli, BadInputGivesOneLineErrors) {
     ASSERT_TRUE(w.finish().ok());
   }
   expect_clean_error(run("info -m " + d), "E8M0 NaN");
+}
+
+}  // namespace
+}  // namespace oss4
+
+namespace oss4 {
+namespace {
+
+TEST(Cli, TextPromptAndTokenizerFilesFromSynth) {
+  const std::string dir = test::make_temp_dir() + "/m";
+  CmdResult s = run("synth --config tiny --seed 3 --out " + dir);
+  ASSERT_EQ(s.code, 0) << s.err;
+  EXPECT_TRUE(fs::exists(dir + "/tokenizer.json"));
+  EXPECT_TRUE(fs::exists(dir + "/tokenizer_config.json"));
+  // the text prompt tokenizes as the ids prompt does, so greedy output ids agree
+  const std::string prompt = "<|start|>user<|message|>Hello, world!<|end|><|start|>assistant";
+  CmdResult ids = run("tokenize --tokenizer " + dir + " --allow-special --text '" + prompt + "'");
+  ASSERT_EQ(ids.code, 0) << ids.err;
+  const auto open = ids.out.find('['), close = ids.out.find(']');
+  ASSERT_NE(close, std::string::npos) << ids.out;
+  std::string list = ids.out.substr(open + 1, close - open - 1);
+  list.erase(std::remove(list.begin(), list.end(), ' '), list.end());
+  EXPECT_EQ(list.rfind("200006,", 0), 0u) << list;
+  CmdResult a = run("generate -m " + dir + " --prompt '" + prompt + "' -n 8 --temperature 0 --ignore-eos --print-ids -q");
+  CmdResult b = run("generate -m " + dir + " --ids " + list + " -n 8 --temperature 0 --ignore-eos -q");
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  CmdResult text = run("generate -m " + dir + " --prompt '" + prompt + "' -n 8 --temperature 0 --ignore-eos -q");
+  ASSERT_EQ(text.code, 0) << text.err;
+  // the text output is the decode of those ids
+  std::string out_ids = a.out.substr(0, a.out.find('\n'));
+  std::replace(out_ids.begin(), out_ids.end(), ' ', ',');
+  CmdResult dec = run("tokenize --tokenizer " + dir + " --decode " + out_ids);
+  ASSERT_EQ(dec.code, 0) << dec.err;
+  EXPECT_EQ(text.out, dec.out + "\n");
+  expect_clean_error(run("generate -m " + dir + " -n 2"), "exactly one of --ids and --prompt");
+  expect_clean_error(run("generate -m " + dir + " --prompt \"$(printf '\\377\\376')\" -n 2"), "invalid UTF-8");
 }
 
 }  // namespace

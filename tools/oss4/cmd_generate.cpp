@@ -7,12 +7,14 @@
 #include "commands.h"
 #include "model_loader.h"
 #include "runtime/sampler.h"
+#include "text/tokenizer.h"
 
 namespace oss4::cli {
 
 namespace {
 struct GenerateArgs {
-  std::string model, ids;
+  std::string model, ids, prompt, tokenizer;
+  bool print_ids = false, literal_specials = false;
   int64_t n_predict = 32, ctx = 4096, chunk = 128;
   SamplerParams sp;
   bool ignore_eos = false, quiet = false;
@@ -21,8 +23,17 @@ struct GenerateArgs {
 int run_generate(const GenerateArgs& a) {
   Status ps = validate_sampler_params(a.sp);
   if (!ps.ok()) return fail(ps);
-  auto ids = parse_ids(a.ids);
-  if (!ids.ok()) return fail(ids.status());
+  if (a.ids.empty() == a.prompt.empty()) return fail(error("give exactly one of --ids and --prompt"));
+  // text in (and out) needs the tokenizer: the model's tokenizer.json, --tokenizer, or the shipped vocabulary
+  std::unique_ptr<Tokenizer> tok;
+  if (!a.prompt.empty() || !a.tokenizer.empty()) {
+    auto t = load_model_tokenizer(a.model, a.tokenizer);
+    if (!t.ok()) return fail(t.status());
+    tok = std::make_unique<Tokenizer>(std::move(t).value());
+  }
+  auto ids = a.prompt.empty() ? parse_ids(a.ids) : tok->encode(a.prompt, /*allow_special=*/!a.literal_specials);
+  if (!ids.ok()) return fail(ids.status().with_context("--prompt"));
+  if (ids->empty()) return fail(error("--prompt: the prompt has no tokens"));
   auto m = load_with_progress(a.model, a.quiet);
   if (!m.ok()) return fail(m.status());
   const ModelConfig& c = m->cfg;
@@ -41,13 +52,25 @@ int run_generate(const GenerateArgs& a) {
   Status s = fwd.eval(*cache, ids->data(), static_cast<int64_t>(ids->size()), LogitsMode::kLast, &logits);
   if (!s.ok()) return fail(s);
   const auto t1 = clock::now();
+  const bool text_out = tok && !a.print_ids;
+  std::unique_ptr<StreamingDecoder> detok = text_out ? std::make_unique<StreamingDecoder>(*tok) : nullptr;
+  std::string piece;
   int64_t n_gen = 0;
   for (; n_gen < a.n_predict; ++n_gen) {
-    int32_t tok = sampler.sample(logits.data(), c.n_vocab);
-    std::printf(n_gen == 0 ? "%d" : " %d", tok);
+    int32_t id = sampler.sample(logits.data(), c.n_vocab);
+    if (text_out) {
+      piece.clear();
+      if (id < tok->n_vocab()) {
+        s = detok->push(id, &piece);
+        if (!s.ok()) return fail(s);
+      }
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+    } else {
+      std::printf(n_gen == 0 ? "%d" : " %d", id);
+    }
     std::fflush(stdout);
     bool eos = false;
-    for (int64_t e : c.eos_token_ids) eos = eos || e == tok;
+    for (int64_t e : c.eos_token_ids) eos = eos || e == id;
     if (eos && !a.ignore_eos) {
       ++n_gen;
       break;
@@ -56,8 +79,12 @@ int run_generate(const GenerateArgs& a) {
       ++n_gen;
       break;
     }
-    s = fwd.eval(*cache, &tok, 1, LogitsMode::kLast, &logits);
+    s = fwd.eval(*cache, &id, 1, LogitsMode::kLast, &logits);
     if (!s.ok()) return fail(s);
+  }
+  if (detok) {
+    piece = detok->flush();
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
   }
   std::printf("\n");
   const auto t2 = clock::now();
@@ -72,9 +99,14 @@ int run_generate(const GenerateArgs& a) {
 
 void add_generate(CLI::App& app, int* rc) {
   auto a = std::make_shared<GenerateArgs>();
-  CLI::App* sub = app.add_subcommand("generate", "continue a prompt of token ids; new ids stream to stdout as they are made");
+  CLI::App* sub = app.add_subcommand("generate", "continue a prompt (token ids or raw text); new tokens stream to stdout as they are made");
   sub->add_option("-m,--model", a->model, "checkpoint directory")->required();
-  sub->add_option("--ids", a->ids, "prompt token ids, comma-separated (text prompts come with the tokenizer)")->required();
+  sub->add_option("--ids", a->ids, "prompt as token ids, comma-separated (output: ids)");
+  sub->add_option("--prompt", a->prompt, "prompt as raw text; special tokens such as <|start|> are recognized (output: text)");
+  sub->add_option("--tokenizer", a->tokenizer, "model directory, tokenizer.json or .tiktoken (default: the model's tokenizer.json, "
+                                               "else the shipped o200k vocabulary)");
+  sub->add_flag("--literal-specials", a->literal_specials, "encode special-token strings in --prompt as plain text");
+  sub->add_flag("--print-ids", a->print_ids, "print token ids even for a text prompt");
   sub->add_option("-n,--n-predict", a->n_predict, "tokens to generate")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--temperature", a->sp.temperature, "sampling temperature; 0 = greedy")->capture_default_str();
   sub->add_option("--top-p", a->sp.top_p, "nucleus sampling mass, (0, 1]")->capture_default_str();

@@ -5,6 +5,7 @@
 #include "core/mapped_file.h"
 #include "core/progress.h"
 #include "synth/synth.h"
+#include "text/tokenizer.h"
 
 namespace oss4::cli {
 
@@ -13,6 +14,8 @@ struct SynthArgs {
   std::string config = "tiny", dtype = "mxfp4", out;
   uint64_t seed = 0;
   double shard_gb = 4.8;
+  std::string tokenizer;
+  bool no_tokenizer = false;
 };
 
 int run_synth(const SynthArgs& a) {
@@ -33,6 +36,7 @@ int run_synth(const SynthArgs& a) {
   opt.seed = a.seed;
   opt.out_dir = a.out;
   opt.shard_bytes = static_cast<uint64_t>(a.shard_gb * 1e9);
+  opt.tokenizer_path = a.no_tokenizer ? "" : a.tokenizer.empty() ? default_vocab_path() : a.tokenizer;
   std::unique_ptr<Progress> p;
   Status s = synth_checkpoint(opt, [&](int64_t done, int64_t total) {
     if (!p) p = std::make_unique<Progress>("synth " + a.config + " (" + a.dtype + ")", total);
@@ -58,6 +62,8 @@ void add_synth(CLI::App& app, int* rc) {
   sub->add_option("--seed", a->seed, "random seed (the same seed gives the same model in both dtypes)")->capture_default_str();
   sub->add_option("--out", a->out, "output directory (must not exist, or be empty)")->required();
   sub->add_option("--shard-gb", a->shard_gb, "largest shard in GB before splitting")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--tokenizer", a->tokenizer, "vocabulary to write as tokenizer.json (default: the shipped o200k_base.tiktoken)");
+  sub->add_flag("--no-tokenizer", a->no_tokenizer, "write no tokenizer files");
   sub->callback([a, rc] { *rc = run_synth(*a); });
 }
 

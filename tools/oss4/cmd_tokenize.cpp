@@ -12,7 +12,7 @@ namespace oss4::cli {
 
 namespace {
 struct TokenizeArgs {
-  std::string tokenizer = std::string(OSS4_DATA_DIR) + "/o200k_base.tiktoken";
+  std::string tokenizer = default_vocab_path();
   std::string jsonl, text, decode;
   bool allow_special = false;
   int n_modes = 0;  // how many of --jsonl, --text, --decode were given
