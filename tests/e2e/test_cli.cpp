@@ -9,6 +9,7 @@
 #include "../unit/test_helpers.h"
 #include "format/npy.h"
 #include "format/safetensors.h"
+#include <nlohmann/json.hpp>
 
 namespace oss4 {
 namespace {
@@ -57,7 +58,7 @@ std::string copy_checkpoint(const std::string& from) {
 TEST(Cli, HelpForEveryCommand) {
   CmdResult top = run("--help");
   EXPECT_EQ(top.code, 0);
-  for (const char* cmd : {"synth", "generate", "logits", "info"}) {
+  for (const char* cmd : {"synth", "generate", "logits", "info", "tokenize", "compare"}) {
     EXPECT_NE(top.out.find(cmd), std::string::npos);
     CmdResult r = run(std::string(cmd) + " --help");
     EXPECT_EQ(r.code, 0) << cmd;
@@ -277,6 +278,29 @@ TEST(Cli, TextPromptAndTokenizerFilesFromSynth) {
   EXPECT_EQ(text.out, dec.out + "\n");
   expect_clean_error(run("generate -m " + dir + " -n 2"), "exactly one of --ids and --prompt");
   expect_clean_error(run("generate -m " + dir + " --prompt \"$(printf '\\377\\376')\" -n 2"), "invalid UTF-8");
+}
+
+}  // namespace
+}  // namespace oss4
+
+namespace oss4 {
+namespace {
+
+TEST(Cli, CompareLayoutsAndModels) {
+  const std::string g = kGolden + "/c1/";
+  CmdResult same = run("compare -m " + g + "mxfp4 -m " + g + "bf16 --ids 1,2,3,4,5,6,7,8 --json -q");
+  ASSERT_EQ(same.code, 0) << same.err;
+  auto j = nlohmann::json::parse(same.out);
+  EXPECT_EQ(j["n_positions"], 8);
+  EXPECT_LT(j["mean_kl"].get<double>(), 1e-9) << "MXFP4 and BF16 layouts hold the same weights";
+  EXPECT_EQ(j["top1_agreement"].get<double>(), 1.0);
+  CmdResult diff = run("compare -m " + g + "mxfp4 -m " + kGolden + "/c3/mxfp4 --ids 1,2,3 -q");
+  expect_clean_error(diff, "vocabulary sizes differ");
+  CmdResult table = run("compare -m " + g + "mxfp4 -m " + g + "bf16 --ids 1,2,3 --per-position -q");
+  ASSERT_EQ(table.code, 0) << table.err;
+  EXPECT_NE(table.out.find("| 2 |"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("top-1 agreement  100.00%"), std::string::npos) << table.out;
+  expect_clean_error(run("compare -m " + g + "mxfp4 -m " + g + "bf16 --ids 1 --text hi"), "at most one");
 }
 
 }  // namespace

@@ -14,6 +14,7 @@ void add_synth(CLI::App& app, int* rc);
 void add_generate(CLI::App& app, int* rc);
 void add_logits(CLI::App& app, int* rc);
 void add_info(CLI::App& app, int* rc);
+void add_compare(CLI::App& app, int* rc);
 void add_tokenize(CLI::App& app, int* rc);
 
 // prints "oss4: error: <message>" on one line and returns the exit code for it.
