@@ -1,5 +1,6 @@
 #include "core/mapped_file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -112,6 +113,51 @@ Status write_file_atomic(const std::string& path, const void* data, size_t n) {
     return error(path + ": cannot rename into place: " + std::strerror(e));
   }
   return ok_status();
+}
+
+namespace {
+bool dir_is_empty(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return false;
+  bool empty = true;
+  while (dirent* e = readdir(d)) {
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) empty = false;
+  }
+  closedir(d);
+  return empty;
+}
+
+// removes the files of a directory this process made, then the directory (no recursion: outputs are flat).
+void remove_flat_dir(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return;
+  while (dirent* e = readdir(d)) {
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) ::unlink((dir + "/" + e->d_name).c_str());
+  }
+  closedir(d);
+  ::rmdir(dir.c_str());
+}
+}  // namespace
+
+Status write_directory_atomic(const std::string& out_dir, const std::function<Status(const std::string& tmp_dir)>& fill) {
+  std::string out = out_dir;
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  if (out.empty()) return error("no output directory given");
+  const bool exists = is_directory(out);
+  if (exists && !dir_is_empty(out)) return error(out + ": exists and is not empty; refusing to overwrite it");
+  if (!exists && file_exists(out)) return error(out + ": exists and is a file");
+  const std::string tmp = out + ".tmp." + std::to_string(getpid());
+  if (::mkdir(tmp.c_str(), 0755) != 0) return error(tmp + ": cannot create: " + std::strerror(errno));
+  Status s = fill(tmp);
+  if (s.ok() && exists && ::rmdir(out.c_str()) != 0) s = error(out + ": cannot replace the empty directory: " + std::strerror(errno));
+  if (s.ok() && std::rename(tmp.c_str(), out.c_str()) != 0) s = error(out + ": cannot rename into place: " + std::strerror(errno));
+  if (!s.ok()) remove_flat_dir(tmp);
+  return s;
+}
+
+Status copy_file_atomic(const std::string& from, const std::string& to) {
+  OSS4_ASSIGN_OR_RETURN(std::string bytes, read_text_file(from));
+  return write_file_atomic(to, bytes.data(), bytes.size());
 }
 
 bool file_exists(const std::string& path) {

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "oss4/status.h"
@@ -39,6 +40,12 @@ Result<std::string> read_text_file(const std::string& path);
 
 // writes a file atomically: path.tmp.<pid> then rename over path.
 Status write_file_atomic(const std::string& path, const void* data, size_t n);
+
+// builds a directory atomically: fill(tmp) writes into out_dir.tmp.<pid>, which is renamed to out_dir only when
+// fill succeeds (else removed). out_dir must not exist, or be an empty directory: nothing is ever overwritten.
+Status write_directory_atomic(const std::string& out_dir, const std::function<Status(const std::string& tmp_dir)>& fill);
+// copies a small file atomically (configs, tokenizer files).
+Status copy_file_atomic(const std::string& from, const std::string& to);
 
 bool file_exists(const std::string& path);
 bool is_directory(const std::string& path);

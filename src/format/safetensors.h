@@ -101,6 +101,7 @@ class SafetensorsWriter {
   Status write(const void* data, size_t n);  // appends to the current tensor
   Status finish();
   uint64_t data_bytes() const { return total_; }
+  uint64_t bytes_written() const { return written_; }
 
  private:
   Status write_raw(const void* data, size_t n);

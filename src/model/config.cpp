@@ -153,10 +153,14 @@ Status parse_config_json(const json& j, ModelConfig* cfg) {
   if (q != j.end() && !q->is_null()) {
     if (!q->is_object()) return error("'quantization_config' must be an object");
     std::string method = q->value("quant_method", "");
+    const std::string algo = q->value("quant_algo", "");
     if (method == "mxfp4") {
       cfg->quant = CheckpointQuant::kMxfp4;
+    } else if (method == "modelopt" && (algo == "NVFP4" || algo == "W4A16_NVFP4")) {
+      cfg->quant = CheckpointQuant::kModeloptNvfp4;
     } else {
-      return error("quantization_config.quant_method '" + method + "' is not supported yet (supported: mxfp4)");
+      return error("quantization_config quant_method '" + method + "'" + (algo.empty() ? "" : " quant_algo '" + algo + "'") +
+                   " is not supported yet (supported: mxfp4; modelopt NVFP4, W4A16_NVFP4)");
     }
     auto m = q->find("modules_to_not_convert");
     if (m != q->end() && m->is_array())
@@ -188,6 +192,8 @@ Status validate(const ModelConfig& c) {
   if (!(c.swiglu_limit > 0)) return bad("'swiglu_limit' must be positive");
   if (c.quant == CheckpointQuant::kMxfp4 && (c.n_embd % 32 != 0 || c.n_ff % 32 != 0))
     return bad("MXFP4 experts need hidden_size and intermediate_size divisible by 32");
+  if (c.quant == CheckpointQuant::kModeloptNvfp4 && (c.n_embd % 16 != 0 || c.n_ff % 16 != 0 || c.q_dim() % 16 != 0))
+    return bad("NVFP4 weights need hidden_size, intermediate_size and the attention width divisible by 16");
   // guard sizes so products stay far from overflow.
   if (c.n_embd > (1 << 20) || c.n_vocab > (1 << 24) || c.n_layers > 4096 || c.n_experts > 4096 || c.n_ff > (1 << 20) ||
       c.n_heads > 4096 || c.head_dim > 4096)

@@ -22,7 +22,8 @@ struct RopeConfig {
 };
 
 // the checkpoint's expert storage, from quantization_config.
-enum class CheckpointQuant { kNone, kMxfp4 };
+// kModeloptNvfp4: ModelOpt's exported NVFP4 (quant_method "modelopt", quant_algo NVFP4 or W4A16_NVFP4).
+enum class CheckpointQuant { kNone, kMxfp4, kModeloptNvfp4 };
 
 struct ModelConfig {
   int64_t n_layers = 0;

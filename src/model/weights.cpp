@@ -1,5 +1,7 @@
 #include "model/weights.h"
 
+#include <cmath>
+
 #include "quant/float_formats.h"
 
 namespace oss4 {
@@ -9,6 +11,7 @@ const char* weight_type_name(WeightType t) {
     case WeightType::kF32: return "f32";
     case WeightType::kBF16: return "bf16";
     case WeightType::kMxfp4: return "mxfp4";
+    case WeightType::kNvfp4: return "nvfp4";
   }
   return "?";
 }
@@ -19,6 +22,7 @@ size_t LinearWeight::nbytes() const {
     case WeightType::kF32: return n * 4;
     case WeightType::kBF16: return n * 2;
     case WeightType::kMxfp4: return n / 2 + n / 32;
+    case WeightType::kNvfp4: return n / 2 + n / 16;
   }
   return 0;
 }
@@ -33,6 +37,8 @@ size_t ModelWeights::weight_bytes_per_token() const {
 }
 
 namespace {
+
+enum class ExpertForm { kBf16, kMxfp4, kNvfp4 };
 
 std::string lname(int64_t l, const std::string& rest) { return "model.layers." + std::to_string(l) + "." + rest; }
 
@@ -71,6 +77,75 @@ Result<LinearWeight> load_dense(const TensorStore& st, const std::string& name, 
     return error(*t->path + ": tensor '" + name + "' has dtype " + dtype_name(t->dtype) + ", expected BF16 or F32");
   }
   return w;
+}
+
+// an f32 scalar stored as [] or [1] (ModelOpt writes 0-d tensors), or per expert [n] when n > 0.
+Result<std::vector<float>> load_scale2(const TensorStore& st, const std::string& name, int64_t n_per) {
+  OSS4_ASSIGN_OR_RETURN(const TensorView* t, st.require(name));
+  const int64_t n = t->numel();
+  if (t->dtype != DType::kF32 || t->shape.size() > 1 || !(n == 1 || (n_per > 0 && n == n_per)))
+    return error(*t->path + ": tensor '" + name + "' is " + shape_str(t->shape) + " " + dtype_name(t->dtype) + ", expected a F32 scalar");
+  std::vector<float> v(reinterpret_cast<const float*>(t->data), reinterpret_cast<const float*>(t->data) + n);
+  for (float x : v)
+    if (!(x > 0.0f) || !std::isfinite(x)) return error(*t->path + ": tensor '" + name + "' = " + std::to_string(x) + " is not a positive finite scale");
+  return v;
+}
+
+// E4M3 block scales: NaN bytes (0x7f, 0xff) or negative scales mean a broken export.
+Status check_e4m3_scales(const TensorView& t) {
+  for (size_t i = 0; i < t.nbytes; ++i) {
+    const uint8_t b = t.data[i];
+    if ((b & 0x7f) == 0x7f || (b & 0x80) != 0)
+      return error(*t.path + ": tensor '" + t.name + "' holds an invalid E4M3 block scale 0x" + std::to_string(b) + " at element " + std::to_string(i));
+  }
+  return ok_status();
+}
+
+// ModelOpt's exported NVFP4 linear: base.weight U8 [n_out, n_in/2], base.weight_scale F8_E4M3 [n_out, n_in/16],
+// base.weight_scale_2 F32 []; base.input_scale is for W4A4 and not used (activations stay f32).
+Result<LinearWeight> load_nvfp4_linear(const TensorStore& st, const std::string& base, int64_t n_out, int64_t n_in) {
+  OSS4_ASSIGN_OR_RETURN(const TensorView* w, st.require(base + ".weight", DType::kU8, {n_out, n_in / 2}));
+  OSS4_ASSIGN_OR_RETURN(const TensorView* s, st.require(base + ".weight_scale", DType::kF8E4M3, {n_out, n_in / 16}));
+  OSS4_TRY(check_e4m3_scales(*s));
+  OSS4_ASSIGN_OR_RETURN(std::vector<float> s2, load_scale2(st, base + ".weight_scale_2", 0));
+  LinearWeight lw;
+  lw.type = WeightType::kNvfp4;
+  lw.n_out = n_out;
+  lw.n_in = n_in;
+  lw.data = w->data;
+  lw.scales = s->data;
+  lw.scale2 = s2[0];
+  lw.name = base + ".weight";
+  return lw;
+}
+
+// a linear layer in whichever form the checkpoint has: NVFP4 when base.weight_scale exists, else BF16/F32.
+Result<LinearWeight> load_linear(const TensorStore& st, const std::string& base, int64_t n_out, int64_t n_in) {
+  if (st.has(base + ".weight_scale")) return load_nvfp4_linear(st, base, n_out, n_in);
+  return load_dense(st, base + ".weight", n_out, n_in);
+}
+
+// ModelOpt's exported NVFP4 experts (input-major, as the export transposes back): name U8 [E, n_in/2, n_out],
+// name_weight_scale F8_E4M3 [E, n_in/16, n_out], name_weight_scale_2 F32 [] (one per layer, or one per expert).
+Status load_nvfp4_experts(const TensorStore& st, const std::string& name, int64_t n_exp, int64_t n_out, int64_t n_in,
+                          std::vector<LinearWeight>* out) {
+  OSS4_ASSIGN_OR_RETURN(const TensorView* w, st.require(name, DType::kU8, {n_exp, n_in / 2, n_out}));
+  OSS4_ASSIGN_OR_RETURN(const TensorView* s, st.require(name + "_weight_scale", DType::kF8E4M3, {n_exp, n_in / 16, n_out}));
+  OSS4_TRY(check_e4m3_scales(*s));
+  OSS4_ASSIGN_OR_RETURN(std::vector<float> s2, load_scale2(st, name + "_weight_scale_2", n_exp));
+  for (int64_t e = 0; e < n_exp; ++e) {
+    LinearWeight lw;
+    lw.type = WeightType::kNvfp4;
+    lw.n_out = n_out;
+    lw.n_in = n_in;
+    lw.in_major = true;
+    lw.data = w->data + static_cast<size_t>(e * n_in / 2 * n_out);
+    lw.scales = s->data + static_cast<size_t>(e * n_in / 16 * n_out);
+    lw.scale2 = s2.size() == 1 ? s2[0] : s2[static_cast<size_t>(e)];
+    lw.name = name + "[" + std::to_string(e) + "]";
+    out->push_back(lw);
+  }
+  return ok_status();
 }
 
 // HF MXFP4 experts: name_blocks [E, n_out, n_in/32, 16] U8 and name_scales [E, n_out, n_in/32] U8.
@@ -129,15 +204,15 @@ Status load_bf16_experts(const TensorStore& st, const std::string& name, int64_t
   return ok_status();
 }
 
-Status load_layer(const TensorStore& st, const ModelConfig& c, int64_t l, bool mxfp4, LayerWeights* L) {
+Status load_layer(const TensorStore& st, const ModelConfig& c, int64_t l, ExpertForm form, LayerWeights* L) {
   const int64_t H = c.n_embd, E = c.n_experts, F = c.n_ff;
   L->kind = c.layer_types[static_cast<size_t>(l)];
   OSS4_ASSIGN_OR_RETURN(L->attn_norm, load_vector(st, lname(l, "input_layernorm.weight"), {H}));
   OSS4_ASSIGN_OR_RETURN(L->mlp_norm, load_vector(st, lname(l, "post_attention_layernorm.weight"), {H}));
-  OSS4_ASSIGN_OR_RETURN(L->wq, load_dense(st, lname(l, "self_attn.q_proj.weight"), c.q_dim(), H));
-  OSS4_ASSIGN_OR_RETURN(L->wk, load_dense(st, lname(l, "self_attn.k_proj.weight"), c.kv_dim(), H));
-  OSS4_ASSIGN_OR_RETURN(L->wv, load_dense(st, lname(l, "self_attn.v_proj.weight"), c.kv_dim(), H));
-  OSS4_ASSIGN_OR_RETURN(L->wo, load_dense(st, lname(l, "self_attn.o_proj.weight"), H, c.q_dim()));
+  OSS4_ASSIGN_OR_RETURN(L->wq, load_linear(st, lname(l, "self_attn.q_proj"), c.q_dim(), H));
+  OSS4_ASSIGN_OR_RETURN(L->wk, load_linear(st, lname(l, "self_attn.k_proj"), c.kv_dim(), H));
+  OSS4_ASSIGN_OR_RETURN(L->wv, load_linear(st, lname(l, "self_attn.v_proj"), c.kv_dim(), H));
+  OSS4_ASSIGN_OR_RETURN(L->wo, load_linear(st, lname(l, "self_attn.o_proj"), H, c.q_dim()));
   if (c.attention_bias) {
     OSS4_ASSIGN_OR_RETURN(L->bq, load_vector(st, lname(l, "self_attn.q_proj.bias"), {c.q_dim()}));
     OSS4_ASSIGN_OR_RETURN(L->bk, load_vector(st, lname(l, "self_attn.k_proj.bias"), {c.kv_dim()}));
@@ -145,13 +220,16 @@ Status load_layer(const TensorStore& st, const ModelConfig& c, int64_t l, bool m
     OSS4_ASSIGN_OR_RETURN(L->bo, load_vector(st, lname(l, "self_attn.o_proj.bias"), {H}));
   }
   OSS4_ASSIGN_OR_RETURN(L->sinks, load_vector(st, lname(l, "self_attn.sinks"), {c.n_heads}));
-  OSS4_ASSIGN_OR_RETURN(L->router, load_dense(st, lname(l, "mlp.router.weight"), E, H));
+  OSS4_ASSIGN_OR_RETURN(L->router, load_linear(st, lname(l, "mlp.router"), E, H));
   OSS4_ASSIGN_OR_RETURN(L->router_bias, load_vector(st, lname(l, "mlp.router.bias"), {E}));
   OSS4_ASSIGN_OR_RETURN(L->gate_up_bias, load_vector(st, lname(l, "mlp.experts.gate_up_proj_bias"), {E, 2 * F}));
   OSS4_ASSIGN_OR_RETURN(L->down_bias, load_vector(st, lname(l, "mlp.experts.down_proj_bias"), {E, H}));
-  if (mxfp4) {
+  if (form == ExpertForm::kMxfp4) {
     OSS4_TRY(load_mxfp4_experts(st, lname(l, "mlp.experts.gate_up_proj"), E, 2 * F, H, &L->gate_up));
     OSS4_TRY(load_mxfp4_experts(st, lname(l, "mlp.experts.down_proj"), E, H, F, &L->down));
+  } else if (form == ExpertForm::kNvfp4) {
+    OSS4_TRY(load_nvfp4_experts(st, lname(l, "mlp.experts.gate_up_proj"), E, 2 * F, H, &L->gate_up));
+    OSS4_TRY(load_nvfp4_experts(st, lname(l, "mlp.experts.down_proj"), E, H, F, &L->down));
   } else {
     OSS4_TRY(load_bf16_experts(st, lname(l, "mlp.experts.gate_up_proj"), E, 2 * F, H, &L->gate_up));
     OSS4_TRY(load_bf16_experts(st, lname(l, "mlp.experts.down_proj"), E, H, F, &L->down));
@@ -167,14 +245,23 @@ Result<ModelWeights> load_model(const std::string& dir, const ProgressFn& progre
   OSS4_ASSIGN_OR_RETURN(m.store, TensorStore::open_dir(dir));
   const ModelConfig& c = m.cfg;
   m.rope = rope_table_init(c);
-  const bool mxfp4 = m.store.has(lname(0, "mlp.experts.gate_up_proj_blocks"));
-  if (!mxfp4 && !m.store.has(lname(0, "mlp.experts.gate_up_proj"))) {
+  // the expert form is read off the tensors (configs of third-party exports vary; the tensors do not lie)
+  ExpertForm form = ExpertForm::kBf16;
+  if (m.store.has(lname(0, "mlp.experts.gate_up_proj_blocks"))) {
+    form = ExpertForm::kMxfp4;
+  } else if (m.store.has(lname(0, "mlp.experts.gate_up_proj_weight_scale"))) {
+    form = ExpertForm::kNvfp4;
+  }
+  const bool mxfp4 = form == ExpertForm::kMxfp4;
+  if (form == ExpertForm::kBf16 && !m.store.has(lname(0, "mlp.experts.gate_up_proj"))) {
     return error(dir + ": found neither MXFP4 experts ('" + lname(0, "mlp.experts.gate_up_proj_blocks") + "') nor BF16 experts ('" +
                  lname(0, "mlp.experts.gate_up_proj") + "')");
   }
   if (mxfp4 && (c.n_embd % 32 != 0 || c.n_ff % 32 != 0))
     return error(dir + ": MXFP4 experts need hidden_size and intermediate_size divisible by 32");
-  m.checkpoint_kind = mxfp4 ? "mxfp4" : "bf16";
+  m.checkpoint_kind = mxfp4 ? "mxfp4" : form == ExpertForm::kNvfp4 ? "nvfp4" : "bf16";
+  if (form == ExpertForm::kNvfp4 && (c.n_embd % 16 != 0 || c.n_ff % 16 != 0))
+    return error(dir + ": NVFP4 experts need hidden_size and intermediate_size divisible by 16");
   OSS4_ASSIGN_OR_RETURN(m.embed, load_dense(m.store, "model.embed_tokens.weight", c.n_vocab, c.n_embd));
   if (c.tie_word_embeddings && !m.store.has("lm_head.weight")) {
     m.lm_head = m.embed;
@@ -184,7 +271,7 @@ Result<ModelWeights> load_model(const std::string& dir, const ProgressFn& progre
   OSS4_ASSIGN_OR_RETURN(m.final_norm, load_vector(m.store, "model.norm.weight", {c.n_embd}));
   m.layers.resize(static_cast<size_t>(c.n_layers));
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    OSS4_TRY(load_layer(m.store, c, l, mxfp4, &m.layers[static_cast<size_t>(l)]));
+    OSS4_TRY(load_layer(m.store, c, l, form, &m.layers[static_cast<size_t>(l)]));
     if (progress) progress(l + 1, c.n_layers);
   }
   return m;

@@ -17,6 +17,8 @@ enum class WeightType {
   kF32,    // data: [n_out, n_in] f32
   kBF16,   // data: [n_out, n_in] bf16, or [n_in, n_out] when in_major
   kMxfp4,  // data: [n_out, n_in/32, 16] u8 (low nibble = even column), scales: [n_out, n_in/32] e8m0
+  kNvfp4,  // data: [n_out, n_in/2] u8 (low nibble = even column), scales: [n_out, n_in/16] e4m3, times scale2;
+           // in_major (ModelOpt's exported experts): data [n_in/2, n_out], scales [n_in/16, n_out]
 };
 
 const char* weight_type_name(WeightType t);
@@ -27,8 +29,9 @@ struct LinearWeight {
   int64_t n_out = 0, n_in = 0;
   bool in_major = false;            // BF16 HF expert layout, h @ W: element (o, i) at data[i * n_out + o]
   const uint8_t* data = nullptr;
-  const uint8_t* scales = nullptr;  // MXFP4 block scales
+  const uint8_t* scales = nullptr;  // MXFP4 / NVFP4 block scales
   std::string name;                 // checkpoint tensor it came from, for errors
+  float scale2 = 1.0f;              // NVFP4 per-tensor scale (weight_scale_2)
 
   size_t nbytes() const;  // bytes a full pass over the weight reads
 };

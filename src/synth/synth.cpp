@@ -1,20 +1,16 @@
 #include "synth/synth.h"
 
-#include <dirent.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstring>
-#include <nlohmann/json.hpp>
+#include <functional>
+#include <numeric>
 #include <tuple>
 #include <vector>
 
 #include "backend/cpu/kernels_ref.h"
 #include "core/mapped_file.h"
-#include "format/safetensors.h"
+#include "format/checkpoint_writer.h"
 #include "quant/float_formats.h"
 #include "text/tokenizer.h"
 
@@ -69,11 +65,6 @@ struct Plan {
   Gen gen;
   float mean = 0.0f, std = 0.0f;
   std::string base;  // experts: "model.layers.L.mlp.experts.gate_up_proj"
-  uint64_t bytes() const {
-    uint64_t n = dtype_size(dtype);
-    for (int64_t d : shape) n *= static_cast<uint64_t>(d);
-    return n;
-  }
 };
 
 // E2M1 magnitude codes 0..7 drawn as trained weights fall inside a block scaled to its max (most small).
@@ -152,21 +143,16 @@ std::vector<Plan> plan_tensors(const ModelConfig& c, bool mxfp4) {
   return p;
 }
 
-Status write_tensor(const Plan& t, uint64_t seed, SafetensorsWriter& w, const ProgressFn& progress, int64_t* done, int64_t total) {
-  auto report = [&](size_t n) {
-    *done += static_cast<int64_t>(n);
-    if (progress) progress(*done, total);
-  };
+Status write_tensor(const Plan& t, uint64_t seed, SafetensorsWriter& w) {
   switch (t.gen) {
     case Gen::kNormal: {
       Rng r(seed, t.name);
-      const uint64_t n = t.bytes() / 2;
+      const uint64_t n = static_cast<uint64_t>(std::accumulate(t.shape.begin(), t.shape.end(), int64_t{1}, std::multiplies<>()));
       std::vector<uint16_t> buf(1 << 20);  // [<=1M] bf16 chunk
       for (uint64_t i = 0; i < n;) {
         const size_t m = static_cast<size_t>(std::min<uint64_t>(buf.size(), n - i));
         for (size_t j = 0; j < m; ++j) buf[j] = f32_to_bf16(t.mean + t.std * r.normal());
         OSS4_TRY(w.write(buf.data(), m * 2));
-        report(m * 2);
         i += m;
       }
       return ok_status();
@@ -184,7 +170,6 @@ Status write_tensor(const Plan& t, uint64_t seed, SafetensorsWriter& w, const Pr
           gen_scales(r, rows, groups, buf.data());
         }
         OSS4_TRY(w.write(buf.data(), per));
-        report(per);
       }
       return ok_status();
     }
@@ -203,7 +188,6 @@ Status write_tensor(const Plan& t, uint64_t seed, SafetensorsWriter& w, const Pr
           for (int64_t i = 0; i < n_in; ++i) out[static_cast<size_t>(i * n_out + o)] = f32_to_bf16(row[static_cast<size_t>(i)]);
         }
         OSS4_TRY(w.write(out.data(), out.size() * 2));
-        report(out.size() * 2);
       }
       return ok_status();
     }
@@ -211,63 +195,13 @@ Status write_tensor(const Plan& t, uint64_t seed, SafetensorsWriter& w, const Pr
   return ok_status();
 }
 
-bool dir_is_empty(const std::string& dir) {
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return false;
-  bool empty = true;
-  while (dirent* e = readdir(d)) {
-    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) empty = false;
-  }
-  closedir(d);
-  return empty;
-}
-
-void remove_tree(const std::string& dir) {
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return;
-  while (dirent* e = readdir(d)) {
-    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) ::unlink((dir + "/" + e->d_name).c_str());
-  }
-  closedir(d);
-  ::rmdir(dir.c_str());
-}
-
 Status write_all(const SynthOptions& opt, const std::string& tmp, const ProgressFn& progress) {
   const std::vector<Plan> plan = plan_tensors(opt.cfg, opt.mxfp4);
-  // shards in order, each up to shard_bytes (a tensor never splits)
-  std::vector<std::vector<const Plan*>> shards(1);
-  uint64_t in_shard = 0, total = 0;
-  for (const auto& t : plan) {
-    if (in_shard > 0 && in_shard + t.bytes() > opt.shard_bytes) {
-      shards.emplace_back();
-      in_shard = 0;
-    }
-    shards.back().push_back(&t);
-    in_shard += t.bytes();
-    total += t.bytes();
+  std::vector<TensorPlan> tensors;
+  for (const Plan& t : plan) {
+    tensors.push_back({t.name, t.dtype, t.shape, [&t, &opt](SafetensorsWriter& w) { return write_tensor(t, opt.seed, w); }});
   }
-  nlohmann::json weight_map = nlohmann::json::object();
-  int64_t done = 0;
-  for (size_t s = 0; s < shards.size(); ++s) {
-    char fname[64];
-    // the converter's zero-based naming, as the released gpt-oss files have it (3 files "-of-00002").
-    std::snprintf(fname, sizeof fname, "model-%05zu-of-%05zu.safetensors", s, shards.size() - 1);
-    const std::string file = shards.size() == 1 ? "model.safetensors" : fname;
-    SafetensorsWriter w(tmp + "/" + file);
-    w.set_metadata("format", "pt");
-    for (const Plan* t : shards[s]) {
-      w.declare(t->name, t->dtype, t->shape);
-      weight_map[t->name] = file;
-    }
-    OSS4_TRY(w.begin());
-    for (const Plan* t : shards[s]) OSS4_TRY(write_tensor(*t, opt.seed, w, progress, &done, static_cast<int64_t>(total)));
-    OSS4_TRY(w.finish());
-  }
-  if (shards.size() > 1) {
-    nlohmann::json idx = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-    std::string text = idx.dump(2) + "\n";
-    OSS4_TRY(write_file_atomic(tmp + "/model.safetensors.index.json", text.data(), text.size()));
-  }
+  OSS4_TRY(write_checkpoint_tensors(tmp, tensors, opt.shard_bytes, progress));
   std::string cfg = model_config_to_json(opt.cfg, opt.mxfp4);
   OSS4_TRY(write_file_atomic(tmp + "/config.json", cfg.data(), cfg.size()));
   std::string gen = generation_config_to_json(opt.cfg);
@@ -283,21 +217,9 @@ Status write_all(const SynthOptions& opt, const std::string& tmp, const Progress
 }  // namespace
 
 Status synth_checkpoint(const SynthOptions& opt, const ProgressFn& progress) {
-  std::string out = opt.out_dir;
-  while (out.size() > 1 && out.back() == '/') out.pop_back();
-  if (out.empty()) return error("no output directory given");
-  const bool exists = is_directory(out);
-  if (exists && !dir_is_empty(out)) return error(out + ": exists and is not empty; refusing to overwrite it");
-  if (!exists && file_exists(out)) return error(out + ": exists and is a file");
   if (opt.mxfp4 && (opt.cfg.n_embd % 32 != 0 || opt.cfg.n_ff % 32 != 0))
     return error("MXFP4 experts need hidden_size and intermediate_size divisible by 32");
-  const std::string tmp = out + ".tmp." + std::to_string(getpid());
-  if (::mkdir(tmp.c_str(), 0755) != 0) return error(tmp + ": cannot create: " + std::strerror(errno));
-  Status s = write_all(opt, tmp, progress);
-  if (s.ok() && exists && ::rmdir(out.c_str()) != 0) s = error(out + ": cannot replace the empty directory: " + std::strerror(errno));
-  if (s.ok() && std::rename(tmp.c_str(), out.c_str()) != 0) s = error(out + ": cannot rename into place: " + std::strerror(errno));
-  if (!s.ok()) remove_tree(tmp);
-  return s;
+  return write_directory_atomic(opt.out_dir, [&](const std::string& tmp) { return write_all(opt, tmp, progress); });
 }
 
 }  // namespace oss4

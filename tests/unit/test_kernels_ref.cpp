@@ -1,11 +1,13 @@
 // The scalar reference kernels against plain double-precision formulas written out here, and the spec's cross-checks.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
 #include "backend/cpu/kernels_ref.h"
 #include "quant/float_formats.h"
+#include "quant/nvfp4.h"
 
 namespace oss4 {
 namespace {
@@ -58,6 +60,41 @@ TEST(KernelsRef, LinearAllLayoutsAgreeWithDouble) {
       }
   }
   EXPECT_EQ(mx.nbytes(), static_cast<size_t>(n_out * n_in / 2 + n_out * n_in / 32));
+}
+
+// NVFP4 in both orientations against the codec's own row decode and a double matmul.
+TEST(KernelsRef, Nvfp4LinearBothOrientations) {
+  const int64_t n_out = 24, n_in = 48, n_tok = 2;
+  auto w = randn(static_cast<size_t>(n_out * n_in), 11, 0.05f);
+  auto x = randn(static_cast<size_t>(n_tok * n_in), 12);
+  auto bias = randn(static_cast<size_t>(n_out), 13);
+  float amax = 0;
+  for (float v : w) amax = std::max(amax, std::fabs(v));
+  std::vector<uint8_t> packed(static_cast<size_t>(n_out * n_in / 2)), scales(static_cast<size_t>(n_out * n_in / 16));
+  float s2 = 0;
+  ASSERT_TRUE(nvfp4_quantize_ref(w.data(), n_out, n_in, amax, packed.data(), scales.data(), &s2, "w").ok());
+  std::vector<float> dq(w.size());  // [n_out, n_in] decoded
+  for (int64_t o = 0; o < n_out; ++o)
+    nvfp4_decode_row_ref(packed.data() + o * n_in / 2, scales.data() + o * n_in / 16, s2, n_in, dq.data() + o * n_in);
+  // ModelOpt's exported expert orientation: bytes [n_in/2, n_out], scales [n_in/16, n_out]
+  std::vector<uint8_t> packed_t(packed.size()), scales_t(scales.size());
+  for (int64_t o = 0; o < n_out; ++o) {
+    for (int64_t j = 0; j < n_in / 2; ++j) packed_t[static_cast<size_t>(j * n_out + o)] = packed[static_cast<size_t>(o * n_in / 2 + j)];
+    for (int64_t b = 0; b < n_in / 16; ++b) scales_t[static_cast<size_t>(b * n_out + o)] = scales[static_cast<size_t>(o * n_in / 16 + b)];
+  }
+  LinearWeight rows{WeightType::kNvfp4, n_out, n_in, false, packed.data(), scales.data(), "rows", s2};
+  LinearWeight cols{WeightType::kNvfp4, n_out, n_in, true, packed_t.data(), scales_t.data(), "cols", s2};
+  EXPECT_EQ(rows.nbytes(), static_cast<size_t>(n_out * n_in / 2 + n_out * n_in / 16));
+  for (const LinearWeight* lw : {&rows, &cols}) {
+    std::vector<float> y(static_cast<size_t>(n_tok * n_out));
+    f32_linear_ref(*lw, x.data(), n_tok, bias.data(), y.data());
+    for (int64_t t = 0; t < n_tok; ++t)
+      for (int64_t o = 0; o < n_out; ++o) {
+        double want = bias[static_cast<size_t>(o)];
+        for (int64_t i = 0; i < n_in; ++i) want += static_cast<double>(dq[static_cast<size_t>(o * n_in + i)]) * x[static_cast<size_t>(t * n_in + i)];
+        EXPECT_NEAR(y[static_cast<size_t>(t * n_out + o)], want, 1e-5 * (1 + std::fabs(want))) << lw->name;
+      }
+  }
 }
 
 TEST(KernelsRef, RmsNorm) {

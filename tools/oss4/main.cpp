@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   oss4::cli::add_logits(app, &rc);
   oss4::cli::add_info(app, &rc);
   oss4::cli::add_compare(app, &rc);
+  oss4::cli::add_quantize(app, &rc);
   oss4::cli::add_tokenize(app, &rc);
   try {
     app.parse(argc, argv);

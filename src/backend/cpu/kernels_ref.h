@@ -17,6 +17,8 @@ void f32_linear_ref(const LinearWeight& w, const float* x, int64_t n_tok, const 
 void f32_f32w_matmul_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y);
 void f32_bf16w_matmul_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y);
 void f32_mxfp4w_matmul_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y);
+// NVFP4 in both orientations; [n_out, n_in/2] goes to f32_nvfp4w_matmul_ref of nvfp4_ref.h.
+void f32_nvfp4w_linear_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y);
 
 // rows of an embedding table: ids [n_tok] -> out [n_tok, n_embd] f32. ids must be in range.
 void f32_embed_rows_ref(const LinearWeight& table, const int32_t* ids, int64_t n_tok, float* out);

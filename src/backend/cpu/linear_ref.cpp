@@ -1,6 +1,7 @@
 #include <vector>
 
 #include "backend/cpu/kernels_ref.h"
+#include "backend/cpu/nvfp4_ref.h"
 #include "quant/float_formats.h"
 
 namespace oss4 {
@@ -83,11 +84,37 @@ void f32_mxfp4w_matmul_ref(const LinearWeight& w, const float* x, int64_t n_tok,
   });
 }
 
+void f32_nvfp4w_linear_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y) {
+  if (!w.in_major) {
+    f32_nvfp4w_matmul_ref(w.data, w.scales, w.scale2, w.n_out, w.n_in, x, n_tok, bias, y);
+    return;
+  }
+  // ModelOpt's exported expert layout: byte [j, o] holds inputs 2j (low) and 2j+1 (high) of output o; the block
+  // factor f32(e4m3(s) * scale2) is rounded once per block, as nvfp4_decode_row_ref does.
+  std::vector<float> factor(static_cast<size_t>(w.n_out));  // [n_out] block factors of one input block
+  for (int64_t t = 0; t < n_tok; ++t) {
+    float* yt = y + t * w.n_out;
+    const float* xt = x + t * w.n_in;
+    for (int64_t o = 0; o < w.n_out; ++o) yt[o] = 0.0f;
+    for (int64_t b = 0; b < w.n_in / 16; ++b) {
+      for (int64_t o = 0; o < w.n_out; ++o) factor[o] = e4m3_to_f32(w.scales[b * w.n_out + o]) * w.scale2;
+      for (int64_t j = b * 8; j < b * 8 + 8; ++j) {
+        const uint8_t* row = w.data + j * w.n_out;
+        const float x0 = xt[2 * j], x1 = xt[2 * j + 1];
+        for (int64_t o = 0; o < w.n_out; ++o)
+          yt[o] += (x0 * kE2m1Lut[row[o] & 15] + x1 * kE2m1Lut[row[o] >> 4]) * factor[o];
+      }
+    }
+    add_bias(bias, w.n_out, yt);
+  }
+}
+
 void f32_linear_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y) {
   switch (w.type) {
     case WeightType::kF32: f32_f32w_matmul_ref(w, x, n_tok, bias, y); return;
     case WeightType::kBF16: f32_bf16w_matmul_ref(w, x, n_tok, bias, y); return;
     case WeightType::kMxfp4: f32_mxfp4w_matmul_ref(w, x, n_tok, bias, y); return;
+    case WeightType::kNvfp4: f32_nvfp4w_linear_ref(w, x, n_tok, bias, y); return;
   }
 }
 

@@ -1,0 +1,399 @@
+#include "quant/quantize.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "backend/cpu/kernels_ref.h"
+#include "core/mapped_file.h"
+#include "format/checkpoint_writer.h"
+#include "quant/float_formats.h"
+#include "quant/nvfp4.h"
+
+namespace oss4 {
+
+using json = nlohmann::json;
+
+void decode_weight_f32(const LinearWeight& w, float* out) {
+  const int64_t n_out = w.n_out, n_in = w.n_in;
+  auto at = [&](int64_t o, int64_t i) -> float& { return out[o * n_in + i]; };
+  switch (w.type) {
+    case WeightType::kF32:
+    case WeightType::kBF16:
+      for (int64_t o = 0; o < n_out; ++o)
+        for (int64_t i = 0; i < n_in; ++i) {
+          const int64_t k = w.in_major ? i * n_out + o : o * n_in + i;
+          at(o, i) = w.type == WeightType::kF32 ? reinterpret_cast<const float*>(w.data)[k]
+                                                : bf16_to_f32(reinterpret_cast<const uint16_t*>(w.data)[k]);
+        }
+      return;
+    case WeightType::kMxfp4:
+      for (int64_t o = 0; o < n_out; ++o) mxfp4_decode_row_ref(w.data + o * n_in / 2, w.scales + o * n_in / 32, n_in, out + o * n_in);
+      return;
+    case WeightType::kNvfp4:
+      if (!w.in_major) {
+        for (int64_t o = 0; o < n_out; ++o) nvfp4_decode_row_ref(w.data + o * n_in / 2, w.scales + o * n_in / 16, w.scale2, n_in, out + o * n_in);
+        return;
+      }
+      for (int64_t i = 0; i < n_in; ++i)
+        for (int64_t o = 0; o < n_out; ++o) {
+          const uint8_t byte = w.data[(i / 2) * n_out + o];
+          const float f = e4m3_to_f32(w.scales[(i / 16) * n_out + o]) * w.scale2;
+          at(o, i) = kE2m1Lut[i % 2 == 0 ? byte & 15 : byte >> 4] * f;
+        }
+      return;
+  }
+}
+
+namespace {
+
+// squared error of one 16-block quantized with block factor f; writes the nibbles to q[16].
+double block_sse(const float* w, float f, uint8_t* q) {
+  double e = 0;
+  for (int i = 0; i < 16; ++i) {
+    q[i] = f32_to_e2m1_rne(w[i] / f);
+    const double d = static_cast<double>(w[i]) - static_cast<double>(kE2m1Lut[q[i]] * f);
+    e += d * d;
+  }
+  return e;
+}
+
+void pack_block(const uint8_t* q, uint8_t* dst) {
+  for (int j = 0; j < 8; ++j) dst[j] = static_cast<uint8_t>(q[2 * j] | (q[2 * j + 1] << 4));
+}
+
+}  // namespace
+
+Status nvfp4_quantize_mse(const float* w, int64_t n_out, int64_t n_in, float amax, Nvfp4Matrix* out, const std::string& name) {
+  out->packed.resize(static_cast<size_t>(n_out * n_in / 2));
+  out->scales.resize(static_cast<size_t>(n_out * n_in / 16));
+  OSS4_TRY(nvfp4_quantize_ref(w, n_out, n_in, amax, out->packed.data(), out->scales.data(), &out->scale2, name));
+  uint8_t q[16], best_q[16];
+  for (int64_t o = 0; o < n_out; ++o) {
+    for (int64_t b = 0; b < n_in / 16; ++b) {
+      const float* wb = w + o * n_in + b * 16;
+      uint8_t& code = out->scales[static_cast<size_t>(o * (n_in / 16) + b)];
+      const uint8_t c0 = code;
+      double best = block_sse(wb, e4m3_to_f32(c0) * out->scale2, best_q);
+      uint8_t best_c = c0;
+      // positive E4M3 codes 0x01..0x7e are ordered by value; the amax code stays the fallback, so never worse
+      for (int c = std::max(1, c0 - 6); c <= std::min(0x7e, c0 + 2); ++c) {
+        if (c == c0) continue;
+        const double e = block_sse(wb, e4m3_to_f32(static_cast<uint8_t>(c)) * out->scale2, q);
+        if (e < best) {
+          best = e;
+          best_c = static_cast<uint8_t>(c);
+          std::copy(q, q + 16, best_q);
+        }
+      }
+      code = best_c;
+      pack_block(best_q, out->packed.data() + o * n_in / 2 + b * 8);
+    }
+  }
+  return ok_status();
+}
+
+void mxfp4_transcode(const LinearWeight& mx, int k_max, Nvfp4Matrix* out, int64_t* n_inexact, double* worst_rel_err) {
+  const int64_t n_out = mx.n_out, n_in = mx.n_in, groups = n_in / 32;
+  const int m = k_max - 8;  // scale2 = 2^m puts the largest block scale at 2^8 = 256 <= 448
+  out->scale2 = std::ldexp(1.0f, m);
+  out->packed.resize(static_cast<size_t>(n_out * n_in / 2));
+  out->scales.resize(static_cast<size_t>(n_out * n_in / 16));
+  float vals[32];
+  uint8_t q[16];
+  for (int64_t o = 0; o < n_out; ++o) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const uint8_t* blk = mx.data + (o * groups + g) * 16;
+      uint8_t* dst = out->packed.data() + o * n_in / 2 + g * 16;
+      uint8_t* sc = out->scales.data() + o * (n_in / 16) + g * 2;
+      const int d = static_cast<int>(mx.scales[o * groups + g]) - 127 - m;
+      if (d >= -9) {  // 2^d is an E4M3 value (subnormals reach 2^-9): the same nibbles, exactly
+        sc[0] = sc[1] = f32_to_e4m3_rne(std::ldexp(1.0f, d));
+        std::copy(blk, blk + 16, dst);
+        continue;
+      }
+      // below E4M3's range: quantize the block's values with a data-derived block scale, as ModelOpt falls back to
+      mxfp4_decode_row_ref(blk, mx.scales + o * groups + g, 32, vals);
+      double max_w = 0, max_err = 0;
+      for (int h = 0; h < 2; ++h) {
+        float bmax = 0;
+        for (int i = 0; i < 16; ++i) bmax = std::max(bmax, std::fabs(vals[h * 16 + i]));
+        sc[h] = nvfp4_block_scale(bmax, out->scale2);
+        const float f = e4m3_to_f32(sc[h]) * out->scale2;
+        block_sse(vals + h * 16, f, q);
+        pack_block(q, dst + h * 8);
+        for (int i = 0; i < 16; ++i) {
+          max_w = std::max(max_w, std::fabs(static_cast<double>(vals[h * 16 + i])));
+          max_err = std::max(max_err, std::fabs(static_cast<double>(vals[h * 16 + i]) - kE2m1Lut[q[i]] * f));
+        }
+      }
+      if (max_err > 0) {
+        ++*n_inexact;
+        *worst_rel_err = std::max(*worst_rel_err, max_w > 0 ? max_err / max_w : 0.0);
+      }
+    }
+  }
+}
+
+namespace {
+
+struct Quantized {
+  std::vector<uint8_t> packed, scales;  // in the on-disk layout
+  float scale2 = 0;
+};
+
+float abs_max(const std::vector<float>& v) {
+  float m = 0;
+  for (float x : v) m = std::max(m, std::fabs(x));
+  return m;
+}
+
+void add_error(const float* w, const Nvfp4Matrix& q, int64_t n_out, int64_t n_in, double* err, double* ref) {
+  std::vector<float> row(static_cast<size_t>(n_in));  // [n_in] decoded
+  for (int64_t o = 0; o < n_out; ++o) {
+    nvfp4_decode_row_ref(q.packed.data() + o * n_in / 2, q.scales.data() + o * n_in / 16, q.scale2, n_in, row.data());
+    for (int64_t i = 0; i < n_in; ++i) {
+      const double d = static_cast<double>(w[o * n_in + i]) - row[static_cast<size_t>(i)];
+      *err += d * d;
+      *ref += static_cast<double>(w[o * n_in + i]) * w[o * n_in + i];
+    }
+  }
+}
+
+void finish_report(TensorReport* r, double err, double ref) {
+  r->rel_mse = ref > 0 ? err / ref : 0.0;
+  r->snr_db = r->rel_mse > 0 ? -10.0 * std::log10(r->rel_mse) : INFINITY;
+}
+
+class Quantizer {
+ public:
+  Quantizer(const ModelWeights& m, const QuantizeOptions& opt, QuantizeReport* report) : m_(m), opt_(opt), report_(report) {}
+
+  // attention projection `base` (e.g. model.layers.3.self_attn.q_proj): [n_out, n_in/2] + [n_out, n_in/16].
+  Result<std::shared_ptr<Quantized>> linear(int64_t l, const std::string& proj, const std::string& base) {
+    if (auto it = cache_.find(base); it != cache_.end()) return it->second;
+    const LayerWeights& L = m_.layers[static_cast<size_t>(l)];
+    const LinearWeight& w = proj == "q_proj" ? L.wq : proj == "k_proj" ? L.wk : proj == "v_proj" ? L.wv : L.wo;
+    std::vector<float> f(static_cast<size_t>(w.n_out * w.n_in));  // [n_out, n_in]
+    decode_weight_f32(w, f.data());
+    float amax = abs_max(f);
+    if (proj != "o_proj") {  // q, k and v share one amax, as ModelOpt's export fuses them
+      for (const LinearWeight* o : {&L.wq, &L.wk, &L.wv}) {
+        std::vector<float> g(static_cast<size_t>(o->n_out * o->n_in));
+        decode_weight_f32(*o, g.data());
+        amax = std::max(amax, abs_max(g));
+      }
+    }
+    Nvfp4Matrix q;
+    if (opt_.method == QuantMethod::kMse) {
+      OSS4_TRY(nvfp4_quantize_mse(f.data(), w.n_out, w.n_in, amax, &q, w.name));
+    } else {
+      q.packed.resize(static_cast<size_t>(w.n_out * w.n_in / 2));
+      q.scales.resize(static_cast<size_t>(w.n_out * w.n_in / 16));
+      OSS4_TRY(nvfp4_quantize_ref(f.data(), w.n_out, w.n_in, amax, q.packed.data(), q.scales.data(), &q.scale2, w.name));
+    }
+    TensorReport r;
+    r.name = base + ".weight";
+    r.n_blocks = w.n_out * w.n_in / 16;
+    double err = 0, ref = 0;
+    add_error(f.data(), q, w.n_out, w.n_in, &err, &ref);
+    finish_report(&r, err, ref);
+    report_->tensors.push_back(r);
+    auto out = std::make_shared<Quantized>(Quantized{std::move(q.packed), std::move(q.scales), q.scale2});
+    cache_[base] = out;
+    return out;
+  }
+
+  // experts `base` (model.layers.L.mlp.experts.gate_up_proj / down_proj): [E, n_in/2, n_out] + [E, n_in/16, n_out].
+  Result<std::shared_ptr<Quantized>> experts(int64_t l, const std::string& proj, const std::string& base) {
+    if (auto it = cache_.find(base); it != cache_.end()) return it->second;
+    const LayerWeights& L = m_.layers[static_cast<size_t>(l)];
+    const std::vector<LinearWeight>& ws = proj == "gate_up_proj" ? L.gate_up : L.down;
+    const int64_t E = static_cast<int64_t>(ws.size()), n_out = ws[0].n_out, n_in = ws[0].n_in;
+    std::vector<float> f(static_cast<size_t>(n_out * n_in));  // [n_out, n_in] one expert
+    const bool transcode = opt_.method == QuantMethod::kTranscode;
+    if (transcode && ws[0].type != WeightType::kMxfp4) return error(base + ": --method transcode needs MXFP4 experts");
+    // one amax (or one exponent max) over all experts of the layer, as ModelOpt's single expert quantizer has it
+    float amax = 0;
+    int k_max = -127;
+    for (const auto& w : ws) {
+      if (transcode) {
+        for (int64_t i = 0; i < n_out * n_in / 32; ++i) k_max = std::max(k_max, static_cast<int>(w.scales[i]) - 127);
+      } else {
+        decode_weight_f32(w, f.data());
+        amax = std::max(amax, abs_max(f));
+      }
+    }
+    auto out = std::make_shared<Quantized>();
+    out->packed.resize(static_cast<size_t>(E * n_in / 2 * n_out));
+    out->scales.resize(static_cast<size_t>(E * n_in / 16 * n_out));
+    TensorReport r;
+    r.name = base;
+    r.n_blocks = E * n_out * n_in / 16;
+    double err = 0, ref = 0;
+    for (int64_t e = 0; e < E; ++e) {
+      const LinearWeight& w = ws[static_cast<size_t>(e)];
+      decode_weight_f32(w, f.data());
+      Nvfp4Matrix q;
+      if (transcode) {
+        mxfp4_transcode(w, k_max, &q, &r.n_inexact, &r.worst_block_rel_err);
+      } else if (opt_.method == QuantMethod::kMse) {
+        OSS4_TRY(nvfp4_quantize_mse(f.data(), n_out, n_in, amax, &q, w.name));
+      } else {
+        q.packed.resize(static_cast<size_t>(n_out * n_in / 2));
+        q.scales.resize(static_cast<size_t>(n_out * n_in / 16));
+        OSS4_TRY(nvfp4_quantize_ref(f.data(), n_out, n_in, amax, q.packed.data(), q.scales.data(), &q.scale2, w.name));
+      }
+      out->scale2 = q.scale2;
+      add_error(f.data(), q, n_out, n_in, &err, &ref);
+      // ModelOpt's export transposes experts back to input-major: [in/2, out] bytes, [in/16, out] scales
+      uint8_t* pk = out->packed.data() + e * n_in / 2 * n_out;
+      uint8_t* sc = out->scales.data() + e * n_in / 16 * n_out;
+      for (int64_t o = 0; o < n_out; ++o) {
+        for (int64_t j = 0; j < n_in / 2; ++j) pk[j * n_out + o] = q.packed[static_cast<size_t>(o * n_in / 2 + j)];
+        for (int64_t b = 0; b < n_in / 16; ++b) sc[b * n_out + o] = q.scales[static_cast<size_t>(o * n_in / 16 + b)];
+      }
+    }
+    finish_report(&r, err, ref);
+    report_->tensors.push_back(r);
+    cache_[base] = out;
+    return out;
+  }
+
+  void drop(const std::string& base) { cache_.erase(base); }
+
+ private:
+  const ModelWeights& m_;
+  const QuantizeOptions& opt_;
+  QuantizeReport* report_;
+  std::map<std::string, std::shared_ptr<Quantized>> cache_;  // base -> result, until its last tensor is written
+};
+
+Status write_bytes(SafetensorsWriter& w, const void* p, size_t n) { return w.write(p, n); }
+
+// splits "model.layers.12.self_attn.q_proj.weight" into layer 12 and the rest after the layer prefix.
+bool layer_of(const std::string& name, int64_t* layer, std::string* rest) {
+  const std::string pre = "model.layers.";
+  if (name.rfind(pre, 0) != 0) return false;
+  size_t dot = name.find('.', pre.size());
+  if (dot == std::string::npos) return false;
+  *layer = std::stoll(name.substr(pre.size(), dot - pre.size()));
+  *rest = name.substr(dot + 1);
+  return true;
+}
+
+json quant_config_json(const QuantizeOptions& opt) {
+  json ignore = {"lm_head", "model.embed_tokens", "model.layers.*.mlp.router"};
+  if (opt.scope == QuantScope::kExperts) ignore.push_back("model.layers.*.self_attn*");
+  return {{"config_groups",
+           {{"group_0", {{"weights", {{"dynamic", false}, {"num_bits", 4}, {"type", "float"}, {"group_size", 16}}}, {"targets", {"Linear"}}}}}},
+          {"ignore", ignore},
+          {"quant_algo", "W4A16_NVFP4"},
+          {"producer", {{"name", "oss4"}, {"version", "0.1.0"}}},
+          {"quant_method", "modelopt"}};
+}
+
+Status write_configs(const QuantizeOptions& opt, const std::string& tmp) {
+  OSS4_ASSIGN_OR_RETURN(std::string text, read_text_file(opt.in_dir + "/config.json"));
+  json cfg = json::parse(text, nullptr, false);
+  if (cfg.is_discarded()) return error(opt.in_dir + "/config.json: not well-formed JSON");
+  cfg["quantization_config"] = quant_config_json(opt);
+  std::string out = cfg.dump(2) + "\n";
+  OSS4_TRY(write_file_atomic(tmp + "/config.json", out.data(), out.size()));
+  json hf = {{"producer", {{"name", "oss4"}, {"version", "0.1.0"}}},
+             {"quantization",
+              {{"quant_algo", "W4A16_NVFP4"}, {"kv_cache_quant_algo", nullptr}, {"group_size", 16}, {"exclude_modules", cfg["quantization_config"]["ignore"]}}}};
+  out = hf.dump(2) + "\n";
+  OSS4_TRY(write_file_atomic(tmp + "/hf_quant_config.json", out.data(), out.size()));
+  for (const char* f : {"generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"}) {
+    if (file_exists(opt.in_dir + "/" + f)) OSS4_TRY(copy_file_atomic(opt.in_dir + "/" + f, tmp + "/" + f));
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Status quantize_checkpoint(const QuantizeOptions& opt, const ProgressFn& progress, QuantizeReport* report) {
+  OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_model(opt.in_dir));
+  if (m.checkpoint_kind == "nvfp4") return error(opt.in_dir + ": is already NVFP4");
+  const ModelConfig& c = m.cfg;
+  if (c.n_embd % 16 != 0 || c.n_ff % 16 != 0 || c.q_dim() % 16 != 0)
+    return error(opt.in_dir + ": NVFP4 needs hidden_size, intermediate_size and the attention width divisible by 16");
+  Quantizer qz(m, opt, report);
+  std::vector<TensorPlan> plan;
+  const bool attn = opt.scope == QuantScope::kAll;
+  for (const std::string& name : m.store.names()) {
+    const TensorView* src = m.store.find(name);
+    int64_t l = -1;
+    std::string rest;
+    const bool in_layer = layer_of(name, &l, &rest);
+    const std::string lpre = in_layer ? "model.layers." + std::to_string(l) + "." : "";
+    // attention projections
+    if (attn && in_layer && rest.size() > 16 && rest.rfind("self_attn.", 0) == 0 && rest.compare(rest.size() - 7, 7, ".weight") == 0) {
+      const std::string proj = rest.substr(10, rest.size() - 17);  // q_proj ...
+      const std::string base = lpre + "self_attn." + proj;
+      const int64_t n_out = proj == "o_proj" ? c.n_embd : proj == "q_proj" ? c.q_dim() : c.kv_dim();
+      const int64_t n_in = proj == "o_proj" ? c.q_dim() : c.n_embd;
+      plan.push_back({base + ".weight", DType::kU8, {n_out, n_in / 2}, [&qz, l, proj, base](SafetensorsWriter& w) {
+                        OSS4_ASSIGN_OR_RETURN(auto q, qz.linear(l, proj, base));
+                        return write_bytes(w, q->packed.data(), q->packed.size());
+                      }});
+      plan.push_back({base + ".weight_scale", DType::kF8E4M3, {n_out, n_in / 16}, [&qz, l, proj, base](SafetensorsWriter& w) {
+                        OSS4_ASSIGN_OR_RETURN(auto q, qz.linear(l, proj, base));
+                        return write_bytes(w, q->scales.data(), q->scales.size());
+                      }});
+      plan.push_back({base + ".weight_scale_2", DType::kF32, {}, [&qz, &m, l, proj, base, src](SafetensorsWriter& w) {
+                        OSS4_ASSIGN_OR_RETURN(auto q, qz.linear(l, proj, base));
+                        OSS4_TRY(write_bytes(w, &q->scale2, 4));
+                        qz.drop(base);
+                        m.store.release(*src);
+                        return ok_status();
+                      }});
+      continue;
+    }
+    // experts: MXFP4 (_blocks + _scales) or BF16 [E, in, out] in, ModelOpt's export layout out
+    for (const char* proj : {"gate_up_proj", "down_proj"}) {
+      const std::string base_rest = std::string("mlp.experts.") + proj;
+      if (!in_layer || !(rest == base_rest || rest == base_rest + "_blocks" || rest == base_rest + "_scales")) continue;
+      if (rest == base_rest + "_scales") {
+        rest.clear();  // written with the blocks
+        break;
+      }
+      const std::string base = lpre + base_rest;
+      const int64_t E = c.n_experts, n_out = std::string(proj) == "gate_up_proj" ? 2 * c.n_ff : c.n_embd;
+      const int64_t n_in = std::string(proj) == "gate_up_proj" ? c.n_embd : c.n_ff;
+      const std::string p = proj;
+      plan.push_back({base, DType::kU8, {E, n_in / 2, n_out}, [&qz, l, p, base](SafetensorsWriter& w) {
+                        OSS4_ASSIGN_OR_RETURN(auto q, qz.experts(l, p, base));
+                        return write_bytes(w, q->packed.data(), q->packed.size());
+                      }});
+      plan.push_back({base + "_weight_scale", DType::kF8E4M3, {E, n_in / 16, n_out}, [&qz, l, p, base](SafetensorsWriter& w) {
+                        OSS4_ASSIGN_OR_RETURN(auto q, qz.experts(l, p, base));
+                        return write_bytes(w, q->scales.data(), q->scales.size());
+                      }});
+      plan.push_back({base + "_weight_scale_2", DType::kF32, {}, [&qz, &m, l, p, base](SafetensorsWriter& w) {
+                        OSS4_ASSIGN_OR_RETURN(auto q, qz.experts(l, p, base));
+                        OSS4_TRY(write_bytes(w, &q->scale2, 4));
+                        qz.drop(base);
+                        for (const std::string& n : {base, base + "_blocks", base + "_scales"})
+                          if (const TensorView* t = m.store.find(n)) m.store.release(*t);
+                        return ok_status();
+                      }});
+      rest.clear();
+      break;
+    }
+    if (in_layer && rest.empty()) continue;
+    // everything else as it is (router, embeddings, lm_head, norms, biases, sinks)
+    plan.push_back({name, src->dtype, src->shape, [src](SafetensorsWriter& w) { return write_bytes(w, src->data, src->nbytes); }});
+  }
+  for (const auto& t : plan) report->bytes_out += static_cast<int64_t>(t.bytes());
+  report->bytes_in = static_cast<int64_t>(m.store.total_bytes());
+  return write_directory_atomic(opt.out_dir, [&](const std::string& tmp) {
+    OSS4_TRY(write_checkpoint_tensors(tmp, plan, 4800000000ull, progress));
+    return write_configs(opt, tmp);
+  });
+}
+
+}  // namespace oss4
