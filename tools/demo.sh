@@ -2,15 +2,7 @@
 # Build oss4, write the embedded tiny gpt-oss model with `oss4 synth`, and run it (the README's main job).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  pkgs="build-essential cmake ninja-build nlohmann-json3-dev libcli11-dev libgtest-dev libpcre2-dev pkg-config"
-  missing=""
-  for p in $pkgs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"; done
-  if [ -n "${missing// /}" ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-  fi
-fi
+bash tools/install_deps.sh build-essential cmake ninja-build nlohmann-json3-dev libcli11-dev libgtest-dev libpcre2-dev pkg-config
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$(nproc)" --target oss4
 model=${OSS4_DEMO_MODEL:-build/models/tiny}

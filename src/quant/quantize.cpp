@@ -386,7 +386,11 @@ Status quantize_checkpoint(const QuantizeOptions& opt, const ProgressFn& progres
     }
     if (in_layer && rest.empty()) continue;
     // everything else as it is (router, embeddings, lm_head, norms, biases, sinks)
-    plan.push_back({name, src->dtype, src->shape, [src](SafetensorsWriter& w) { return write_bytes(w, src->data, src->nbytes); }});
+    plan.push_back({name, src->dtype, src->shape, [src, &m](SafetensorsWriter& w) {
+                      OSS4_TRY(write_bytes(w, src->data, src->nbytes));
+                      m.store.release(*src);  // copied: its pages need not stay in this process
+                      return ok_status();
+                    }});
   }
   for (const auto& t : plan) report->bytes_out += static_cast<int64_t>(t.bytes());
   report->bytes_in = static_cast<int64_t>(m.store.total_bytes());
