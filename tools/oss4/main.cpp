@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   oss4::cli::add_compare(app, &rc);
   oss4::cli::add_quantize(app, &rc);
   oss4::cli::add_tokenize(app, &rc);
+  oss4::cli::add_chat(app, &rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
