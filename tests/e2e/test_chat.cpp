@@ -1,40 +1,20 @@
 // End-to-end: `oss4 chat` on the tiny random model (its replies are gibberish: the tests check the shape of the
 // conversation, not its words) and its one-line errors.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
-#include "../unit/test_helpers.h"
+#include "cli_runner.h"
 
 namespace oss4 {
 namespace {
 
-struct Out {
-  int code = -1;
-  std::string out, err;
-};
+using Out = test::CmdResult;
 
-// runs `oss4 ARGS < input` (input written to a file: stdin is not a terminal).
-Out chat(const std::string& args, const std::string& input) {
-  static int counter = 0;
-  const std::string dir = test::make_temp_dir();
-  const std::string in = dir + "/in" + std::to_string(counter), err = dir + "/err" + std::to_string(counter);
-  ++counter;
-  test::write_bytes(in, input);
-  Out r;
-  FILE* p = popen((std::string(OSS4_BIN) + " " + args + " < " + in + " 2>" + err).c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r.err = test::read_bytes(err);
-  return r;
-}
+// runs `oss4 ARGS < input` (stdin is not a terminal).
+Out chat(const std::string& args, const std::string& input) { return test::run_oss4(args, input); }
 
 const std::string& tiny_model() {
   static const std::string dir = [] {
@@ -46,11 +26,10 @@ const std::string& tiny_model() {
   return dir;
 }
 
+// stricter than expect_clean_error: the error line is all of stderr.
 void expect_one_line_error(const Out& r, const std::string& expect) {
-  EXPECT_EQ(r.code, 1) << r.err;
+  test::expect_clean_error(r, expect);
   EXPECT_EQ(r.err.rfind("oss4: error: ", 0), 0u) << r.err;
-  EXPECT_NE(r.err.find(expect), std::string::npos) << "wanted '" << expect << "' in: " << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
 TEST(Chat, TwoTurnsFromStdin) {

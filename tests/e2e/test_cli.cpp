@@ -1,12 +1,11 @@
 // End-to-end: the oss4 binary as a user runs it.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 
-#include "../unit/test_helpers.h"
+#include "cli_runner.h"
 #include "format/npy.h"
 #include "format/safetensors.h"
 #include <nlohmann/json.hpp>
@@ -18,36 +17,10 @@ namespace fs = std::filesystem;
 const std::string kBin = OSS4_BIN;
 const std::string kGolden = std::string(OSS4_TEST_DATA) + "/golden";
 
-struct CmdResult {
-  int code = -1;  // exit status; 128 + signal when killed
-  std::string out, err;
-};
+using test::CmdResult;
+using test::expect_clean_error;
 
-CmdResult run(const std::string& args) {
-  static int counter = 0;
-  const std::string err_path = test::make_temp_dir() + "/stderr" + std::to_string(counter++);
-  CmdResult r;
-  FILE* p = popen((kBin + " " + args + " 2>" + err_path).c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r.err = test::read_bytes(err_path);
-  return r;
-}
-
-// a failing run: exit 1 (not a crash), one "oss4: error:" line that mentions `expect`.
-void expect_clean_error(const CmdResult& r, const std::string& expect) {
-  EXPECT_EQ(r.code, 1) << r.err;
-  EXPECT_NE(r.err.find("oss4: error: "), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find(expect), std::string::npos) << "wanted '" << expect << "' in: " << r.err;
-  const size_t at = r.err.find("oss4: error: ");
-  if (at == std::string::npos) return;
-  const auto line = r.err.substr(at);
-  EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << "one line: " << r.err;
-}
+CmdResult run(const std::string& args) { return test::run_oss4(args); }
 
 std::string copy_checkpoint(const std::string& from) {
   std::string dir = test::make_temp_dir() + "/ckpt";
