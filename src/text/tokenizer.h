@@ -85,7 +85,7 @@ Result<Tokenizer> load_model_tokenizer(const std::string& model_dir, const std::
 // writes dir/tokenizer.json (the HF form gpt-oss ships: Split(regex, isolated) + ByteLevel(use_regex=false), BPE
 // with ignore_merges, vocab + merges, added_tokens 199998..200018 with <|endofprompt|> at 200018) and
 // dir/tokenizer_config.json (bos <|startoftext|>, eos <|return|>, pad <|endoftext|>).
-Status write_hf_tokenizer_files(const Tokenizer& tok, const std::string& dir);
+Status write_hf_tokenizer_files(const Tokenizer& tok, const std::string& dir);  // tokenizer.json, tokenizer_config.json, chat_template.jinja
 
 // turns ids into text incrementally without ever emitting part of a UTF-8 character: bytes that may still be
 // completed by the next token are held back. Everything pushed and then flushed equals decode() of all the ids.

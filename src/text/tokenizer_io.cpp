@@ -8,6 +8,7 @@
 
 #include "core/mapped_file.h"
 #include "text/tokenizer.h"
+#include "text/chat_template.h"
 #include "text/utf8.h"
 
 namespace oss4 {
@@ -309,7 +310,10 @@ Status write_hf_tokenizer_files(const Tokenizer& tok, const std::string& dir) {
          "  \"pad_token\": \"<|endoftext|>\",\n"
          "  \"tokenizer_class\": \"PreTrainedTokenizerFast\"\n"
          "}\n";
-  return write_file_atomic(dir + "/tokenizer_config.json", cfg.data(), cfg.size());
+  OSS4_TRY(write_file_atomic(dir + "/tokenizer_config.json", cfg.data(), cfg.size()));
+  // transformers (>= 4.43) reads the template from this file, as the gpt-oss repositories ship it
+  const std::string_view tpl = chat_template_jinja();
+  return write_file_atomic(dir + "/chat_template.jinja", tpl.data(), tpl.size());
 }
 
 std::string default_vocab_path() { return std::string(OSS4_DATA_DIR) + "/o200k_base.tiktoken"; }

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "cli_runner.h"
 #include "format/npy.h"
@@ -228,6 +230,18 @@ TEST(Cli, TextPromptAndTokenizerFilesFromSynth) {
   ASSERT_EQ(s.code, 0) << s.err;
   EXPECT_TRUE(fs::exists(dir + "/tokenizer.json"));
   EXPECT_TRUE(fs::exists(dir + "/tokenizer_config.json"));
+  // the chat template beside the weights is the one transformers rendered identically to openai-harmony
+  // (tools/reference/check_chat_template.py wrote the template it checked into renders.json)
+  {
+    std::ifstream golden(std::string(OSS4_TEST_DATA) + "/chat_template/renders.json");
+    ASSERT_TRUE(golden.good());
+    const nlohmann::json g = nlohmann::json::parse(golden);
+    std::ifstream written(dir + "/chat_template.jinja", std::ios::binary);
+    ASSERT_TRUE(written.good());
+    const std::string text((std::istreambuf_iterator<char>(written)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(text, g.at("template").get<std::string>()) << "data/chat_template.jinja changed: rerun check_chat_template.py";
+    EXPECT_GE(g.at("cases").size(), 19u);
+  }
   // the text prompt tokenizes as the ids prompt does, so greedy output ids agree
   const std::string prompt = "<|start|>user<|message|>Hello, world!<|end|><|start|>assistant";
   CmdResult ids = run("tokenize --tokenizer " + dir + " --allow-special --text '" + prompt + "'");
