@@ -158,9 +158,13 @@ Status parse_config_json(const json& j, ModelConfig* cfg) {
       cfg->quant = CheckpointQuant::kMxfp4;
     } else if (method == "modelopt" && (algo == "NVFP4" || algo == "W4A16_NVFP4")) {
       cfg->quant = CheckpointQuant::kModeloptNvfp4;
+    } else if (method == "compressed-tensors" && q->value("format", "") == "nvfp4-pack-quantized") {
+      cfg->quant = CheckpointQuant::kCompressedTensorsNvfp4;
     } else {
+      const std::string fmt = method == "compressed-tensors" ? q->value("format", "") : "";
       return error("quantization_config quant_method '" + method + "'" + (algo.empty() ? "" : " quant_algo '" + algo + "'") +
-                   " is not supported yet (supported: mxfp4; modelopt NVFP4, W4A16_NVFP4)");
+                   (fmt.empty() ? "" : " format '" + fmt + "'") +
+                   " is not supported yet (supported: mxfp4; modelopt NVFP4, W4A16_NVFP4; compressed-tensors nvfp4-pack-quantized)");
     }
     auto m = q->find("modules_to_not_convert");
     if (m != q->end() && m->is_array())

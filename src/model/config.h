@@ -23,7 +23,9 @@ struct RopeConfig {
 
 // the checkpoint's expert storage, from quantization_config.
 // kModeloptNvfp4: ModelOpt's exported NVFP4 (quant_method "modelopt", quant_algo NVFP4 or W4A16_NVFP4).
-enum class CheckpointQuant { kNone, kMxfp4, kModeloptNvfp4 };
+// kCompressedTensorsNvfp4: compressed-tensors (quant_method "compressed-tensors", format "nvfp4-pack-quantized").
+// ModelOpt's fake-quant form (BF16 weights + quantizer _amax buffers) has no quantization_config: kNone.
+enum class CheckpointQuant { kNone, kMxfp4, kModeloptNvfp4, kCompressedTensorsNvfp4 };
 
 struct ModelConfig {
   int64_t n_layers = 0;

@@ -1,5 +1,7 @@
 #include "model/weights.h"
 
+#include "model/weights_internal.h"
+
 #include <cmath>
 
 #include "quant/float_formats.h"
@@ -36,9 +38,7 @@ size_t ModelWeights::weight_bytes_per_token() const {
   return n;
 }
 
-namespace {
-
-enum class ExpertForm { kBf16, kMxfp4, kNvfp4 };
+namespace detail {
 
 std::string lname(int64_t l, const std::string& rest) { return "model.layers." + std::to_string(l) + "." + rest; }
 
@@ -101,6 +101,14 @@ Status check_e4m3_scales(const TensorView& t) {
   return ok_status();
 }
 
+}  // namespace detail
+
+namespace {
+
+using namespace detail;
+
+enum class ExpertForm { kBf16, kMxfp4, kNvfp4, kFakeQuant, kCompressedTensors };
+
 // ModelOpt's exported NVFP4 linear: base.weight U8 [n_out, n_in/2], base.weight_scale F8_E4M3 [n_out, n_in/16],
 // base.weight_scale_2 F32 []; base.input_scale is for W4A4 and not used (activations stay f32).
 Result<LinearWeight> load_nvfp4_linear(const TensorStore& st, const std::string& base, int64_t n_out, int64_t n_in) {
@@ -121,6 +129,7 @@ Result<LinearWeight> load_nvfp4_linear(const TensorStore& st, const std::string&
 
 // a linear layer in whichever form the checkpoint has: NVFP4 when base.weight_scale exists, else BF16/F32.
 Result<LinearWeight> load_linear(const TensorStore& st, const std::string& base, int64_t n_out, int64_t n_in) {
+  if (st.has(base + ".weight_packed")) return load_ct_linear(st, base, n_out, n_in);
   if (st.has(base + ".weight_scale")) return load_nvfp4_linear(st, base, n_out, n_in);
   return load_dense(st, base + ".weight", n_out, n_in);
 }
@@ -204,15 +213,20 @@ Status load_bf16_experts(const TensorStore& st, const std::string& name, int64_t
   return ok_status();
 }
 
-Status load_layer(const TensorStore& st, const ModelConfig& c, int64_t l, ExpertForm form, LayerWeights* L) {
+Status load_layer(const TensorStore& st, const ModelConfig& c, int64_t l, ExpertForm form, LayerWeights* L,
+                  std::vector<std::vector<uint8_t>>* owned) {
   const int64_t H = c.n_embd, E = c.n_experts, F = c.n_ff;
   L->kind = c.layer_types[static_cast<size_t>(l)];
   OSS4_ASSIGN_OR_RETURN(L->attn_norm, load_vector(st, lname(l, "input_layernorm.weight"), {H}));
   OSS4_ASSIGN_OR_RETURN(L->mlp_norm, load_vector(st, lname(l, "post_attention_layernorm.weight"), {H}));
-  OSS4_ASSIGN_OR_RETURN(L->wq, load_linear(st, lname(l, "self_attn.q_proj"), c.q_dim(), H));
-  OSS4_ASSIGN_OR_RETURN(L->wk, load_linear(st, lname(l, "self_attn.k_proj"), c.kv_dim(), H));
-  OSS4_ASSIGN_OR_RETURN(L->wv, load_linear(st, lname(l, "self_attn.v_proj"), c.kv_dim(), H));
-  OSS4_ASSIGN_OR_RETURN(L->wo, load_linear(st, lname(l, "self_attn.o_proj"), H, c.q_dim()));
+  if (has_fakequant_attention(st, l)) {
+    OSS4_TRY(load_fakequant_attention(st, c, l, L, owned));
+  } else {
+    OSS4_ASSIGN_OR_RETURN(L->wq, load_linear(st, lname(l, "self_attn.q_proj"), c.q_dim(), H));
+    OSS4_ASSIGN_OR_RETURN(L->wk, load_linear(st, lname(l, "self_attn.k_proj"), c.kv_dim(), H));
+    OSS4_ASSIGN_OR_RETURN(L->wv, load_linear(st, lname(l, "self_attn.v_proj"), c.kv_dim(), H));
+    OSS4_ASSIGN_OR_RETURN(L->wo, load_linear(st, lname(l, "self_attn.o_proj"), H, c.q_dim()));
+  }
   if (c.attention_bias) {
     OSS4_ASSIGN_OR_RETURN(L->bq, load_vector(st, lname(l, "self_attn.q_proj.bias"), {c.q_dim()}));
     OSS4_ASSIGN_OR_RETURN(L->bk, load_vector(st, lname(l, "self_attn.k_proj.bias"), {c.kv_dim()}));
@@ -222,9 +236,13 @@ Status load_layer(const TensorStore& st, const ModelConfig& c, int64_t l, Expert
   OSS4_ASSIGN_OR_RETURN(L->sinks, load_vector(st, lname(l, "self_attn.sinks"), {c.n_heads}));
   OSS4_ASSIGN_OR_RETURN(L->router, load_linear(st, lname(l, "mlp.router"), E, H));
   OSS4_ASSIGN_OR_RETURN(L->router_bias, load_vector(st, lname(l, "mlp.router.bias"), {E}));
+  if (form == ExpertForm::kCompressedTensors) return load_ct_experts(st, c, l, L, owned);  // biases included
   OSS4_ASSIGN_OR_RETURN(L->gate_up_bias, load_vector(st, lname(l, "mlp.experts.gate_up_proj_bias"), {E, 2 * F}));
   OSS4_ASSIGN_OR_RETURN(L->down_bias, load_vector(st, lname(l, "mlp.experts.down_proj_bias"), {E, H}));
-  if (form == ExpertForm::kMxfp4) {
+  if (form == ExpertForm::kFakeQuant) {
+    OSS4_TRY(load_fakequant_experts(st, lname(l, "mlp.experts.gate_up_proj"), E, 2 * F, H, owned, &L->gate_up));
+    OSS4_TRY(load_fakequant_experts(st, lname(l, "mlp.experts.down_proj"), E, H, F, owned, &L->down));
+  } else if (form == ExpertForm::kMxfp4) {
     OSS4_TRY(load_mxfp4_experts(st, lname(l, "mlp.experts.gate_up_proj"), E, 2 * F, H, &L->gate_up));
     OSS4_TRY(load_mxfp4_experts(st, lname(l, "mlp.experts.down_proj"), E, H, F, &L->down));
   } else if (form == ExpertForm::kNvfp4) {
@@ -251,16 +269,28 @@ Result<ModelWeights> load_model(const std::string& dir, const ProgressFn& progre
     form = ExpertForm::kMxfp4;
   } else if (m.store.has(lname(0, "mlp.experts.gate_up_proj_weight_scale"))) {
     form = ExpertForm::kNvfp4;
+  } else if (m.store.has(lname(0, "mlp.experts.gate_up_proj_weight_quantizer._amax"))) {
+    form = ExpertForm::kFakeQuant;
+  } else if (m.store.has(lname(0, "mlp.experts.experts.0.gate_proj.weight_packed"))) {
+    form = ExpertForm::kCompressedTensors;
   }
   const bool mxfp4 = form == ExpertForm::kMxfp4;
-  if (form == ExpertForm::kBf16 && !m.store.has(lname(0, "mlp.experts.gate_up_proj"))) {
+  if ((form == ExpertForm::kBf16 || form == ExpertForm::kFakeQuant) && !m.store.has(lname(0, "mlp.experts.gate_up_proj"))) {
     return error(dir + ": found neither MXFP4 experts ('" + lname(0, "mlp.experts.gate_up_proj_blocks") + "') nor BF16 experts ('" +
                  lname(0, "mlp.experts.gate_up_proj") + "')");
   }
   if (mxfp4 && (c.n_embd % 32 != 0 || c.n_ff % 32 != 0))
     return error(dir + ": MXFP4 experts need hidden_size and intermediate_size divisible by 32");
-  m.checkpoint_kind = mxfp4 ? "mxfp4" : form == ExpertForm::kNvfp4 ? "nvfp4" : "bf16";
-  if (form == ExpertForm::kNvfp4 && (c.n_embd % 16 != 0 || c.n_ff % 16 != 0))
+  switch (form) {
+    case ExpertForm::kMxfp4: m.checkpoint_kind = "mxfp4"; break;
+    case ExpertForm::kNvfp4: m.checkpoint_kind = "nvfp4"; break;
+    case ExpertForm::kFakeQuant: m.checkpoint_kind = "nvfp4 (ModelOpt fake-quant, quantized at load)"; break;
+    case ExpertForm::kCompressedTensors: m.checkpoint_kind = "nvfp4 (compressed-tensors)"; break;
+    case ExpertForm::kBf16:
+      m.checkpoint_kind = has_fakequant_attention(m.store, 0) ? "bf16 experts, nvfp4 attention (ModelOpt fake-quant)" : "bf16";
+      break;
+  }
+  if (form != ExpertForm::kMxfp4 && form != ExpertForm::kBf16 && (c.n_embd % 16 != 0 || c.n_ff % 16 != 0))
     return error(dir + ": NVFP4 experts need hidden_size and intermediate_size divisible by 16");
   OSS4_ASSIGN_OR_RETURN(m.embed, load_dense(m.store, "model.embed_tokens.weight", c.n_vocab, c.n_embd));
   if (c.tie_word_embeddings && !m.store.has("lm_head.weight")) {
@@ -271,7 +301,7 @@ Result<ModelWeights> load_model(const std::string& dir, const ProgressFn& progre
   OSS4_ASSIGN_OR_RETURN(m.final_norm, load_vector(m.store, "model.norm.weight", {c.n_embd}));
   m.layers.resize(static_cast<size_t>(c.n_layers));
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    OSS4_TRY(load_layer(m.store, c, l, form, &m.layers[static_cast<size_t>(l)]));
+    OSS4_TRY(load_layer(m.store, c, l, form, &m.layers[static_cast<size_t>(l)], &m.owned));
     if (progress) progress(l + 1, c.n_layers);
   }
   return m;

@@ -59,14 +59,18 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   std::vector<float> final_norm;  // [n_embd]
   LinearWeight lm_head;       // [n_vocab, n_embd]
-  std::string checkpoint_kind;  // "mxfp4" or "bf16", for display
+  std::string checkpoint_kind;  // "mxfp4", "bf16", "nvfp4", ... for display
+  // weights built at load (ModelOpt fake-quant quantized to NVFP4, compressed-tensors gate/up interleaved); the
+  // LinearWeights point into these buffers, which a move of ModelWeights keeps in place.
+  std::vector<std::vector<uint8_t>> owned;
 
   size_t weight_bytes_per_token() const;  // bytes one decoded token reads (active experts only)
 };
 
 using ProgressFn = std::function<void(int64_t done, int64_t total)>;
 
-// loads config.json and the weights of a checkpoint directory (HF MXFP4 or BF16 layout).
+// loads config.json and the weights of a checkpoint directory: HF MXFP4 or BF16, ModelOpt's NVFP4 export, ModelOpt's
+// fake-quant save (quantized to NVFP4 here) or compressed-tensors nvfp4-pack-quantized.
 Result<ModelWeights> load_model(const std::string& dir, const ProgressFn& progress = nullptr);
 
 }  // namespace oss4
