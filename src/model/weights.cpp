@@ -213,13 +213,13 @@ Status load_bf16_experts(const TensorStore& st, const std::string& name, int64_t
   return ok_status();
 }
 
-Status load_layer(const TensorStore& st, const ModelConfig& c, int64_t l, ExpertForm form, LayerWeights* L,
-                  std::vector<std::vector<uint8_t>>* owned) {
+Status load_layer(const TensorStore& st, const ModelConfig& c, int64_t l, ExpertForm form, bool fakequant_attention,
+                  LayerWeights* L, std::vector<std::vector<uint8_t>>* owned) {
   const int64_t H = c.n_embd, E = c.n_experts, F = c.n_ff;
   L->kind = c.layer_types[static_cast<size_t>(l)];
   OSS4_ASSIGN_OR_RETURN(L->attn_norm, load_vector(st, lname(l, "input_layernorm.weight"), {H}));
   OSS4_ASSIGN_OR_RETURN(L->mlp_norm, load_vector(st, lname(l, "post_attention_layernorm.weight"), {H}));
-  if (has_fakequant_attention(st, l)) {
+  if (fakequant_attention && has_fakequant_attention(st, l)) {
     OSS4_TRY(load_fakequant_attention(st, c, l, L, owned));
   } else {
     OSS4_ASSIGN_OR_RETURN(L->wq, load_linear(st, lname(l, "self_attn.q_proj"), c.q_dim(), H));
@@ -257,7 +257,7 @@ Status load_layer(const TensorStore& st, const ModelConfig& c, int64_t l, Expert
 
 }  // namespace
 
-Result<ModelWeights> load_model(const std::string& dir, const ProgressFn& progress) {
+Result<ModelWeights> load_model(const std::string& dir, const ProgressFn& progress, const LoadOptions& opt) {
   ModelWeights m;
   OSS4_ASSIGN_OR_RETURN(m.cfg, load_model_config(dir));
   OSS4_ASSIGN_OR_RETURN(m.store, TensorStore::open_dir(dir));
@@ -274,6 +274,7 @@ Result<ModelWeights> load_model(const std::string& dir, const ProgressFn& progre
   } else if (m.store.has(lname(0, "mlp.experts.experts.0.gate_proj.weight_packed"))) {
     form = ExpertForm::kCompressedTensors;
   }
+  if (form == ExpertForm::kFakeQuant && !opt.quantize_fakequant) form = ExpertForm::kBf16;
   const bool mxfp4 = form == ExpertForm::kMxfp4;
   if ((form == ExpertForm::kBf16 || form == ExpertForm::kFakeQuant) && !m.store.has(lname(0, "mlp.experts.gate_up_proj"))) {
     return error(dir + ": found neither MXFP4 experts ('" + lname(0, "mlp.experts.gate_up_proj_blocks") + "') nor BF16 experts ('" +
@@ -287,7 +288,9 @@ Result<ModelWeights> load_model(const std::string& dir, const ProgressFn& progre
     case ExpertForm::kFakeQuant: m.checkpoint_kind = "nvfp4 (ModelOpt fake-quant, quantized at load)"; break;
     case ExpertForm::kCompressedTensors: m.checkpoint_kind = "nvfp4 (compressed-tensors)"; break;
     case ExpertForm::kBf16:
-      m.checkpoint_kind = has_fakequant_attention(m.store, 0) ? "bf16 experts, nvfp4 attention (ModelOpt fake-quant)" : "bf16";
+      m.checkpoint_kind = has_fakequant_attention(m.store, 0) ? opt.quantize_fakequant ? "bf16 experts, nvfp4 attention (ModelOpt fake-quant)"
+                                                                                        : "bf16 (ModelOpt fake-quant, kept BF16)"
+                                                              : "bf16";
       break;
   }
   if (form != ExpertForm::kMxfp4 && form != ExpertForm::kBf16 && (c.n_embd % 16 != 0 || c.n_ff % 16 != 0))
@@ -301,7 +304,7 @@ Result<ModelWeights> load_model(const std::string& dir, const ProgressFn& progre
   OSS4_ASSIGN_OR_RETURN(m.final_norm, load_vector(m.store, "model.norm.weight", {c.n_embd}));
   m.layers.resize(static_cast<size_t>(c.n_layers));
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    OSS4_TRY(load_layer(m.store, c, l, form, &m.layers[static_cast<size_t>(l)], &m.owned));
+    OSS4_TRY(load_layer(m.store, c, l, form, opt.quantize_fakequant, &m.layers[static_cast<size_t>(l)], &m.owned));
     if (progress) progress(l + 1, c.n_layers);
   }
   return m;

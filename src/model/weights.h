@@ -71,6 +71,11 @@ using ProgressFn = std::function<void(int64_t done, int64_t total)>;
 
 // loads config.json and the weights of a checkpoint directory: HF MXFP4 or BF16, ModelOpt's NVFP4 export, ModelOpt's
 // fake-quant save (quantized to NVFP4 here) or compressed-tensors nvfp4-pack-quantized.
-Result<ModelWeights> load_model(const std::string& dir, const ProgressFn& progress = nullptr);
+struct LoadOptions {
+  // ModelOpt fake-quant checkpoints: quantize to NVFP4 at load (to run them), or keep the BF16 weights as they are
+  // (for `oss4 quantize`, which reads the _amax buffers itself).
+  bool quantize_fakequant = true;
+};
+Result<ModelWeights> load_model(const std::string& dir, const ProgressFn& progress = nullptr, const LoadOptions& opt = {});
 
 }  // namespace oss4

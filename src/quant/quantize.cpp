@@ -4,11 +4,13 @@
 #include <cmath>
 #include <map>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "backend/cpu/kernels_ref.h"
 #include "core/mapped_file.h"
 #include "format/checkpoint_writer.h"
+#include "quant/calibrate.h"
 #include "quant/float_formats.h"
 #include "quant/nvfp4.h"
 
@@ -167,9 +169,31 @@ void finish_report(TensorReport* r, double err, double ref) {
   r->snr_db = r->rel_mse > 0 ? -10.0 * std::log10(r->rel_mse) : INFINITY;
 }
 
+// a ModelOpt fake-quant checkpoint's 0-d `_amax` buffer (BF16 or F32), if the store has it.
+std::optional<float> stored_amax(const TensorStore& st, const std::string& name) {
+  const TensorView* t = st.find(name);
+  if (t == nullptr || t->numel() != 1) return std::nullopt;
+  if (t->dtype == DType::kBF16) return bf16_to_f32(*reinterpret_cast<const uint16_t*>(t->data));
+  if (t->dtype == DType::kF32) return *reinterpret_cast<const float*>(t->data);
+  return std::nullopt;
+}
+
 class Quantizer {
  public:
   Quantizer(const ModelWeights& m, const QuantizeOptions& opt, QuantizeReport* report) : m_(m), opt_(opt), report_(report) {}
+
+  // the calibrated weight amax of a fake-quant input (q/k/v: the max of theirs, as ModelOpt's export fuses them).
+  std::optional<float> weight_amax(const std::string& lpre, const std::string& proj) const {
+    if (proj == "gate_up_proj" || proj == "down_proj") return stored_amax(m_.store, lpre + "mlp.experts." + proj + "_weight_quantizer._amax");
+    if (proj == "o_proj") return stored_amax(m_.store, lpre + "self_attn.o_proj.weight_quantizer._amax");
+    std::optional<float> a;
+    for (const char* p : {"q_proj", "k_proj", "v_proj"}) {
+      auto v = stored_amax(m_.store, lpre + "self_attn." + p + ".weight_quantizer._amax");
+      if (!v) return std::nullopt;
+      a = std::max(a.value_or(0.0f), *v);
+    }
+    return a;
+  }
 
   // attention projection `base` (e.g. model.layers.3.self_attn.q_proj): [n_out, n_in/2] + [n_out, n_in/16].
   Result<std::shared_ptr<Quantized>> linear(int64_t l, const std::string& proj, const std::string& base) {
@@ -179,7 +203,9 @@ class Quantizer {
     std::vector<float> f(static_cast<size_t>(w.n_out * w.n_in));  // [n_out, n_in]
     decode_weight_f32(w, f.data());
     float amax = abs_max(f);
-    if (proj != "o_proj") {  // q, k and v share one amax, as ModelOpt's export fuses them
+    if (auto stored = weight_amax("model.layers." + std::to_string(l) + ".", proj)) {
+      amax = *stored;
+    } else if (proj != "o_proj") {  // q, k and v share one amax, as ModelOpt's export fuses them
       for (const LinearWeight* o : {&L.wq, &L.wk, &L.wv}) {
         std::vector<float> g(static_cast<size_t>(o->n_out * o->n_in));
         decode_weight_f32(*o, g.data());
@@ -218,7 +244,10 @@ class Quantizer {
     // one amax (or one exponent max) over all experts of the layer, as ModelOpt's single expert quantizer has it
     float amax = 0;
     int k_max = -127;
+    const std::optional<float> stored = transcode ? std::nullopt : weight_amax("model.layers." + std::to_string(l) + ".", proj);
+    if (stored) amax = *stored;
     for (const auto& w : ws) {
+      if (stored) break;
       if (transcode) {
         for (int64_t i = 0; i < n_out * n_in / 32; ++i) k_max = std::max(k_max, static_cast<int>(w.scales[i]) - 127);
       } else {
@@ -284,27 +313,29 @@ bool layer_of(const std::string& name, int64_t* layer, std::string* rest) {
   return true;
 }
 
-json quant_config_json(const QuantizeOptions& opt) {
+json quant_config_json(const QuantizeOptions& opt, bool with_inputs) {
   json ignore = {"lm_head", "model.embed_tokens", "model.layers.*.mlp.router"};
   if (opt.scope == QuantScope::kExperts) ignore.push_back("model.layers.*.self_attn*");
-  return {{"config_groups",
-           {{"group_0", {{"weights", {{"dynamic", false}, {"num_bits", 4}, {"type", "float"}, {"group_size", 16}}}, {"targets", {"Linear"}}}}}},
+  const json fp4 = {{"dynamic", false}, {"num_bits", 4}, {"type", "float"}, {"group_size", 16}};
+  json group = {{"weights", fp4}, {"targets", {"Linear"}}};
+  if (with_inputs) group["input_activations"] = fp4;
+  return {{"config_groups", {{"group_0", group}}},
           {"ignore", ignore},
-          {"quant_algo", "W4A16_NVFP4"},
+          {"quant_algo", with_inputs ? "NVFP4" : "W4A16_NVFP4"},
           {"producer", {{"name", "oss4"}, {"version", "0.1.0"}}},
           {"quant_method", "modelopt"}};
 }
 
-Status write_configs(const QuantizeOptions& opt, const std::string& tmp) {
+Status write_configs(const QuantizeOptions& opt, bool with_inputs, const std::string& tmp) {
   OSS4_ASSIGN_OR_RETURN(std::string text, read_text_file(opt.in_dir + "/config.json"));
   json cfg = json::parse(text, nullptr, false);
   if (cfg.is_discarded()) return error(opt.in_dir + "/config.json: not well-formed JSON");
-  cfg["quantization_config"] = quant_config_json(opt);
+  cfg["quantization_config"] = quant_config_json(opt, with_inputs);
   std::string out = cfg.dump(2) + "\n";
   OSS4_TRY(write_file_atomic(tmp + "/config.json", out.data(), out.size()));
   json hf = {{"producer", {{"name", "oss4"}, {"version", "0.1.0"}}},
              {"quantization",
-              {{"quant_algo", "W4A16_NVFP4"}, {"kv_cache_quant_algo", nullptr}, {"group_size", 16}, {"exclude_modules", cfg["quantization_config"]["ignore"]}}}};
+              {{"quant_algo", with_inputs ? "NVFP4" : "W4A16_NVFP4"}, {"kv_cache_quant_algo", nullptr}, {"group_size", 16}, {"exclude_modules", cfg["quantization_config"]["ignore"]}}}};
   out = hf.dump(2) + "\n";
   OSS4_TRY(write_file_atomic(tmp + "/hf_quant_config.json", out.data(), out.size()));
   for (const char* f : {"generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"}) {
@@ -316,12 +347,43 @@ Status write_configs(const QuantizeOptions& opt, const std::string& tmp) {
 }  // namespace
 
 Status quantize_checkpoint(const QuantizeOptions& opt, const ProgressFn& progress, QuantizeReport* report) {
-  OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_model(opt.in_dir));
-  if (m.checkpoint_kind == "nvfp4") return error(opt.in_dir + ": is already NVFP4");
+  LoadOptions lo;
+  lo.quantize_fakequant = false;  // a ModelOpt fake-quant input is quantized here, from its BF16 weights and _amax
+  OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_model(opt.in_dir, nullptr, lo));
+  if (m.checkpoint_kind.rfind("nvfp4", 0) == 0) return error(opt.in_dir + ": is already NVFP4 (" + m.checkpoint_kind + ")");
   const ModelConfig& c = m.cfg;
   if (c.n_embd % 16 != 0 || c.n_ff % 16 != 0 || c.q_dim() % 16 != 0)
     return error(opt.in_dir + ": NVFP4 needs hidden_size, intermediate_size and the attention width divisible by 16");
   Quantizer qz(m, opt, report);
+  report->amax_source = qz.weight_amax("model.layers.0.", "gate_up_proj") ? "ModelOpt _amax buffers" : "data (max |w|)";
+  // input amax per layer: calibrated here, or a fake-quant input's stored buffers
+  std::vector<LayerInputAmax> input_amax;
+  if (!opt.calibration.empty()) {
+    OSS4_ASSIGN_OR_RETURN(input_amax, calibrate_input_amax(m, opt.calibration));
+    report->input_scales = "calibrated on " + std::to_string(opt.calibration.size()) + " prompts";
+  } else {
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      auto q = stored_amax(m.store, p + "self_attn.q_proj.input_quantizer._amax");
+      auto k = stored_amax(m.store, p + "self_attn.k_proj.input_quantizer._amax");
+      auto v = stored_amax(m.store, p + "self_attn.v_proj.input_quantizer._amax");
+      auto o = stored_amax(m.store, p + "self_attn.o_proj.input_quantizer._amax");
+      auto gu = stored_amax(m.store, p + "mlp.experts.gate_up_proj_input_quantizer._amax");
+      auto dn = stored_amax(m.store, p + "mlp.experts.down_proj_input_quantizer._amax");
+      if (!(q && k && v && o && gu && dn)) {
+        input_amax.clear();
+        break;
+      }
+      input_amax.push_back({std::max({*q, *k, *v}), *o, *gu, *dn});
+    }
+    report->input_scales = input_amax.empty() ? "none (weight-only W4A16_NVFP4)" : "ModelOpt _amax buffers";
+  }
+  auto input_scale_plan = [&](const std::string& name, int64_t l, const std::string& proj) {
+    const LayerInputAmax& a = input_amax[static_cast<size_t>(l)];
+    const float amax = proj == "gate_up_proj" ? a.gate_up : proj == "down_proj" ? a.down : proj == "o_proj" ? a.o : a.qkv;
+    const float scale = nvfp4_input_scale(amax);
+    return TensorPlan{name, DType::kF32, {}, [scale](SafetensorsWriter& w) { return write_bytes(w, &scale, 4); }};
+  };
   std::vector<TensorPlan> plan;
   const bool attn = opt.scope == QuantScope::kAll;
   for (const std::string& name : m.store.names()) {
@@ -330,6 +392,7 @@ Status quantize_checkpoint(const QuantizeOptions& opt, const ProgressFn& progres
     std::string rest;
     const bool in_layer = layer_of(name, &l, &rest);
     const std::string lpre = in_layer ? "model.layers." + std::to_string(l) + "." : "";
+    if (name.find("_quantizer.") != std::string::npos) continue;  // ModelOpt's buffers: consumed, as its export does
     // attention projections
     if (attn && in_layer && rest.size() > 16 && rest.rfind("self_attn.", 0) == 0 && rest.compare(rest.size() - 7, 7, ".weight") == 0) {
       const std::string proj = rest.substr(10, rest.size() - 17);  // q_proj ...
@@ -351,6 +414,7 @@ Status quantize_checkpoint(const QuantizeOptions& opt, const ProgressFn& progres
                         m.store.release(*src);
                         return ok_status();
                       }});
+      if (!input_amax.empty()) plan.push_back(input_scale_plan(base + ".input_scale", l, proj));
       continue;
     }
     // experts: MXFP4 (_blocks + _scales) or BF16 [E, in, out] in, ModelOpt's export layout out
@@ -381,6 +445,7 @@ Status quantize_checkpoint(const QuantizeOptions& opt, const ProgressFn& progres
                           if (const TensorView* t = m.store.find(n)) m.store.release(*t);
                         return ok_status();
                       }});
+      if (!input_amax.empty()) plan.push_back(input_scale_plan(base + "_input_scale", l, p));
       rest.clear();
       break;
     }
@@ -396,7 +461,7 @@ Status quantize_checkpoint(const QuantizeOptions& opt, const ProgressFn& progres
   report->bytes_in = static_cast<int64_t>(m.store.total_bytes());
   return write_directory_atomic(opt.out_dir, [&](const std::string& tmp) {
     OSS4_TRY(write_checkpoint_tensors(tmp, plan, 4800000000ull, progress));
-    return write_configs(opt, tmp);
+    return write_configs(opt, !input_amax.empty(), tmp);
   });
 }
 

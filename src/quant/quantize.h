@@ -21,6 +21,10 @@ struct QuantizeOptions {
   std::string in_dir, out_dir;
   QuantMethod method = QuantMethod::kAmax;
   QuantScope scope = QuantScope::kAll;
+  // calibration prompts (token ids): when given, input amax is recorded and written as input_scale (quant_algo
+  // NVFP4, as ModelOpt exports a calibrated model); without, a ModelOpt fake-quant input's stored input amax is
+  // used, and a model with neither is exported weight-only (W4A16_NVFP4).
+  std::vector<std::vector<int32_t>> calibration;
 };
 
 struct TensorReport {
@@ -35,6 +39,8 @@ struct TensorReport {
 struct QuantizeReport {
   std::vector<TensorReport> tensors;
   int64_t bytes_in = 0, bytes_out = 0;
+  std::string amax_source;   // "data" (max |w|) or "ModelOpt _amax buffers"
+  std::string input_scales;  // "none", "calibrated on N prompts" or "ModelOpt _amax buffers"
 };
 
 Status quantize_checkpoint(const QuantizeOptions& opt, const ProgressFn& progress, QuantizeReport* report);

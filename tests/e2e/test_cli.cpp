@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -263,6 +264,14 @@ TEST(Cli, TextPromptAndTokenizerFilesFromSynth) {
   CmdResult dec = run("tokenize --tokenizer " + dir + " --decode " + out_ids);
   ASSERT_EQ(dec.code, 0) << dec.err;
   EXPECT_EQ(text.out, dec.out + "\n");
+  // built-in calibration texts (real text, harmony specials) through the real tokenizer
+  CmdResult cal = run("quantize -m " + dir + " -o " + dir + "_nvfp4 --calibration builtin --scope experts");
+  ASSERT_EQ(cal.code, 0) << cal.err;
+  EXPECT_NE(cal.err.find("calibrated on 6 prompts"), std::string::npos) << cal.err;
+  {
+    std::ifstream hq(dir + "_nvfp4/hf_quant_config.json");
+    EXPECT_EQ(nlohmann::json::parse(hq)["quantization"]["quant_algo"], "NVFP4");
+  }
   expect_clean_error(run("generate -m " + dir + " -n 2"), "exactly one of --ids and --prompt");
   expect_clean_error(run("generate -m " + dir + " --prompt \"$(printf '\\377\\376')\" -n 2"), "invalid UTF-8");
 }
@@ -317,6 +326,75 @@ TEST(Cli, QuantizeThenRunTheNvfp4Checkpoint) {
   expect_clean_error(run("quantize -m " + kGolden + "/c3/bf16 -o " + out + "3 --method transcode"), "needs MXFP4 experts");
   EXPECT_FALSE(fs::exists(out + "3"));
   EXPECT_NE(run("quantize -m " + in + " -o " + out + "4 --method fancy").code, 0);
+}
+
+}  // namespace
+}  // namespace oss4
+
+namespace oss4 {
+namespace {
+
+// ModelOpt's fake-quant save (form a) through `oss4 quantize` is ModelOpt's own export (form b), tensor for tensor,
+// input scales included; and oss4's calibration on the same prompts lands within BF16 precision of ModelOpt's
+// (which ran the calibration forward pass in BF16).
+TEST(Cli, QuantizeFakeQuantReproducesModelOptsExport) {
+  const std::string forms = std::string(OSS4_TEST_DATA) + "/nvfp4_forms";
+  const std::string tmp = test::make_temp_dir();
+  CmdResult q = run("quantize -m " + forms + "/a -o " + tmp + "/q");
+  ASSERT_EQ(q.code, 0) << q.err;
+  EXPECT_NE(q.err.find("input scales: ModelOpt _amax buffers"), std::string::npos) << q.err;
+  auto want = SafetensorsFile::open(forms + "/b/model.safetensors");
+  auto got = SafetensorsFile::open(tmp + "/q/model.safetensors");
+  ASSERT_TRUE(want.ok() && got.ok());
+  ASSERT_EQ((*got)->tensors().size(), (*want)->tensors().size());
+  for (const TensorView& w : (*want)->tensors()) {
+    const TensorView* g = (*got)->find(w.name);
+    ASSERT_NE(g, nullptr) << w.name;
+    EXPECT_EQ(g->dtype, w.dtype) << w.name;
+    EXPECT_EQ(g->shape, w.shape) << w.name;
+    ASSERT_EQ(g->nbytes, w.nbytes) << w.name;
+    EXPECT_EQ(std::memcmp(g->data, w.data, w.nbytes), 0) << w.name;
+  }
+  std::ifstream hq(tmp + "/q/hf_quant_config.json");
+  EXPECT_EQ(nlohmann::json::parse(hq)["quantization"]["quant_algo"], "NVFP4");
+
+  // calibration from the same two prompts ModelOpt saw
+  auto golden = SafetensorsFile::open(forms + "/golden.safetensors");
+  ASSERT_TRUE(golden.ok());
+  const TensorView* calib = (*golden)->find("calib_ids");
+  ASSERT_NE(calib, nullptr);
+  {
+    std::ofstream f(tmp + "/calib.jsonl");
+    const auto* ids = reinterpret_cast<const int32_t*>(calib->data);
+    for (int64_t r = 0; r < calib->shape[0]; ++r) {
+      nlohmann::json row = nlohmann::json::array();
+      for (int64_t i = 0; i < calib->shape[1]; ++i) row.push_back(ids[r * calib->shape[1] + i]);
+      f << nlohmann::json{{"ids", row}}.dump() << "\n";
+    }
+  }
+  CmdResult c = run("quantize -m " + forms + "/a -o " + tmp + "/c --calibration " + tmp + "/calib.jsonl");
+  ASSERT_EQ(c.code, 0) << c.err;
+  EXPECT_NE(c.err.find("calibrated on 2 prompts"), std::string::npos) << c.err;
+  auto cal = SafetensorsFile::open(tmp + "/c/model.safetensors");
+  ASSERT_TRUE(cal.ok());
+  int n_scales = 0;
+  for (const TensorView& w : (*want)->tensors()) {
+    if (w.name.find("input_scale") == std::string::npos) continue;
+    const TensorView* g = (*cal)->find(w.name);
+    ASSERT_NE(g, nullptr) << w.name;
+    const float a = *reinterpret_cast<const float*>(w.data), b = *reinterpret_cast<const float*>(g->data);
+    EXPECT_NEAR(b, a, 0.01 * a) << w.name;  // BF16 activations and BF16-stored amax in ModelOpt: ~0.4%
+    ++n_scales;
+  }
+  EXPECT_EQ(n_scales, 12);
+  // bad calibration input is a one-line error: built-in texts outside this 256-token vocabulary, a malformed line
+  expect_clean_error(run("quantize -m " + forms + "/a -o " + tmp + "/w --calibration builtin"), "outside the vocabulary");
+  {
+    std::ofstream f(tmp + "/bad.jsonl");
+    f << "{\"ids\": [1, 2]}\n{\"text\": 5}\n";
+  }
+  expect_clean_error(run("quantize -m " + forms + "/a -o " + tmp + "/x --calibration " + tmp + "/bad.jsonl"), "bad.jsonl:2");
+  expect_clean_error(run("quantize -m " + forms + "/b -o " + tmp + "/y"), "already NVFP4");
 }
 
 }  // namespace

@@ -3,17 +3,65 @@
 #include <cstdio>
 #include <memory>
 
+#include <nlohmann/json.hpp>
+
 #include "commands.h"
+#include "core/mapped_file.h"
 #include "core/progress.h"
+#include "quant/calibrate.h"
 #include "quant/quantize.h"
+#include "text/tokenizer.h"
 
 namespace oss4::cli {
 
 namespace {
 struct QuantizeArgs {
-  std::string in, out, method = "amax", scope = "all";
+  std::string in, out, method = "amax", scope = "all", calibration;
   bool report = false;
 };
+
+// --calibration: "builtin" (a few varied texts), or a JSONL file of {"text": ...} (specials allowed) or {"ids": [...]}.
+Status load_calibration(const std::string& spec, const std::string& model_dir, std::vector<std::vector<int32_t>>* out) {
+  std::vector<std::string> texts;
+  if (spec == "builtin") {
+    for (const char* t : builtin_calibration_texts()) texts.emplace_back(t);
+  } else {
+    OSS4_ASSIGN_OR_RETURN(std::string body, read_text_file(spec));
+    size_t line_no = 0, pos = 0;
+    while (pos < body.size()) {
+      const size_t nl = body.find('\n', pos);
+      const std::string line = body.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+      pos = nl == std::string::npos ? body.size() : nl + 1;
+      ++line_no;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const std::string where = spec + ":" + std::to_string(line_no) + ": ";
+      const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.is_object()) return error(where + "not a JSON object");
+      if (auto it = j.find("ids"); it != j.end()) {
+        if (!it->is_array() || it->empty()) return error(where + "'ids' must be a non-empty array of token ids");
+        std::vector<int32_t> ids;
+        for (const auto& v : *it) {
+          if (!v.is_number_integer()) return error(where + "'ids' must hold integers");
+          ids.push_back(v.get<int32_t>());
+        }
+        out->push_back(std::move(ids));
+      } else if (auto t = j.find("text"); t != j.end() && t->is_string()) {
+        texts.push_back(t->get<std::string>());
+      } else {
+        return error(where + "expected {\"text\": string} or {\"ids\": [...]}");
+      }
+    }
+  }
+  if (!texts.empty()) {
+    OSS4_ASSIGN_OR_RETURN(Tokenizer tok, load_model_tokenizer(model_dir, ""));
+    for (const std::string& t : texts) {
+      OSS4_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tok.encode(t, true));
+      if (!ids.empty()) out->push_back(std::move(ids));
+    }
+  }
+  if (out->empty()) return error(spec + ": no calibration prompts");
+  return ok_status();
+}
 
 int run_quantize(const QuantizeArgs& a) {
   QuantizeOptions opt;
@@ -21,6 +69,10 @@ int run_quantize(const QuantizeArgs& a) {
   opt.out_dir = a.out;
   opt.method = a.method == "transcode" ? QuantMethod::kTranscode : a.method == "mse" ? QuantMethod::kMse : QuantMethod::kAmax;
   opt.scope = a.scope == "experts" ? QuantScope::kExperts : QuantScope::kAll;
+  if (!a.calibration.empty()) {
+    Status cs = load_calibration(a.calibration, a.in, &opt.calibration);
+    if (!cs.ok()) return fail(cs);
+  }
   QuantizeReport report;
   std::unique_ptr<Progress> p;
   Status s = quantize_checkpoint(opt, [&](int64_t done, int64_t total) {
@@ -48,6 +100,7 @@ int run_quantize(const QuantizeArgs& a) {
         std::printf("inexact: %s: %lld blocks, worst block rel. err %.3g\n", t.name.c_str(), static_cast<long long>(t.n_inexact),
                     t.worst_block_rel_err);
   }
+  std::fprintf(stderr, "weight amax: %s; input scales: %s\n", report.amax_source.c_str(), report.input_scales.c_str());
   std::fprintf(stderr, "wrote %s: %s -> %s (%zu tensors quantized, %lld inexact blocks); peak RSS %s\n", a.out.c_str(),
                format_bytes(static_cast<double>(report.bytes_in)).c_str(), format_bytes(static_cast<double>(report.bytes_out)).c_str(),
                report.tensors.size(), static_cast<long long>(n_inexact), format_bytes(static_cast<double>(peak_rss_bytes())).c_str());
@@ -57,7 +110,8 @@ int run_quantize(const QuantizeArgs& a) {
 
 void add_quantize(CLI::App& app, int* rc) {
   auto a = std::make_shared<QuantizeArgs>();
-  CLI::App* sub = app.add_subcommand("quantize", "turn an MXFP4 or BF16 checkpoint into ModelOpt's exported NVFP4 layout (W4A16)");
+  CLI::App* sub = app.add_subcommand("quantize",
+                                     "turn an MXFP4, BF16 or ModelOpt fake-quant checkpoint into ModelOpt's exported NVFP4 layout");
   sub->add_option("-m,--model", a->in, "input checkpoint directory")->required();
   sub->add_option("-o,--out", a->out, "output directory (must not exist, or be empty; never the input)")->required();
   sub->add_option("--method", a->method,
@@ -68,6 +122,10 @@ void add_quantize(CLI::App& app, int* rc) {
   sub->add_option("--scope", a->scope, "all: experts + attention (ModelOpt's NVFP4 default); experts: experts only")
       ->check(CLI::IsMember({"all", "experts"}))
       ->capture_default_str();
+  sub->add_option("--calibration", a->calibration,
+                  "record input amax and write input_scale (quant_algo NVFP4): 'builtin' (a few varied texts) or a JSONL "
+                  "file of {\"text\": ...} or {\"ids\": [...]} lines. Without it, a fake-quant input's stored input amax is "
+                  "used, else the export is weight-only (W4A16_NVFP4)");
   sub->add_flag("--report", a->report, "print each quantized tensor's relative MSE and SNR");
   sub->callback([a, rc] { *rc = run_quantize(*a); });
 }

@@ -62,10 +62,11 @@ void CpuForward::attention(const LayerWeights& L, int64_t il, KvCache& cache, in
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   f32_sdpa_sink_ref(q_.data(), pos_.data(), n_tok, c.n_heads, c.n_kv_heads, c.head_dim, cache.view(il), window, L.sinks.data(), scale,
                     attn_.data());
+  if (trace_) (*trace_)("attn_out", il, attn_.data(), n_tok, c.q_dim());
   f32_linear_ref(L.wo, attn_.data(), n_tok, bias(L.bo), out_.data());
 }
 
-void CpuForward::moe(const LayerWeights& L, int64_t n_tok) {
+void CpuForward::moe(const LayerWeights& L, int64_t il, int64_t n_tok) {
   const ModelConfig& c = m_.cfg;
   const int64_t H = c.n_embd, F = c.n_ff, K = c.n_experts_used;
   f32_linear_ref(L.router, h_.data(), n_tok, L.router_bias.data(), router_.data());
@@ -79,6 +80,7 @@ void CpuForward::moe(const LayerWeights& L, int64_t n_tok) {
       const int64_t e = idx[static_cast<size_t>(k)];
       f32_linear_ref(L.gate_up[static_cast<size_t>(e)], h_.data() + t * H, 1, L.gate_up_bias.data() + e * 2 * F, gu_.data());
       f32_swiglu_ref(gu_.data(), F, static_cast<float>(c.swiglu_alpha), static_cast<float>(c.swiglu_limit), act_.data());
+      if (trace_) (*trace_)("expert_act", il, act_.data(), 1, F);
       f32_linear_ref(L.down[static_cast<size_t>(e)], act_.data(), 1, L.down_bias.data() + e * H, y_.data());
       for (int64_t i = 0; i < H; ++i) o[i] += w[static_cast<size_t>(k)] * y_[i];
     }
@@ -92,6 +94,7 @@ void CpuForward::forward_chunk(KvCache& cache, const int32_t* ids, int64_t n_tok
   auto fit = [](std::vector<float>& v, int64_t n) {
     if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
   };
+  trace_ = trace ? &trace : nullptr;
   fit(x_, n_tok * H);
   fit(h_, n_tok * H);
   fit(q_, n_tok * c.q_dim());
@@ -112,10 +115,12 @@ void CpuForward::forward_chunk(KvCache& cache, const int32_t* ids, int64_t n_tok
   for (int64_t il = 0; il < c.n_layers; ++il) {
     const LayerWeights& L = m_.layers[static_cast<size_t>(il)];
     f32_rmsnorm_ref(x_.data(), L.attn_norm.data(), n_tok, H, eps, h_.data());
+    if (trace) trace("attn_in", il, h_.data(), n_tok, H);
     attention(L, il, cache, n_tok);
     for (int64_t i = 0; i < n_tok * H; ++i) x_[i] += out_[i];
     f32_rmsnorm_ref(x_.data(), L.mlp_norm.data(), n_tok, H, eps, h_.data());
-    moe(L, n_tok);
+    if (trace) trace("mlp_in", il, h_.data(), n_tok, H);
+    moe(L, il, n_tok);
     for (int64_t i = 0; i < n_tok * H; ++i) x_[i] += out_[i];
     if (trace) trace("layer_out", il, x_.data(), n_tok, H);
   }

@@ -13,8 +13,10 @@ namespace oss4 {
 
 enum class LogitsMode { kNone, kLast, kAll };
 
-// called with named intermediates: "embed" (layer -1), "layer_out" (residual after each layer), "final_norm".
-// data is [n_tok, n] f32 for the tokens of the current chunk.
+// called with named intermediates: "embed" (layer -1), "layer_out" (residual after each layer), "final_norm";
+// and the inputs of the quantized linears (calibration): "attn_in" (normed input of q/k/v), "attn_out" (input of
+// o_proj), "mlp_in" (normed input of the router and experts' gate_up) and "expert_act" (input of one expert's
+// down_proj, one routed token at a time). data is [n_tok, n] f32 for the tokens of the current chunk.
 using TraceFn = std::function<void(const char* name, int64_t layer, const float* data, int64_t n_tok, int64_t n)>;
 
 class CpuForward {
@@ -32,9 +34,10 @@ class CpuForward {
   // mode kAll: logits [n_tok, n_vocab]; kLast: logits [n_vocab] of the chunk's last token.
   void forward_chunk(KvCache& cache, const int32_t* ids, int64_t n_tok, LogitsMode mode, float* logits, const TraceFn& trace);
   void attention(const LayerWeights& L, int64_t il, KvCache& cache, int64_t n_tok);
-  void moe(const LayerWeights& L, int64_t n_tok);
+  void moe(const LayerWeights& L, int64_t il, int64_t n_tok);
 
   const ModelWeights& m_;
+  const TraceFn* trace_ = nullptr;  // during forward_chunk: the caller's trace, or null
   // scratch, sized per chunk
   std::vector<float> x_;      // [n_tok, n_embd] residual stream
   std::vector<float> h_;      // [n_tok, n_embd] normed input of a block
