@@ -52,32 +52,6 @@ uint8_t f32_to_e4m3_rne(float x) {
 
 float e4m3_from_f32(float x) { return e4m3_to_f32(f32_to_e4m3_rne(x)); }
 
-uint8_t f32_to_e2m1_rne(float x) {
-  // _cast_fp4: searchsorted over the bounds [0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5] (count of bounds below |x|),
-  // plus one at exactly 0.75, 1.75 and 3.5: ties go to the even code. NaN sorts last in torch (code 7).
-  const uint8_t sign = x < 0.0f ? 0x8u : 0x0u;
-  const float a = std::fabs(x);
-  uint8_t m;
-  if (!(a <= 5.0f)) {
-    m = 7;
-  } else if (a <= 0.25f) {
-    m = 0;
-  } else if (a < 0.75f) {
-    m = 1;
-  } else if (a <= 1.25f) {
-    m = 2;
-  } else if (a < 1.75f) {
-    m = 3;
-  } else if (a <= 2.5f) {
-    m = 4;
-  } else if (a < 3.5f) {
-    m = 5;
-  } else {
-    m = 6;
-  }
-  return sign | m;
-}
-
 float nvfp4_weight_scale_2(float amax) { return amax / (kE2m1Max * kE4m3Max); }
 
 uint8_t nvfp4_block_scale(float block_amax, float weight_scale_2) {

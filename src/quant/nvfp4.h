@@ -27,7 +27,14 @@ float e4m3_from_f32(float x);
 // f32 -> FP4 E2M1 nibble exactly as ModelOpt's NVFP4QTensor._cast_fp4: round half to even on the magnitude
 // (|x| <= 0.25 -> 0, < 0.75 -> 0.5, <= 1.25 -> 1, < 1.75 -> 1.5, <= 2.5 -> 2, < 3.5 -> 3, <= 5 -> 4, else 6; Inf
 // and NaN -> 6), sign bit = (x < 0): a tiny negative gives 0x8 (-0), -0.0 and NaN give a clear sign bit.
-uint8_t f32_to_e2m1_rne(float x);
+// (inline and branchless: it runs once per weight; searchsorted's count of bounds below |x| with the ties at 0.75,
+// 1.75 and 3.5 going up to the even code; NaN sorts last, code 7.)
+inline uint8_t f32_to_e2m1_rne(float x) {
+  const float a = x < 0.0f ? -x : x;
+  if (a != a) return 7;  // NaN (its sign bit is never set by the x < 0 test)
+  const int m = (a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) + (a >= 3.5f) + (a > 5.0f);
+  return static_cast<uint8_t>((x < 0.0f ? 0x8 : 0x0) | m);
+}
 
 // weight_scale_2 = amax / (6 * 448), one f32 division (torch's CPU f32 division by the python scalar 2688.0).
 float nvfp4_weight_scale_2(float amax);

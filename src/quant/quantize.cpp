@@ -9,6 +9,7 @@
 
 #include "backend/cpu/kernels_ref.h"
 #include "core/mapped_file.h"
+#include "core/parallel_for.h"
 #include "format/checkpoint_writer.h"
 #include "quant/calibrate.h"
 #include "quant/float_formats.h"
@@ -238,22 +239,29 @@ class Quantizer {
     const LayerWeights& L = m_.layers[static_cast<size_t>(l)];
     const std::vector<LinearWeight>& ws = proj == "gate_up_proj" ? L.gate_up : L.down;
     const int64_t E = static_cast<int64_t>(ws.size()), n_out = ws[0].n_out, n_in = ws[0].n_in;
-    std::vector<float> f(static_cast<size_t>(n_out * n_in));  // [n_out, n_in] one expert
     const bool transcode = opt_.method == QuantMethod::kTranscode;
     if (transcode && ws[0].type != WeightType::kMxfp4) return error(base + ": --method transcode needs MXFP4 experts");
+    const int n_threads = default_thread_count();
+    // one [n_out, n_in] f32 buffer per worker
+    std::vector<std::vector<float>> fbuf(static_cast<size_t>(n_threads), std::vector<float>(static_cast<size_t>(n_out * n_in)));
     // one amax (or one exponent max) over all experts of the layer, as ModelOpt's single expert quantizer has it
     float amax = 0;
     int k_max = -127;
     const std::optional<float> stored = transcode ? std::nullopt : weight_amax("model.layers." + std::to_string(l) + ".", proj);
-    if (stored) amax = *stored;
-    for (const auto& w : ws) {
-      if (stored) break;
-      if (transcode) {
+    if (stored) {
+      amax = *stored;
+    } else if (transcode) {
+      for (const auto& w : ws)
         for (int64_t i = 0; i < n_out * n_in / 32; ++i) k_max = std::max(k_max, static_cast<int>(w.scales[i]) - 127);
-      } else {
-        decode_weight_f32(w, f.data());
-        amax = std::max(amax, abs_max(f));
-      }
+    } else {
+      std::vector<float> part(static_cast<size_t>(E), 0.0f);
+      OSS4_TRY(parallel_for(E, n_threads, [&](int64_t e, int t) {
+        std::vector<float>& f = fbuf[static_cast<size_t>(t)];
+        decode_weight_f32(ws[static_cast<size_t>(e)], f.data());
+        part[static_cast<size_t>(e)] = abs_max(f);
+        return ok_status();
+      }));
+      for (float a : part) amax = std::max(amax, a);
     }
     auto out = std::make_shared<Quantized>();
     out->packed.resize(static_cast<size_t>(E * n_in / 2 * n_out));
@@ -261,13 +269,20 @@ class Quantizer {
     TensorReport r;
     r.name = base;
     r.n_blocks = E * n_out * n_in / 16;
-    double err = 0, ref = 0;
-    for (int64_t e = 0; e < E; ++e) {
+    struct PerExpert {
+      double err = 0, ref = 0, worst = 0;
+      int64_t inexact = 0;
+      float scale2 = 0;
+    };
+    std::vector<PerExpert> pe(static_cast<size_t>(E));
+    OSS4_TRY(parallel_for(E, n_threads, [&](int64_t e, int t) -> Status {
       const LinearWeight& w = ws[static_cast<size_t>(e)];
+      std::vector<float>& f = fbuf[static_cast<size_t>(t)];
       decode_weight_f32(w, f.data());
+      PerExpert& x = pe[static_cast<size_t>(e)];
       Nvfp4Matrix q;
       if (transcode) {
-        mxfp4_transcode(w, k_max, &q, &r.n_inexact, &r.worst_block_rel_err);
+        mxfp4_transcode(w, k_max, &q, &x.inexact, &x.worst);
       } else if (opt_.method == QuantMethod::kMse) {
         OSS4_TRY(nvfp4_quantize_mse(f.data(), n_out, n_in, amax, &q, w.name));
       } else {
@@ -275,8 +290,8 @@ class Quantizer {
         q.scales.resize(static_cast<size_t>(n_out * n_in / 16));
         OSS4_TRY(nvfp4_quantize_ref(f.data(), n_out, n_in, amax, q.packed.data(), q.scales.data(), &q.scale2, w.name));
       }
-      out->scale2 = q.scale2;
-      add_error(f.data(), q, n_out, n_in, &err, &ref);
+      x.scale2 = q.scale2;
+      add_error(f.data(), q, n_out, n_in, &x.err, &x.ref);
       // ModelOpt's export transposes experts back to input-major: [in/2, out] bytes, [in/16, out] scales
       uint8_t* pk = out->packed.data() + e * n_in / 2 * n_out;
       uint8_t* sc = out->scales.data() + e * n_in / 16 * n_out;
@@ -284,6 +299,15 @@ class Quantizer {
         for (int64_t j = 0; j < n_in / 2; ++j) pk[j * n_out + o] = q.packed[static_cast<size_t>(o * n_in / 2 + j)];
         for (int64_t b = 0; b < n_in / 16; ++b) sc[b * n_out + o] = q.scales[static_cast<size_t>(o * n_in / 16 + b)];
       }
+      return ok_status();
+    }));
+    double err = 0, ref = 0;
+    for (const PerExpert& x : pe) {
+      err += x.err;
+      ref += x.ref;
+      r.n_inexact += x.inexact;
+      r.worst_block_rel_err = std::max(r.worst_block_rel_err, x.worst);
+      out->scale2 = x.scale2;
     }
     finish_report(&r, err, ref);
     report_->tensors.push_back(r);

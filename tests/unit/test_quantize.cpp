@@ -79,7 +79,7 @@ TEST(Quantize, AmaxReproducesModelOptExportBitForBit) {
   const std::string in = checkpoint_from_export(*ex);
   const std::string out = test::make_temp_dir() + "/nvfp4";
   QuantizeReport report;
-  Status s = quantize_checkpoint({in, out, QuantMethod::kAmax, QuantScope::kAll}, nullptr, &report);
+  Status s = quantize_checkpoint({in, out, QuantMethod::kAmax, QuantScope::kAll, {}}, nullptr, &report);
   ASSERT_TRUE(s.ok()) << s.message();
   auto got = TensorStore::open_dir(out);
   ASSERT_TRUE(got.ok()) << got.status().message();
@@ -111,9 +111,9 @@ TEST(Quantize, TranscodeIsExactAndMseNeverWorse) {
   const std::string in = kData + "/golden/c2/mxfp4";
   const std::string dir = test::make_temp_dir();
   QuantizeReport rt, ra, rm;
-  ASSERT_TRUE(quantize_checkpoint({in, dir + "/t", QuantMethod::kTranscode, QuantScope::kExperts}, nullptr, &rt).ok());
-  ASSERT_TRUE(quantize_checkpoint({in, dir + "/a", QuantMethod::kAmax, QuantScope::kAll}, nullptr, &ra).ok());
-  ASSERT_TRUE(quantize_checkpoint({in, dir + "/m", QuantMethod::kMse, QuantScope::kAll}, nullptr, &rm).ok());
+  ASSERT_TRUE(quantize_checkpoint({in, dir + "/t", QuantMethod::kTranscode, QuantScope::kExperts, {}}, nullptr, &rt).ok());
+  ASSERT_TRUE(quantize_checkpoint({in, dir + "/a", QuantMethod::kAmax, QuantScope::kAll, {}}, nullptr, &ra).ok());
+  ASSERT_TRUE(quantize_checkpoint({in, dir + "/m", QuantMethod::kMse, QuantScope::kAll, {}}, nullptr, &rm).ok());
   auto src = load_model(in), t = load_model(dir + "/t");
   ASSERT_TRUE(src.ok() && t.ok());
   EXPECT_EQ(t->layers[0].wq.type, WeightType::kBF16) << "--scope experts leaves attention alone";
@@ -156,7 +156,7 @@ TEST(Quantize, TranscodeReportsBlocksBelowE4m3Range) {
 TEST(Quantize, RefusesToOverwrite) {
   const std::string in = kData + "/golden/c1/mxfp4";
   QuantizeReport r;
-  Status s = quantize_checkpoint({in, in, QuantMethod::kAmax, QuantScope::kAll}, nullptr, &r);
+  Status s = quantize_checkpoint({in, in, QuantMethod::kAmax, QuantScope::kAll, {}}, nullptr, &r);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("refusing to overwrite"), std::string::npos) << s.message();
 }
