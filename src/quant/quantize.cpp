@@ -52,12 +52,40 @@ void decode_weight_f32(const LinearWeight& w, float* out) {
 
 namespace {
 
-// squared error of one 16-block quantized with block factor f; writes the nibbles to q[16].
-double block_sse(const float* w, float f, uint8_t* q) {
-  double e = 0;
+// squared error of one 16-block quantized with block factor f; writes the nibbles to q[16]. Candidates other than
+// ModelOpt's own scale round w * (1/f) (a search needs no bit-exactness); the error is exact for the nibbles chosen.
+float block_sse(const float* w, float f, uint8_t* q) {
+  const float inv = 1.0f / f;
+  float e = 0;
   for (int i = 0; i < 16; ++i) {
-    q[i] = f32_to_e2m1_rne(w[i] / f);
-    const double d = static_cast<double>(w[i]) - static_cast<double>(kE2m1Lut[q[i]] * f);
+    q[i] = f32_to_e2m1_rne(w[i] * inv);
+    const float d = w[i] - kE2m1Lut[q[i]] * f;
+    e += d * d;
+  }
+  return e;
+}
+
+// block_sse's error without the nibbles: the E2M1 value is summed from the rounding thresholds (no table lookup,
+// so the 16 lanes vectorize); used to rank the candidate scales, the winner's nibbles come from block_sse.
+float block_sse_value(const float* w, float f) {
+  const float inv = 1.0f / f;
+  float e = 0;
+  for (int i = 0; i < 16; ++i) {
+    const float aw = std::fabs(w[i]), a = aw * inv;
+    const float v = 0.5f * static_cast<float>((a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f)) +
+                    static_cast<float>((a > 2.5f) + (a >= 3.5f)) + 2.0f * static_cast<float>(a > 5.0f);
+    const float d = aw - v * f;
+    e += d * d;
+  }
+  return e;
+}
+
+// the same for the nibbles ModelOpt's rule already chose (packed [8] bytes).
+float block_sse_packed(const float* w, float f, const uint8_t* packed, uint8_t* q) {
+  float e = 0;
+  for (int i = 0; i < 16; ++i) {
+    q[i] = i % 2 == 0 ? packed[i / 2] & 15 : packed[i / 2] >> 4;
+    const float d = w[i] - kE2m1Lut[q[i]] * f;
     e += d * d;
   }
   return e;
@@ -73,24 +101,24 @@ Status nvfp4_quantize_mse(const float* w, int64_t n_out, int64_t n_in, float ama
   out->packed.resize(static_cast<size_t>(n_out * n_in / 2));
   out->scales.resize(static_cast<size_t>(n_out * n_in / 16));
   OSS4_TRY(nvfp4_quantize_ref(w, n_out, n_in, amax, out->packed.data(), out->scales.data(), &out->scale2, name));
-  uint8_t q[16], best_q[16];
+  uint8_t best_q[16];
   for (int64_t o = 0; o < n_out; ++o) {
     for (int64_t b = 0; b < n_in / 16; ++b) {
       const float* wb = w + o * n_in + b * 16;
       uint8_t& code = out->scales[static_cast<size_t>(o * (n_in / 16) + b)];
       const uint8_t c0 = code;
-      double best = block_sse(wb, e4m3_to_f32(c0) * out->scale2, best_q);
+      float best = block_sse_packed(wb, e4m3_to_f32(c0) * out->scale2, out->packed.data() + o * n_in / 2 + b * 8, best_q);
       uint8_t best_c = c0;
       // positive E4M3 codes 0x01..0x7e are ordered by value; the amax code stays the fallback, so never worse
       for (int c = std::max(1, c0 - 6); c <= std::min(0x7e, c0 + 2); ++c) {
         if (c == c0) continue;
-        const double e = block_sse(wb, e4m3_to_f32(static_cast<uint8_t>(c)) * out->scale2, q);
+        const float e = block_sse_value(wb, e4m3_to_f32(static_cast<uint8_t>(c)) * out->scale2);
         if (e < best) {
           best = e;
           best_c = static_cast<uint8_t>(c);
-          std::copy(q, q + 16, best_q);
         }
       }
+      if (best_c != c0) block_sse(wb, e4m3_to_f32(best_c) * out->scale2, best_q);
       code = best_c;
       pack_block(best_q, out->packed.data() + o * n_in / 2 + b * 8);
     }
