@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/parallel_for.h"
 #include "model/weights_internal.h"
 #include "quant/nvfp4.h"
 #include "quant/quantize.h"
@@ -87,7 +88,10 @@ Status load_fakequant_experts(const TensorStore& st, const std::string& name, in
                  shape_str({n_exp, n_in, n_out}) + " BF16 or F32 (experts stored [experts, in, out])");
   }
   const size_t esize = t->dtype == DType::kBF16 ? 2 : 4;
-  for (int64_t e = 0; e < n_exp; ++e) {
+  // experts in parallel, each into its own buffer; appended to `owned` in order afterwards
+  std::vector<std::vector<std::vector<uint8_t>>> bufs(static_cast<size_t>(n_exp));
+  std::vector<LinearWeight> qs(static_cast<size_t>(n_exp));
+  OSS4_TRY(parallel_for(n_exp, default_thread_count(), [&](int64_t e, int) -> Status {
     LinearWeight dense;
     dense.type = t->dtype == DType::kBF16 ? WeightType::kBF16 : WeightType::kF32;
     dense.n_out = n_out;
@@ -95,8 +99,12 @@ Status load_fakequant_experts(const TensorStore& st, const std::string& name, in
     dense.in_major = true;
     dense.data = t->data + static_cast<size_t>(e * n_in * n_out) * esize;
     dense.name = name + "[" + std::to_string(e) + "]";
-    OSS4_ASSIGN_OR_RETURN(LinearWeight q, quantize_owned(dense, amax, owned));
-    out->push_back(q);
+    OSS4_ASSIGN_OR_RETURN(qs[static_cast<size_t>(e)], quantize_owned(dense, amax, &bufs[static_cast<size_t>(e)]));
+    return ok_status();
+  }));
+  for (int64_t e = 0; e < n_exp; ++e) {
+    owned->push_back(std::move(bufs[static_cast<size_t>(e)].front()));  // the pointers stay: the heap block moves along
+    out->push_back(qs[static_cast<size_t>(e)]);
   }
   st.release(*t);
   return ok_status();

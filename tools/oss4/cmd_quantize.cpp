@@ -123,9 +123,12 @@ void add_quantize(CLI::App& app, int* rc) {
       ->check(CLI::IsMember({"all", "experts"}))
       ->capture_default_str();
   sub->add_option("--calibration", a->calibration,
-                  "record input amax and write input_scale (quant_algo NVFP4): 'builtin' (a few varied texts) or a JSONL "
-                  "file of {\"text\": ...} or {\"ids\": [...]} lines. Without it, a fake-quant input's stored input amax is "
-                  "used, else the export is weight-only (W4A16_NVFP4)");
+                  "calibrate: run prompts, record input amax and write input_scale (quant_algo NVFP4). With no value, or "
+                  "'builtin', a small built-in set of texts; else a JSONL file of {\"text\": ...} or {\"ids\": [...]} "
+                  "lines. Without --calibration, a fake-quant input's stored input amax is used, else the export is "
+                  "weight-only (W4A16_NVFP4)")
+      ->expected(0, 1)
+      ->default_str("builtin");
   sub->add_flag("--report", a->report, "print each quantized tensor's relative MSE and SNR");
   sub->callback([a, rc] { *rc = run_quantize(*a); });
 }
