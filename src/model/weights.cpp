@@ -101,6 +101,23 @@ Status check_e4m3_scales(const TensorView& t) {
   return ok_status();
 }
 
+Result<LinearWeight> load_rowmajor_nvfp4(const TensorStore& st, const std::string& packed, const std::string& scales,
+                                         const std::string& scale2, bool reciprocal, int64_t n_out, int64_t n_in) {
+  OSS4_ASSIGN_OR_RETURN(const TensorView* w, st.require(packed, DType::kU8, {n_out, n_in / 2}));
+  OSS4_ASSIGN_OR_RETURN(const TensorView* s, st.require(scales, DType::kF8E4M3, {n_out, n_in / 16}));
+  OSS4_TRY(check_e4m3_scales(*s));
+  OSS4_ASSIGN_OR_RETURN(std::vector<float> s2, load_scale2(st, scale2, 0));
+  LinearWeight lw;
+  lw.type = WeightType::kNvfp4;
+  lw.n_out = n_out;
+  lw.n_in = n_in;
+  lw.data = w->data;
+  lw.scales = s->data;
+  lw.scale2 = reciprocal ? 1.0f / s2[0] : s2[0];
+  lw.name = packed;
+  return lw;
+}
+
 }  // namespace detail
 
 namespace {
@@ -112,19 +129,7 @@ enum class ExpertForm { kBf16, kMxfp4, kNvfp4, kFakeQuant, kCompressedTensors };
 // ModelOpt's exported NVFP4 linear: base.weight U8 [n_out, n_in/2], base.weight_scale F8_E4M3 [n_out, n_in/16],
 // base.weight_scale_2 F32 []; base.input_scale is for W4A4 and not used (activations stay f32).
 Result<LinearWeight> load_nvfp4_linear(const TensorStore& st, const std::string& base, int64_t n_out, int64_t n_in) {
-  OSS4_ASSIGN_OR_RETURN(const TensorView* w, st.require(base + ".weight", DType::kU8, {n_out, n_in / 2}));
-  OSS4_ASSIGN_OR_RETURN(const TensorView* s, st.require(base + ".weight_scale", DType::kF8E4M3, {n_out, n_in / 16}));
-  OSS4_TRY(check_e4m3_scales(*s));
-  OSS4_ASSIGN_OR_RETURN(std::vector<float> s2, load_scale2(st, base + ".weight_scale_2", 0));
-  LinearWeight lw;
-  lw.type = WeightType::kNvfp4;
-  lw.n_out = n_out;
-  lw.n_in = n_in;
-  lw.data = w->data;
-  lw.scales = s->data;
-  lw.scale2 = s2[0];
-  lw.name = base + ".weight";
-  return lw;
+  return load_rowmajor_nvfp4(st, base + ".weight", base + ".weight_scale", base + ".weight_scale_2", false, n_out, n_in);
 }
 
 // a linear layer in whichever form the checkpoint has: NVFP4 when base.weight_scale exists, else BF16/F32.

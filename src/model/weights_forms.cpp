@@ -111,19 +111,8 @@ Status load_fakequant_experts(const TensorStore& st, const std::string& name, in
 }
 
 Result<LinearWeight> load_ct_linear(const TensorStore& st, const std::string& base, int64_t n_out, int64_t n_in) {
-  OSS4_ASSIGN_OR_RETURN(const TensorView* w, st.require(base + ".weight_packed", DType::kU8, {n_out, n_in / 2}));
-  OSS4_ASSIGN_OR_RETURN(const TensorView* s, st.require(base + ".weight_scale", DType::kF8E4M3, {n_out, n_in / 16}));
-  OSS4_TRY(check_e4m3_scales(*s));
-  OSS4_ASSIGN_OR_RETURN(std::vector<float> gs, load_scale2(st, base + ".weight_global_scale", 0));
-  LinearWeight lw;
-  lw.type = WeightType::kNvfp4;
-  lw.n_out = n_out;
-  lw.n_in = n_in;
-  lw.data = w->data;
-  lw.scales = s->data;
-  lw.scale2 = 1.0f / gs[0];  // compressed-tensors stores the reciprocal of ModelOpt's weight_scale_2
-  lw.name = base + ".weight_packed";
-  return lw;
+  // compressed-tensors stores the reciprocal of ModelOpt's weight_scale_2
+  return load_rowmajor_nvfp4(st, base + ".weight_packed", base + ".weight_scale", base + ".weight_global_scale", true, n_out, n_in);
 }
 
 Status load_ct_experts(const TensorStore& st, const ModelConfig& c, int64_t l, LayerWeights* L,

@@ -20,6 +20,10 @@ Result<LinearWeight> load_dense(const TensorStore& st, const std::string& name, 
 Result<std::vector<float>> load_scale2(const TensorStore& st, const std::string& name, int64_t n_per);
 // E4M3 block scales: NaN bytes (0x7f, 0xff) or negative scales mean a broken file.
 Status check_e4m3_scales(const TensorView& t);
+// a mapped row-major NVFP4 linear: packed U8 [n_out, n_in/2], scales F8_E4M3 [n_out, n_in/16], an f32 tensor scale
+// (or its reciprocal, as compressed-tensors stores it).
+Result<LinearWeight> load_rowmajor_nvfp4(const TensorStore& st, const std::string& packed, const std::string& scales,
+                                         const std::string& scale2, bool reciprocal, int64_t n_out, int64_t n_in);
 
 // ModelOpt fake-quant (mtq.quantize + save_pretrained): BF16 weights and `<module>.weight_quantizer._amax`.
 // Attention: q/k/v quantized with one amax, the max of theirs (ModelOpt's export fuses them), o with its own.

@@ -7,6 +7,7 @@
 
 #include "backend/cpu/forward.h"
 #include "format/safetensors.h"
+#include "logit_compare.h"
 
 namespace oss4 {
 namespace {
@@ -37,23 +38,7 @@ Reference load_reference(const std::string& cfg) {
   return r;
 }
 
-// worst over positions of max|a - b| / max|b| for one row each.
-double worst_rel_err(const float* got, const float* want, int64_t n_rows, int64_t n, int64_t* worst_row) {
-  double worst = 0;
-  for (int64_t t = 0; t < n_rows; ++t) {
-    double max_diff = 0, max_ref = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      max_diff = std::max(max_diff, std::fabs(static_cast<double>(got[t * n + i]) - want[t * n + i]));
-      max_ref = std::max(max_ref, std::fabs(static_cast<double>(want[t * n + i])));
-    }
-    const double rel = max_diff / max_ref;
-    if (!(rel <= worst)) {
-      worst = rel;
-      *worst_row = t;
-    }
-  }
-  return worst;
-}
+using test::worst_rel_err;
 
 class Golden : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
 

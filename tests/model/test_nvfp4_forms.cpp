@@ -12,6 +12,7 @@
 
 #include "backend/cpu/forward.h"
 #include "format/safetensors.h"
+#include "logit_compare.h"
 #include "quant/float_formats.h"
 #include "quant/nvfp4.h"
 #include "quant/quantize.h"
@@ -27,19 +28,6 @@ ModelWeights load(const std::string& form) {
   auto m = load_model(kForms + "/" + form);
   EXPECT_TRUE(m.ok()) << m.status().message();
   return m.ok() ? std::move(m).value() : ModelWeights{};
-}
-
-double worst_rel_err(const std::vector<float>& got, const float* want, int64_t n_rows, int64_t n) {
-  double worst = 0;
-  for (int64_t t = 0; t < n_rows; ++t) {
-    double max_diff = 0, max_ref = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      max_diff = std::max(max_diff, std::fabs(static_cast<double>(got[t * n + i]) - want[t * n + i]));
-      max_ref = std::max(max_ref, std::fabs(static_cast<double>(want[t * n + i])));
-    }
-    worst = std::max(worst, max_diff / max_ref);
-  }
-  return worst;
 }
 
 class Forms : public ::testing::TestWithParam<std::string> {};
@@ -61,7 +49,7 @@ TEST_P(Forms, LogitsMatchTransformersOnTheDequantizedWeights) {
     CpuForward fwd(m);
     std::vector<float> logits;
     ASSERT_TRUE(fwd.eval(*cache, ids.data(), static_cast<int64_t>(ids.size()), LogitsMode::kAll, &logits).ok());
-    const double err = worst_rel_err(logits, reinterpret_cast<const float*>(ref->data), static_cast<int64_t>(ids.size()), m.cfg.n_vocab);
+    const double err = test::worst_rel_err(logits.data(), reinterpret_cast<const float*>(ref->data), static_cast<int64_t>(ids.size()), m.cfg.n_vocab);
     std::printf("form %s chunk %lld: max rel logit err %.3g\n", form.c_str(), static_cast<long long>(chunk), err);
     EXPECT_LE(err, kTol) << "form " << form << " chunk " << chunk;
   }
