@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <optional>
@@ -396,12 +397,140 @@ Status write_configs(const QuantizeOptions& opt, bool with_inputs, const std::st
   return ok_status();
 }
 
+// compressed-tensors nvfp4-pack-quantized -> ModelOpt's export layout, without re-quantizing: the same codes and block
+// scales, the reciprocal global scales inverted, llm-compressor's per-expert Linears gathered into the input-major
+// [E, in/2, out] expert tensors (gate/up interleaved as loaded).
+Status repack_compressed_tensors(const QuantizeOptions& opt, ModelWeights& m, const ProgressFn& progress, QuantizeReport* report) {
+  const ModelConfig& c = m.cfg;
+  const int64_t E = c.n_experts;
+  std::vector<TensorPlan> plan;
+  bool with_inputs = true;
+  auto f32_scalar = [](const std::string& name, float v) {
+    return TensorPlan{name, DType::kF32, {}, [v](SafetensorsWriter& w) { return write_bytes(w, &v, 4); }};
+  };
+  auto scalar_of = [&](const std::string& name) -> std::optional<float> {
+    const TensorView* t = m.store.find(name);
+    if (t == nullptr || t->dtype != DType::kF32 || t->numel() != 1) return std::nullopt;
+    return *reinterpret_cast<const float*>(t->data);
+  };
+  for (const std::string& name : m.store.names()) {
+    const TensorView* src = m.store.find(name);
+    int64_t l = -1;
+    std::string rest;
+    const bool in_layer = layer_of(name, &l, &rest);
+    const std::string lpre = in_layer ? "model.layers." + std::to_string(l) + "." : "";
+    auto ends = [&](const char* suffix) {
+      const size_t n = std::strlen(suffix);
+      return name.size() > n && name.compare(name.size() - n, n, suffix) == 0;
+    };
+    if (in_layer && rest.rfind("mlp.experts.experts.", 0) == 0) {
+      if (rest != "mlp.experts.experts.0.gate_proj.weight_packed") continue;  // the layer's experts go out at once
+      const LayerWeights& L = m.layers[static_cast<size_t>(l)];
+      for (const char* proj : {"gate_up_proj", "down_proj"}) {
+        const std::vector<LinearWeight>& ws = std::string(proj) == "gate_up_proj" ? L.gate_up : L.down;
+        const int64_t n_out = ws[0].n_out, n_in = ws[0].n_in;
+        const std::string base = lpre + "mlp.experts." + proj;
+        plan.push_back({base, DType::kU8, {E, n_in / 2, n_out}, [&ws, n_out, n_in](SafetensorsWriter& w) {
+                          std::vector<uint8_t> t(static_cast<size_t>(n_in / 2 * n_out));  // [in/2, out] one expert
+                          for (const LinearWeight& x : ws) {
+                            for (int64_t o = 0; o < n_out; ++o)
+                              for (int64_t j = 0; j < n_in / 2; ++j) t[static_cast<size_t>(j * n_out + o)] = x.data[o * n_in / 2 + j];
+                            OSS4_TRY(write_bytes(w, t.data(), t.size()));
+                          }
+                          return ok_status();
+                        }});
+        plan.push_back({base + "_weight_scale", DType::kF8E4M3, {E, n_in / 16, n_out}, [&ws, n_out, n_in](SafetensorsWriter& w) {
+                          std::vector<uint8_t> t(static_cast<size_t>(n_in / 16 * n_out));  // [in/16, out] one expert
+                          for (const LinearWeight& x : ws) {
+                            for (int64_t o = 0; o < n_out; ++o)
+                              for (int64_t b = 0; b < n_in / 16; ++b) t[static_cast<size_t>(b * n_out + o)] = x.scales[o * n_in / 16 + b];
+                            OSS4_TRY(write_bytes(w, t.data(), t.size()));
+                          }
+                          return ok_status();
+                        }});
+        bool same = true;
+        for (const LinearWeight& x : ws) same = same && x.scale2 == ws[0].scale2;
+        if (same) {
+          plan.push_back(f32_scalar(base + "_weight_scale_2", ws[0].scale2));
+        } else {  // one per expert: oss4 and ModelOpt-layout loaders that broadcast per expert read [E]
+          plan.push_back({base + "_weight_scale_2", DType::kF32, {E}, [&ws](SafetensorsWriter& w) {
+                            for (const LinearWeight& x : ws) OSS4_TRY(write_bytes(w, &x.scale2, 4));
+                            return ok_status();
+                          }});
+        }
+        // one input scale per projection (ModelOpt's experts share one quantizer): the largest amax, i.e. the
+        // smallest of compressed-tensors' reciprocal input_global_scale
+        std::optional<float> in_gs;
+        for (int64_t e = 0; e < E; ++e) {
+          for (const char* part : std::string(proj) == "gate_up_proj" ? std::vector<const char*>{"gate_proj", "up_proj"} : std::vector<const char*>{"down_proj"}) {
+            auto v = scalar_of(lpre + "mlp.experts.experts." + std::to_string(e) + "." + part + ".input_global_scale");
+            if (!v) {
+              with_inputs = false;
+            } else {
+              in_gs = std::min(in_gs.value_or(*v), *v);
+            }
+          }
+        }
+        if (with_inputs && in_gs) plan.push_back(f32_scalar(base + "_input_scale", 1.0f / *in_gs));
+        const std::vector<float>& bias = std::string(proj) == "gate_up_proj" ? L.gate_up_bias : L.down_bias;
+        plan.push_back({base + "_bias", DType::kBF16, {E, n_out}, [&bias](SafetensorsWriter& w) {
+                          std::vector<uint16_t> b(bias.size());  // the biases were BF16: exact both ways
+                          for (size_t i = 0; i < b.size(); ++i) b[i] = f32_to_bf16(bias[i]);
+                          return write_bytes(w, b.data(), b.size() * 2);
+                        }});
+      }
+      continue;
+    }
+    if (ends(".weight_packed")) {
+      const std::string base = name.substr(0, name.size() - 14);
+      plan.push_back({base + ".weight", DType::kU8, src->shape, [src](SafetensorsWriter& w) { return write_bytes(w, src->data, src->nbytes); }});
+      continue;
+    }
+    if (ends(".weight_global_scale")) {
+      auto v = scalar_of(name);
+      if (!v || !(*v > 0)) return error(*src->path + ": tensor '" + name + "' is not a positive F32 scalar");
+      plan.push_back(f32_scalar(name.substr(0, name.size() - 20) + ".weight_scale_2", 1.0f / *v));
+      continue;
+    }
+    if (ends(".input_global_scale")) {
+      auto v = scalar_of(name);
+      if (!v || !(*v > 0)) return error(*src->path + ": tensor '" + name + "' is not a positive F32 scalar");
+      plan.push_back(f32_scalar(name.substr(0, name.size() - 19) + ".input_scale", 1.0f / *v));
+      continue;
+    }
+    plan.push_back({name, src->dtype, src->shape, [src](SafetensorsWriter& w) { return write_bytes(w, src->data, src->nbytes); }});
+  }
+  // attention input scales came along one by one: keep them only if every quantized linear had one
+  for (const auto& t : plan)
+    if (t.name.size() > 12 && t.name.compare(t.name.size() - 12, 12, ".weight_scale") == 0) {
+      const std::string base = t.name.substr(0, t.name.size() - 13);
+      bool found = false;
+      for (const auto& u : plan) found = found || u.name == base + ".input_scale";
+      with_inputs = with_inputs && found;
+    }
+  if (!with_inputs) {
+    plan.erase(std::remove_if(plan.begin(), plan.end(), [](const TensorPlan& t) {
+                 return t.name.find("input_scale") != std::string::npos;
+               }),
+               plan.end());
+  }
+  report->amax_source = "compressed-tensors global scales (repacked, not re-quantized)";
+  report->input_scales = with_inputs ? "compressed-tensors input_global_scale (inverted)" : "none (weight-only W4A16_NVFP4)";
+  for (const auto& t : plan) report->bytes_out += static_cast<int64_t>(t.bytes());
+  report->bytes_in = static_cast<int64_t>(m.store.total_bytes());
+  return write_directory_atomic(opt.out_dir, [&](const std::string& tmp) {
+    OSS4_TRY(write_checkpoint_tensors(tmp, plan, 4800000000ull, progress));
+    return write_configs(opt, with_inputs, tmp);
+  });
+}
+
 }  // namespace
 
 Status quantize_checkpoint(const QuantizeOptions& opt, const ProgressFn& progress, QuantizeReport* report) {
   LoadOptions lo;
   lo.quantize_fakequant = false;  // a ModelOpt fake-quant input is quantized here, from its BF16 weights and _amax
   OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_model(opt.in_dir, nullptr, lo));
+  if (m.checkpoint_kind == "nvfp4 (compressed-tensors)") return repack_compressed_tensors(opt, m, progress, report);
   if (m.checkpoint_kind.rfind("nvfp4", 0) == 0) return error(opt.in_dir + ": is already NVFP4 (" + m.checkpoint_kind + ")");
   const ModelConfig& c = m.cfg;
   if (c.n_embd % 16 != 0 || c.n_ff % 16 != 0 || c.q_dim() % 16 != 0)

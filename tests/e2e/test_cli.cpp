@@ -337,7 +337,7 @@ namespace {
 // ModelOpt's fake-quant save (form a) through `oss4 quantize` is ModelOpt's own export (form b), tensor for tensor,
 // input scales included; and oss4's calibration on the same prompts lands within BF16 precision of ModelOpt's
 // (which ran the calibration forward pass in BF16).
-TEST(Cli, QuantizeFakeQuantReproducesModelOptsExport) {
+TEST(Cli, QuantizeFakeQuantReproducesModelOptsExportAndRepacksCompressedTensors) {
   const std::string forms = std::string(OSS4_TEST_DATA) + "/nvfp4_forms";
   const std::string tmp = test::make_temp_dir();
   CmdResult q = run("quantize -m " + forms + "/a -o " + tmp + "/q");
@@ -395,6 +395,51 @@ TEST(Cli, QuantizeFakeQuantReproducesModelOptsExport) {
   }
   expect_clean_error(run("quantize -m " + forms + "/a -o " + tmp + "/x --calibration " + tmp + "/bad.jsonl"), "bad.jsonl:2");
   expect_clean_error(run("quantize -m " + forms + "/b -o " + tmp + "/y"), "already NVFP4");
+
+  // compressed-tensors (form c) converts to ModelOpt's layout without re-quantizing: b's tensors but for the
+  // elements the two tools round differently (boundary ties) and the last bit of 1/(1/x); the same logits as c
+  CmdResult r = run("quantize -m " + forms + "/c -o " + tmp + "/cb");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("repacked, not re-quantized"), std::string::npos) << r.err;
+  auto cb = SafetensorsFile::open(tmp + "/cb/model.safetensors");
+  ASSERT_TRUE(cb.ok());
+  ASSERT_EQ((*cb)->tensors().size(), (*want)->tensors().size());
+  for (const TensorView& w : (*want)->tensors()) {
+    const TensorView* g = (*cb)->find(w.name);
+    ASSERT_NE(g, nullptr) << w.name;
+    ASSERT_EQ(g->dtype, w.dtype) << w.name;
+    ASSERT_EQ(g->shape, w.shape) << w.name;
+    if (w.dtype == DType::kF32) {
+      for (int64_t i = 0; i < w.numel(); ++i) {
+        const float a = reinterpret_cast<const float*>(w.data)[i], b = reinterpret_cast<const float*>(g->data)[i];
+        EXPECT_NEAR(b, a, 1e-6 * std::fabs(a)) << w.name;
+      }
+    } else {
+      size_t diff = 0;
+      for (size_t i = 0; i < w.nbytes; ++i) diff += g->data[i] != w.data[i];
+      EXPECT_LE(diff * 500, w.nbytes) << w.name << ": " << diff << " bytes differ";
+    }
+  }
+  const std::string ids = "1,5,9,13,200,17,42,3";
+  CmdResult lc = run("logits -m " + forms + "/c --ids " + ids + " --out " + tmp + "/c.npy -q");
+  CmdResult lcb = run("logits -m " + tmp + "/cb --ids " + ids + " --out " + tmp + "/cb.npy -q");
+  ASSERT_EQ(lc.code, 0) << lc.err;
+  ASSERT_EQ(lcb.code, 0) << lcb.err;
+  std::ifstream f1(tmp + "/c.npy", std::ios::binary), f2(tmp + "/cb.npy", std::ios::binary);
+  const std::string b1((std::istreambuf_iterator<char>(f1)), std::istreambuf_iterator<char>());
+  const std::string b2((std::istreambuf_iterator<char>(f2)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(b1.size(), b2.size());
+  // the same weights, summed in another order by the input-major expert kernel: equal to f32 rounding
+  const size_t data = b1.find('\n') + 1;
+  ASSERT_GT(data, 10u);
+  const auto* x = reinterpret_cast<const float*>(b1.data() + data);
+  const auto* y = reinterpret_cast<const float*>(b2.data() + data);
+  double max_diff = 0, max_ref = 0;
+  for (size_t i = 0; i < (b1.size() - data) / 4; ++i) {
+    max_diff = std::max(max_diff, std::fabs(static_cast<double>(x[i]) - y[i]));
+    max_ref = std::max(max_ref, std::fabs(static_cast<double>(x[i])));
+  }
+  EXPECT_LT(max_diff, 1e-5 * max_ref) << "repacking changed the numbers";
 }
 
 }  // namespace
