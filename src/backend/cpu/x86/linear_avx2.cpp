@@ -294,24 +294,33 @@ void gemm_rows(const LinearArgs& a, int64_t o0, int64_t o1, float* scratch) {
 
 // ---- in-major weights ([n_in, n_out]): vectors run along outputs, 16 at a time ----
 
-// factors of input block b for outputs o..o+7 of an in-major NVFP4 weight
+// factors of input block b for outputs o..o+7 of an in-major NVFP4 weight: e4m3(s) * scale2 for 8 scale bytes.
+// E4M3 -> f32 without a table: the byte's exponent and mantissa moved into an f32 (sign to bit 31, the rest to bits
+// 20..26) read as 2^-120 times the E4M3 value, subnormals included, so one exact multiply by 2^120 gives it. Loaders
+// reject the NaN byte 0x7f/0xff, which this would turn into 480.
 inline __m256 in_major_factors(const LinearArgs& a, int64_t b, int64_t o) {
-  const __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a.scales + b * a.n_out + o)));
-  return _mm256_mul_ps(_mm256_i32gather_ps(a.e4m3_lut, idx, 4), _mm256_set1_ps(a.scale2));
+  const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a.scales + b * a.n_out + o)));
+  const __m256i bits = _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x80)), 24),
+                                       _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x7f)), 20));
+  const __m256 e4m3 = _mm256_mul_ps(_mm256_castsi256_ps(bits), _mm256_set1_ps(0x1p120f));
+  return _mm256_mul_ps(e4m3, _mm256_set1_ps(a.scale2));
 }
 
+// in-major GEMV. The loops run over input blocks outside and output tiles inside, so that each pass reads 8 (NVFP4)
+// or 8 (BF16) consecutive weight rows front to back: a handful of sequential streams instead of one 16-output column
+// strided by n_out, which thrashes the TLB. Partial sums live in y (L1-resident for one call's range).
 template <int T>
 void gemv_in_major_t(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0) {
   const Nib n = nib_consts();
   const int64_t n_in = a.n_in, n_out = a.n_out;
   const float* x = a.x + t0 * n_in;
-  for (int64_t o = o0; o < o1; o += 16) {
-    __m256 acc[T][2];
-    for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-    if (a.kind == WKind::kNvfp4InMajor) {
-      for (int64_t b = 0; b < n_in / 16; ++b) {
-        __m256 blk[T][2];
-        for (int t = 0; t < T; ++t) blk[t][0] = blk[t][1] = _mm256_setzero_ps();
+  for (int t = 0; t < T; ++t)
+    for (int64_t o = o0; o < o1; ++o) a.y[(t0 + t) * n_out + o] = 0.0f;
+  if (a.kind == WKind::kNvfp4InMajor) {
+    for (int64_t b = 0; b < n_in / 16; ++b) {
+      for (int64_t o = o0; o < o1; o += 16) {
+        __m256 blk[T][2][2];  // [token][output half][low/high nibble chain]
+        for (int t = 0; t < T; ++t) blk[t][0][0] = blk[t][0][1] = blk[t][1][0] = blk[t][1][1] = _mm256_setzero_ps();
         for (int64_t j = 0; j < 8; ++j) {
           const uint8_t* row = a.data + (b * 8 + j) * n_out + o;
           __m256 lo0, hi0, lo1, hi1;
@@ -320,56 +329,47 @@ void gemv_in_major_t(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0) {
           for (int t = 0; t < T; ++t) {
             const __m256 x0 = _mm256_broadcast_ss(x + t * n_in + b * 16 + 2 * j);
             const __m256 x1 = _mm256_broadcast_ss(x + t * n_in + b * 16 + 2 * j + 1);
-            blk[t][0] = _mm256_fmadd_ps(hi0, x1, _mm256_fmadd_ps(lo0, x0, blk[t][0]));
-            blk[t][1] = _mm256_fmadd_ps(hi1, x1, _mm256_fmadd_ps(lo1, x0, blk[t][1]));
+            blk[t][0][0] = _mm256_fmadd_ps(lo0, x0, blk[t][0][0]);
+            blk[t][0][1] = _mm256_fmadd_ps(hi0, x1, blk[t][0][1]);
+            blk[t][1][0] = _mm256_fmadd_ps(lo1, x0, blk[t][1][0]);
+            blk[t][1][1] = _mm256_fmadd_ps(hi1, x1, blk[t][1][1]);
           }
         }
         const __m256 f0 = in_major_factors(a, b, o), f1 = in_major_factors(a, b, o + 8);
         for (int t = 0; t < T; ++t) {
-          acc[t][0] = _mm256_fmadd_ps(blk[t][0], f0, acc[t][0]);
-          acc[t][1] = _mm256_fmadd_ps(blk[t][1], f1, acc[t][1]);
+          float* yt = a.y + (t0 + t) * n_out + o;
+          _mm256_storeu_ps(yt, _mm256_fmadd_ps(_mm256_add_ps(blk[t][0][0], blk[t][0][1]), f0, _mm256_loadu_ps(yt)));
+          _mm256_storeu_ps(yt + 8, _mm256_fmadd_ps(_mm256_add_ps(blk[t][1][0], blk[t][1][1]), f1, _mm256_loadu_ps(yt + 8)));
         }
-      }
-    } else {  // bf16
-      const uint16_t* w = reinterpret_cast<const uint16_t*>(a.data);
-      __m256 acc2[T][2];
-      for (int t = 0; t < T; ++t) acc2[t][0] = acc2[t][1] = _mm256_setzero_ps();
-      int64_t i = 0;
-      for (; i + 2 <= n_in; i += 2) {
-        const __m256 w0 = bf16x8(w + i * n_out + o), w1 = bf16x8(w + i * n_out + o + 8);
-        const __m256 v0 = bf16x8(w + (i + 1) * n_out + o), v1 = bf16x8(w + (i + 1) * n_out + o + 8);
-        for (int t = 0; t < T; ++t) {
-          const __m256 x0 = _mm256_broadcast_ss(x + t * n_in + i), x1 = _mm256_broadcast_ss(x + t * n_in + i + 1);
-          acc[t][0] = _mm256_fmadd_ps(w0, x0, acc[t][0]);
-          acc[t][1] = _mm256_fmadd_ps(w1, x0, acc[t][1]);
-          acc2[t][0] = _mm256_fmadd_ps(v0, x1, acc2[t][0]);
-          acc2[t][1] = _mm256_fmadd_ps(v1, x1, acc2[t][1]);
-        }
-      }
-      for (; i < n_in; ++i) {
-        const __m256 w0 = bf16x8(w + i * n_out + o), w1 = bf16x8(w + i * n_out + o + 8);
-        for (int t = 0; t < T; ++t) {
-          const __m256 x0 = _mm256_broadcast_ss(x + t * n_in + i);
-          acc[t][0] = _mm256_fmadd_ps(w0, x0, acc[t][0]);
-          acc[t][1] = _mm256_fmadd_ps(w1, x0, acc[t][1]);
-        }
-      }
-      for (int t = 0; t < T; ++t) {
-        acc[t][0] = _mm256_add_ps(acc[t][0], acc2[t][0]);
-        acc[t][1] = _mm256_add_ps(acc[t][1], acc2[t][1]);
       }
     }
-    for (int t = 0; t < T; ++t) {
-      float* yt = a.y + (t0 + t) * n_out + o;
-      __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
-      if (a.bias) {
-        b0 = _mm256_loadu_ps(a.bias + o);
-        b1 = _mm256_loadu_ps(a.bias + o + 8);
+  } else {  // bf16
+    const uint16_t* w = reinterpret_cast<const uint16_t*>(a.data);
+    for (int64_t k0 = 0; k0 < n_in; k0 += 8) {
+      const int64_t k1 = min64(n_in, k0 + 8);
+      for (int64_t o = o0; o < o1; o += 16) {
+        __m256 acc[T][2][2];  // [token][output half][even/odd k chain]
+        for (int t = 0; t < T; ++t) acc[t][0][0] = acc[t][0][1] = acc[t][1][0] = acc[t][1][1] = _mm256_setzero_ps();
+        for (int64_t k = k0; k < k1; ++k) {
+          const int c = static_cast<int>(k & 1);
+          const __m256 w0 = bf16x8(w + k * n_out + o), w1 = bf16x8(w + k * n_out + o + 8);
+          for (int t = 0; t < T; ++t) {
+            const __m256 xb = _mm256_broadcast_ss(x + t * n_in + k);
+            acc[t][0][c] = _mm256_fmadd_ps(w0, xb, acc[t][0][c]);
+            acc[t][1][c] = _mm256_fmadd_ps(w1, xb, acc[t][1][c]);
+          }
+        }
+        for (int t = 0; t < T; ++t) {
+          float* yt = a.y + (t0 + t) * n_out + o;
+          _mm256_storeu_ps(yt, _mm256_add_ps(_mm256_loadu_ps(yt), _mm256_add_ps(acc[t][0][0], acc[t][0][1])));
+          _mm256_storeu_ps(yt + 8, _mm256_add_ps(_mm256_loadu_ps(yt + 8), _mm256_add_ps(acc[t][1][0], acc[t][1][1])));
+        }
       }
-      _mm256_storeu_ps(yt, _mm256_add_ps(acc[t][0], b0));
-      _mm256_storeu_ps(yt + 8, _mm256_add_ps(acc[t][1], b1));
     }
   }
+  if (a.bias)
+    for (int t = 0; t < T; ++t)
+      for (int64_t o = o0; o < o1; ++o) a.y[(t0 + t) * n_out + o] += a.bias[o];
 }
 
 // inputs [k0, k1) of outputs o..o+15 decoded to f32: out [k1 - k0, 16]
