@@ -60,6 +60,7 @@ struct ModelWeights {
   std::vector<float> final_norm;  // [n_embd]
   LinearWeight lm_head;       // [n_vocab, n_embd]
   std::string checkpoint_kind;  // "mxfp4" or "bf16", for display
+  std::vector<std::vector<uint8_t>> owned;  // weights made at load time (a requantized lm_head), pointed into
 
   size_t weight_bytes_per_token() const;  // bytes one decoded token reads (active experts only)
 };

@@ -52,5 +52,24 @@ TEST(Bench, MarkdownTableAndBadArguments) {
   test::expect_clean_error(test::run_oss4("bench -m " + dir + "/m -p 0 -n 0"), "nothing to measure");
 }
 
+TEST(LmHeadOption, CompareShowsTheCostOfAnNvfp4LmHead) {
+  const std::string dir = test::make_temp_dir();
+  ASSERT_EQ(test::run_oss4("synth --config tiny --seed 5 --out " + dir + "/m").code, 0);
+  const std::string ids = "--ids 1,5,9,200,7,3,3,40,11,12,13,14";
+  test::CmdResult same = test::run_oss4("compare -q -m " + dir + "/m -m " + dir + "/m " + ids + " --json");
+  ASSERT_EQ(same.code, 0) << same.err;
+  EXPECT_EQ(nlohmann::json::parse(same.out)["mean_kl"].get<double>(), 0.0);
+  test::CmdResult r = test::run_oss4("compare -q -m " + dir + "/m -m " + dir + "/m " + ids + " --lm-head-b nvfp4 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  // 4-bit lm_head: logits move, but the distributions stay close
+  EXPECT_GT(j["max_abs_diff"].get<double>(), 0.0);
+  EXPECT_GT(j["mean_kl"].get<double>(), 0.0);
+  EXPECT_LT(j["mean_kl"].get<double>(), 0.5);
+  test::expect_clean_error(test::run_oss4("generate -q -m " + dir + "/m --ids 1,2 -n 1 --lm-head int3"), "int3");
+  test::CmdResult g = test::run_oss4("generate -q -m " + dir + "/m --ids 1,2 -n 3 --lm-head nvfp4");
+  EXPECT_EQ(g.code, 0) << g.err;
+}
+
 }  // namespace
 }  // namespace oss4
