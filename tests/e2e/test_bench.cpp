@@ -25,8 +25,9 @@ TEST(Bench, JsonHasEveryKeyWithSaneValues) {
   EXPECT_GT(j["decode_tok_s"].get<double>(), 0);
   EXPECT_GE(j["decode_tok_s_stddev"].get<double>(), 0);
   EXPECT_GT(j["ttft_s"].get<double>(), 0);
-  // 16 prompt tokens in ttft_s seconds is the prefill rate
-  EXPECT_NEAR(j["prefill_tok_s"].get<double>() * j["ttft_s"].get<double>(), 16.0, 16.0 * 0.5);
+  // per repetition, rate = 16 prompt tokens / time; over repetitions mean(16 / t) * mean(t) >= 16 (AM-HM), with
+  // equality when the times agree (a busy machine can make them differ a lot, so no upper bound)
+  EXPECT_GE(j["prefill_tok_s"].get<double>() * j["ttft_s"].get<double>(), 16.0 * (1 - 1e-9));
   const double wb = j["weight_bytes_per_token"].get<double>();
   EXPECT_GT(wb, 0);
   EXPECT_LT(wb, j["model_bytes"].get<double>());
