@@ -60,8 +60,8 @@ struct ModelWeights {
   std::vector<float> final_norm;  // [n_embd]
   LinearWeight lm_head;       // [n_vocab, n_embd]
   std::string checkpoint_kind;  // "mxfp4", "bf16", "nvfp4", ... for display
-  // weights built at load (ModelOpt fake-quant quantized to NVFP4, compressed-tensors gate/up interleaved); the
-  // LinearWeights point into these buffers, which a move of ModelWeights keeps in place.
+  // weights built at load (ModelOpt fake-quant quantized to NVFP4, compressed-tensors gate/up interleaved, a
+  // requantized lm_head); the LinearWeights point into these buffers, which a move of ModelWeights keeps in place.
   std::vector<std::vector<uint8_t>> owned;
 
   size_t weight_bytes_per_token() const;  // bytes one decoded token reads (active experts only)

@@ -14,7 +14,7 @@ namespace oss4::cli {
 namespace {
 struct CompareArgs {
   std::vector<std::string> models;
-  std::string ids, text, tokenizer;
+  std::string ids, text, tokenizer, lm_head_b = "bf16";
   int64_t chunk = 128;
   bool json = false, per_position = false, quiet = false;
 };
@@ -26,8 +26,8 @@ constexpr const char* kDefaultText =
     "Le renard brun saute par-dessus le chien paresseux. 東京は日本の首都です。";
 
 Result<std::vector<float>> model_logits(const std::string& dir, const std::vector<int32_t>& ids, int64_t chunk, bool quiet,
-                                        int64_t* n_vocab) {
-  OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_with_progress(dir, quiet));
+                                        const std::string& lm_head, int64_t* n_vocab) {
+  OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_with_lm_head(dir, quiet, lm_head));
   const auto n = static_cast<int64_t>(ids.size());
   OSS4_ASSIGN_OR_RETURN(KvCache cache, KvCache::create(m.cfg, n, chunk));
   CpuForward fwd(m);
@@ -51,9 +51,9 @@ int run_compare(const CompareArgs& a) {
   if (!ids.ok()) return fail(ids.status());
   if (ids->empty()) return fail(error("no tokens to compare"));
   int64_t va = 0, vb = 0;
-  auto la = model_logits(a.models[0], *ids, a.chunk, a.quiet, &va);  // one model in memory at a time
+  auto la = model_logits(a.models[0], *ids, a.chunk, a.quiet, "bf16", &va);  // one model in memory at a time
   if (!la.ok()) return fail(la.status());
-  auto lb = model_logits(a.models[1], *ids, a.chunk, a.quiet, &vb);
+  auto lb = model_logits(a.models[1], *ids, a.chunk, a.quiet, a.lm_head_b, &vb);
   if (!lb.ok()) return fail(lb.status());
   if (va != vb) return fail(error("vocabulary sizes differ: " + std::to_string(va) + " vs " + std::to_string(vb)));
   const auto n = static_cast<int64_t>(ids->size());
@@ -92,6 +92,9 @@ void add_compare(CLI::App& app, int* rc) {
   sub->add_option("--text", a->text, "text, tokenized with A's tokenizer (default: a short built-in mixed text)");
   sub->add_option("--tokenizer", a->tokenizer, "tokenizer for --text (default: A's tokenizer.json, else the shipped vocabulary)");
   sub->add_option("--chunk", a->chunk, "prefill chunk size")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--lm-head-b", a->lm_head_b, "lm_head of B: bf16 (as stored) or nvfp4 (requantized at load); "
+                                               "-m X -m X --lm-head-b nvfp4 shows what the NVFP4 lm_head costs")
+      ->capture_default_str();
   sub->add_flag("--per-position", a->per_position, "print every position, not only the summary");
   sub->add_flag("--json", a->json, "print one JSON object");
   sub->add_flag("-q,--quiet", a->quiet, "no progress on stderr");

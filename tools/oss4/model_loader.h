@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "core/progress.h"
+#include "model/lm_head.h"
 #include "model/weights.h"
 
 namespace oss4::cli {
@@ -19,5 +20,14 @@ inline Result<ModelWeights> load_with_progress(const std::string& dir, bool quie
   if (p) p->finish();
   return m;
 }
+
+// loads a model and applies the --lm-head option ("bf16" keeps it as stored).
+inline Result<ModelWeights> load_with_lm_head(const std::string& dir, bool quiet, const std::string& lm_head) {
+  OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_with_progress(dir, quiet));
+  OSS4_TRY(set_lm_head_type(m, lm_head));
+  return m;
+}
+
+inline constexpr const char* kLmHeadHelp = "lm_head weights: bf16 (as stored) or nvfp4 (requantized at load; see oss4 compare --lm-head-b)";
 
 }  // namespace oss4::cli

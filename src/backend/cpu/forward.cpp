@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "backend/cpu/kernels_ref.h"
+#include "backend/cpu/kernels.h"
 
 namespace oss4 {
 
@@ -48,9 +48,9 @@ Status CpuForward::eval(KvCache& cache, const int32_t* ids, int64_t n_tok, Logit
 void CpuForward::attention(const LayerWeights& L, int64_t il, KvCache& cache, int64_t n_tok) {
   const ModelConfig& c = m_.cfg;
   auto bias = [](const std::vector<float>& b) { return b.empty() ? nullptr : b.data(); };
-  f32_linear_ref(L.wq, h_.data(), n_tok, bias(L.bq), q_.data());
-  f32_linear_ref(L.wk, h_.data(), n_tok, bias(L.bk), k_.data());
-  f32_linear_ref(L.wv, h_.data(), n_tok, bias(L.bv), v_.data());
+  f32_linear(L.wq, h_.data(), n_tok, bias(L.bq), q_.data());
+  f32_linear(L.wk, h_.data(), n_tok, bias(L.bk), k_.data());
+  f32_linear(L.wv, h_.data(), n_tok, bias(L.bv), v_.data());
   f32_rope_ref(q_.data(), pos_.data(), n_tok, c.n_heads, m_.rope);
   f32_rope_ref(k_.data(), pos_.data(), n_tok, c.n_kv_heads, m_.rope);
   const int64_t kvd = c.kv_dim();
@@ -60,29 +60,51 @@ void CpuForward::attention(const LayerWeights& L, int64_t il, KvCache& cache, in
   }
   const int64_t window = L.kind == LayerKind::kSliding ? c.sliding_window : 0;
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  f32_sdpa_sink_ref(q_.data(), pos_.data(), n_tok, c.n_heads, c.n_kv_heads, c.head_dim, cache.view(il), window, L.sinks.data(), scale,
+  f32_sdpa_sink(q_.data(), pos_.data(), n_tok, c.n_heads, c.n_kv_heads, c.head_dim, cache.view(il), window, L.sinks.data(), scale,
                     attn_.data());
   if (trace_) (*trace_)("attn_out", il, attn_.data(), n_tok, c.q_dim());
-  f32_linear_ref(L.wo, attn_.data(), n_tok, bias(L.bo), out_.data());
+  f32_linear(L.wo, attn_.data(), n_tok, bias(L.bo), out_.data());
 }
 
 void CpuForward::moe(const LayerWeights& L, int64_t il, int64_t n_tok) {
   const ModelConfig& c = m_.cfg;
-  const int64_t H = c.n_embd, F = c.n_ff, K = c.n_experts_used;
-  f32_linear_ref(L.router, h_.data(), n_tok, L.router_bias.data(), router_.data());
-  std::vector<int32_t> idx(static_cast<size_t>(K));  // [K] selected experts
-  std::vector<float> w(static_cast<size_t>(K));      // [K] routing weights
+  const int64_t H = c.n_embd, F = c.n_ff, K = c.n_experts_used, E = c.n_experts;
+  f32_linear(L.router, h_.data(), n_tok, L.router_bias.data(), router_.data());
+  for (int64_t t = 0; t < n_tok; ++t)
+    f32_topk_softmax_ref(router_.data() + t * E, E, K, sel_.data() + t * K, sel_w_.data() + t * K);
+  // group the chunk's (token, slot) pairs by expert, so each expert's weights are decoded once for all its tokens
+  std::vector<int64_t> start(static_cast<size_t>(E + 1), 0);  // [E + 1] offsets into order
+  for (int64_t i = 0; i < n_tok * K; ++i) ++start[static_cast<size_t>(sel_[i] + 1)];
+  for (int64_t e = 0; e < E; ++e) start[static_cast<size_t>(e + 1)] += start[static_cast<size_t>(e)];
+  std::vector<int64_t> order(static_cast<size_t>(n_tok * K));  // [n_tok * K] (t * K + k), grouped by expert
+  std::vector<int64_t> fill(start.begin(), start.end() - 1);
+  for (int64_t i = 0; i < n_tok * K; ++i) order[static_cast<size_t>(fill[static_cast<size_t>(sel_[i])]++)] = i;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t b = start[static_cast<size_t>(e)], n_e = start[static_cast<size_t>(e + 1)] - b;
+    if (n_e == 0) continue;
+    for (int64_t r = 0; r < n_e; ++r) {
+      const int64_t t = order[static_cast<size_t>(b + r)] / K;
+      std::memcpy(xe_.data() + r * H, h_.data() + t * H, static_cast<size_t>(H) * sizeof(float));
+    }
+    f32_linear(L.gate_up[static_cast<size_t>(e)], xe_.data(), n_e, L.gate_up_bias.data() + e * 2 * F, gu_.data());
+    for (int64_t r = 0; r < n_e; ++r)
+      f32_swiglu_ref(gu_.data() + r * 2 * F, F, static_cast<float>(c.swiglu_alpha), static_cast<float>(c.swiglu_limit),
+                     act_.data() + r * F);
+    if (trace_) (*trace_)("expert_act", il, act_.data(), n_e, F);
+    f32_linear(L.down[static_cast<size_t>(e)], act_.data(), n_e, L.down_bias.data() + e * H, y_.data());
+    for (int64_t r = 0; r < n_e; ++r) {
+      const int64_t i = order[static_cast<size_t>(b + r)];
+      std::memcpy(ye_.data() + i * H, y_.data() + r * H, static_cast<size_t>(H) * sizeof(float));
+    }
+  }
+  // weighted sum in slot order (the reference's order), independent of the grouping
   for (int64_t t = 0; t < n_tok; ++t) {
-    f32_topk_softmax_ref(router_.data() + t * c.n_experts, c.n_experts, K, idx.data(), w.data());
     float* o = out_.data() + t * H;
     std::fill(o, o + H, 0.0f);
     for (int64_t k = 0; k < K; ++k) {
-      const int64_t e = idx[static_cast<size_t>(k)];
-      f32_linear_ref(L.gate_up[static_cast<size_t>(e)], h_.data() + t * H, 1, L.gate_up_bias.data() + e * 2 * F, gu_.data());
-      f32_swiglu_ref(gu_.data(), F, static_cast<float>(c.swiglu_alpha), static_cast<float>(c.swiglu_limit), act_.data());
-      if (trace_) (*trace_)("expert_act", il, act_.data(), 1, F);
-      f32_linear_ref(L.down[static_cast<size_t>(e)], act_.data(), 1, L.down_bias.data() + e * H, y_.data());
-      for (int64_t i = 0; i < H; ++i) o[i] += w[static_cast<size_t>(k)] * y_[i];
+      const float wk = sel_w_[static_cast<size_t>(t * K + k)];
+      const float* y = ye_.data() + (t * K + k) * H;
+      for (int64_t i = 0; i < H; ++i) o[i] += wk * y[i];
     }
   }
 }
@@ -103,9 +125,16 @@ void CpuForward::forward_chunk(KvCache& cache, const int32_t* ids, int64_t n_tok
   fit(attn_, n_tok * c.q_dim());
   fit(out_, n_tok * H);
   fit(router_, n_tok * c.n_experts);
-  fit(gu_, 2 * c.n_ff);
-  fit(act_, c.n_ff);
-  fit(y_, H);
+  const int64_t n_slots = n_tok * c.n_experts_used;  // (token, expert) pairs of the chunk; an expert sees each token once
+  fit(gu_, n_tok * 2 * c.n_ff);
+  fit(act_, n_tok * c.n_ff);
+  fit(y_, n_tok * H);
+  fit(xe_, n_tok * H);
+  fit(ye_, n_slots * H);
+  if (static_cast<int64_t>(sel_.size()) < n_slots) {
+    sel_.resize(static_cast<size_t>(n_slots));
+    sel_w_.resize(static_cast<size_t>(n_slots));
+  }
   pos_.resize(static_cast<size_t>(n_tok));
   for (int64_t t = 0; t < n_tok; ++t) pos_[t] = cache.n_pos() + t;
 
@@ -129,9 +158,9 @@ void CpuForward::forward_chunk(KvCache& cache, const int32_t* ids, int64_t n_tok
   f32_rmsnorm_ref(x_.data(), m_.final_norm.data(), n_tok, H, eps, h_.data());
   if (trace) trace("final_norm", c.n_layers, h_.data(), n_tok, H);
   if (mode == LogitsMode::kAll) {
-    f32_linear_ref(m_.lm_head, h_.data(), n_tok, nullptr, logits);
+    f32_linear(m_.lm_head, h_.data(), n_tok, nullptr, logits);
   } else if (mode == LogitsMode::kLast) {
-    f32_linear_ref(m_.lm_head, h_.data() + (n_tok - 1) * H, 1, nullptr, logits);
+    f32_linear(m_.lm_head, h_.data() + (n_tok - 1) * H, 1, nullptr, logits);
   }
 }
 

@@ -1,5 +1,6 @@
 // The gpt-oss forward pass on the CPU, written out explicitly (no graph): batched prefill in chunks and
-// incremental decode against a KvCache. Kernels are called through kernels_ref.h; faster rungs slot in there.
+// incremental decode against a KvCache. Kernels are called through kernels.h, which dispatches to the fastest rung
+// the CPU runs (or the scalar reference, OSS4_KERNELS=ref) and spreads the work over the kernel thread pool.
 #pragma once
 
 #include <cstdint>
@@ -46,9 +47,13 @@ class CpuForward {
   std::vector<float> attn_;   // [n_tok, n_heads * head_dim]
   std::vector<float> out_;    // [n_tok, n_embd] block output
   std::vector<float> router_; // [n_tok, n_experts]
-  std::vector<float> gu_;     // [2 * n_ff]
-  std::vector<float> act_;    // [n_ff]
-  std::vector<float> y_;      // [n_embd]
+  std::vector<float> xe_;     // [n_tok, n_embd] inputs of the tokens routed to one expert
+  std::vector<float> gu_;     // [n_tok, 2 * n_ff] their gate_up outputs
+  std::vector<float> act_;    // [n_tok, n_ff] their SwiGLU outputs
+  std::vector<float> y_;      // [n_tok, n_embd] their down outputs
+  std::vector<float> ye_;     // [n_tok, n_experts_used, n_embd] expert outputs by (token, slot)
+  std::vector<int32_t> sel_;  // [n_tok, n_experts_used] selected experts
+  std::vector<float> sel_w_;  // [n_tok, n_experts_used] their routing weights
   std::vector<int64_t> pos_;  // [n_tok]
 };
 

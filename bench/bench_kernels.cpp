@@ -1,0 +1,141 @@
+// Kernel microbenchmarks (Google Benchmark): the linear kernels at gpt-oss-20b shapes for every weight layout, as
+// GEMV (1 token, decode) and GEMM (64 tokens, prefill), on the SIMD rung and the scalar reference, plus attention.
+// Counters: weight GB/s (bytes of the weight read per call) and GFLOP/s (2 n_out n_in n_tok per call).
+//   build/bench/bench_kernels --benchmark_filter=gemv   (OSS4_THREADS=N sets the thread count)
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/kernels.h"
+#include "quant/float_formats.h"
+
+namespace oss4 {
+namespace {
+
+struct BenchWeight {
+  LinearWeight w;
+  std::vector<uint8_t> data, scales;
+};
+
+// random bits in the layout of the type; E4M3 / E8M0 scales kept finite
+BenchWeight make(WeightType type, bool in_major, int64_t n_out, int64_t n_in) {
+  BenchWeight b;
+  std::mt19937 g(42);
+  size_t nbytes = 0, nscales = 0;
+  switch (type) {
+    case WeightType::kF32: nbytes = static_cast<size_t>(n_out * n_in * 4); break;
+    case WeightType::kBF16: nbytes = static_cast<size_t>(n_out * n_in * 2); break;
+    case WeightType::kMxfp4:
+      nbytes = static_cast<size_t>(n_out * n_in / 2);
+      nscales = static_cast<size_t>(n_out * n_in / 32);
+      break;
+    case WeightType::kNvfp4:
+      nbytes = static_cast<size_t>(n_out * n_in / 2);
+      nscales = static_cast<size_t>(n_out * n_in / 16);
+      break;
+  }
+  b.data.resize(nbytes);
+  for (auto& x : b.data) x = static_cast<uint8_t>(g());
+  if (type == WeightType::kBF16) {
+    auto* h = reinterpret_cast<uint16_t*>(b.data.data());
+    for (size_t i = 0; i < nbytes / 2; ++i) h[i] = f32_to_bf16(static_cast<float>(static_cast<int>(g() % 2001) - 1000) * 1e-3f);
+  }
+  if (type == WeightType::kF32) {
+    auto* f = reinterpret_cast<float*>(b.data.data());
+    for (size_t i = 0; i < nbytes / 4; ++i) f[i] = static_cast<float>(static_cast<int>(g() % 2001) - 1000) * 1e-3f;
+  }
+  b.scales.resize(nscales);
+  for (auto& s : b.scales) s = static_cast<uint8_t>(type == WeightType::kMxfp4 ? 120 + g() % 8 : 40 + g() % 40);
+  b.w.type = type;
+  b.w.in_major = in_major;
+  b.w.n_out = n_out;
+  b.w.n_in = n_in;
+  b.w.data = b.data.data();
+  b.w.scales = b.scales.empty() ? nullptr : b.scales.data();
+  b.w.scale2 = 0.01f;
+  return b;
+}
+
+// args: weight type, in_major, n_out, n_in, n_tok, rung (0 ref, 1 best)
+void BM_linear(benchmark::State& state, WeightType type, bool in_major) {
+  const int64_t n_out = state.range(0), n_in = state.range(1), n_tok = state.range(2);
+  const bool ref = state.range(3) == 0;
+  BenchWeight b = make(type, in_major, n_out, n_in);
+  std::vector<float> x(static_cast<size_t>(n_tok * n_in), 0.5f), y(static_cast<size_t>(n_tok * n_out));
+  if (!set_kernel_isa(ref ? KernelIsa::kRef : best_kernel_isa()).ok()) {
+    state.SkipWithError("rung not available");
+    return;
+  }
+  for (auto _ : state) {
+    f32_linear(b.w, x.data(), n_tok, nullptr, y.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  const double bytes = static_cast<double>(b.w.nbytes()), flops = 2.0 * static_cast<double>(n_out * n_in * n_tok);
+  state.counters["GB/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  state.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(kernel_isa_name(kernel_isa()));
+  (void)set_kernel_isa(best_kernel_isa());
+}
+
+// gpt-oss-20b shapes: expert gate_up [5760, 2880], down [2880, 2880]; attention q [4096, 2880]; ref rung only at one token
+void shapes(benchmark::internal::Benchmark* b) {
+  for (int64_t n_tok : {1, 64})
+    for (int rung : {0, 1}) {
+      if (rung == 0 && n_tok > 1) continue;  // the scalar GEMM takes minutes
+      b->Args({5760, 2880, n_tok, rung});
+      b->Args({2880, 2880, n_tok, rung});
+    }
+  b->ArgNames({"n_out", "n_in", "n_tok", "simd"})->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+BENCHMARK_CAPTURE(BM_linear, nvfp4w, WeightType::kNvfp4, false)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_linear, nvfp4w_in_major, WeightType::kNvfp4, true)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_linear, mxfp4w, WeightType::kMxfp4, false)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_linear, bf16w, WeightType::kBF16, false)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_linear, bf16w_in_major, WeightType::kBF16, true)->Apply(shapes);
+
+// attention of one chunk: 64 heads, 8 KV heads, head_dim 64 at a KV depth; args: n_tok, depth, window, rung
+void BM_sdpa(benchmark::State& state) {
+  const int64_t n_tok = state.range(0), depth = state.range(1), window = state.range(2);
+  const int64_t n_heads = 64, n_kv = 8, hd = 64, n_ctx = depth + n_tok;
+  if (!set_kernel_isa(state.range(3) == 0 ? KernelIsa::kRef : best_kernel_isa()).ok()) {
+    state.SkipWithError("rung not available");
+    return;
+  }
+  std::vector<float> k(static_cast<size_t>(n_ctx * n_kv * hd), 0.01f), v(k.size(), 0.02f);
+  std::vector<float> q(static_cast<size_t>(n_tok * n_heads * hd), 0.03f), out(q.size()), sinks(static_cast<size_t>(n_heads), 0.1f);
+  std::vector<int64_t> pos(static_cast<size_t>(n_tok));
+  for (int64_t t = 0; t < n_tok; ++t) pos[static_cast<size_t>(t)] = depth + t;
+  KvLayerView kv{k.data(), v.data(), n_ctx, false};
+  for (auto _ : state) {
+    f32_sdpa_sink(q.data(), pos.data(), n_tok, n_heads, n_kv, hd, kv, window, sinks.data(), 0.125f, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  double flops = 0;
+  for (int64_t t = 0; t < n_tok; ++t) {
+    const int64_t p = depth + t, lo = window > 0 ? std::max<int64_t>(0, p - window + 1) : 0;
+    flops += 4.0 * static_cast<double>((p - lo + 1) * hd * n_heads);
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(kernel_isa_name(kernel_isa()));
+  (void)set_kernel_isa(best_kernel_isa());
+}
+BENCHMARK(BM_sdpa)
+    ->Args({1, 4096, 0, 1})
+    ->Args({1, 4096, 0, 0})
+    ->Args({128, 0, 0, 1})
+    ->Args({128, 0, 128, 1})
+    ->ArgNames({"n_tok", "depth", "window", "simd"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+}  // namespace
+}  // namespace oss4
+
+BENCHMARK_MAIN();

@@ -1,0 +1,34 @@
+// The kernels the forward pass calls: each picks the fastest rung this CPU runs (runtime ISA dispatch) and spreads
+// the work over the kernel thread pool (core/thread_pool.h). The scalar reference rung (kernels_ref.h) stays
+// available: OSS4_KERNELS=ref in the environment, or set_kernel_isa(KernelIsa::kRef), forces it (single thread),
+// which is how tests compare the rungs. Signatures and shapes are those of the *_ref functions.
+#pragma once
+
+#include <cstdint>
+
+#include "backend/cpu/kernels_ref.h"
+#include "oss4/status.h"
+
+namespace oss4 {
+
+// rungs; kAvx512 and kNeon are slots for kernels not written yet (they are never chosen today).
+enum class KernelIsa { kRef, kAvx2, kAvx512, kNeon };
+
+const char* kernel_isa_name(KernelIsa isa);
+// the rung in use: the best this CPU supports unless OSS4_KERNELS (ref, avx2) or set_kernel_isa chose another.
+KernelIsa kernel_isa();
+// the best rung this CPU and this build support.
+KernelIsa best_kernel_isa();
+// fails (and changes nothing) if the CPU cannot run the rung or it is not built.
+Status set_kernel_isa(KernelIsa isa);
+// "ref" / "avx2" -> rung; error for anything else.
+Result<KernelIsa> parse_kernel_isa(const char* name);
+
+// y = x W^T (+ bias): x [n_tok, n_in] f32, bias [n_out] or null, y [n_tok, n_out] f32.
+void f32_linear(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y);
+
+// as f32_sdpa_sink_ref; parallel over (token, head).
+void f32_sdpa_sink(const float* q, const int64_t* pos, int64_t n_tok, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                   const KvLayerView& kv, int64_t window, const float* sinks, float scale, float* out);
+
+}  // namespace oss4

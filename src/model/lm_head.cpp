@@ -1,0 +1,80 @@
+#include "model/lm_head.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <mutex>
+
+#include "core/thread_pool.h"
+#include "quant/float_formats.h"
+#include "quant/nvfp4.h"
+
+namespace oss4 {
+
+namespace {
+constexpr int64_t kRowsPerTask = 256;
+
+// rows [r0, r1) of a dense lm_head as f32: out [r1 - r0, n_in]
+void rows_f32(const LinearWeight& w, int64_t r0, int64_t r1, float* out) {
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t i = 0; i < w.n_in; ++i) {
+      const int64_t k = r * w.n_in + i;
+      out[(r - r0) * w.n_in + i] = w.type == WeightType::kBF16 ? bf16_to_f32(reinterpret_cast<const uint16_t*>(w.data)[k])
+                                                                : reinterpret_cast<const float*>(w.data)[k];
+    }
+}
+}  // namespace
+
+Status set_lm_head_type(ModelWeights& m, const std::string& type) {
+  LinearWeight& w = m.lm_head;
+  if (type == "bf16") return ok_status();
+  if (type != "nvfp4") return error("--lm-head: unknown type '" + type + "' (expected bf16 or nvfp4)");
+  if (w.type == WeightType::kNvfp4) return ok_status();
+  if ((w.type != WeightType::kBF16 && w.type != WeightType::kF32) || w.in_major)
+    return error("lm_head '" + w.name + "' is " + weight_type_name(w.type) + "; only a dense [n_vocab, n_embd] BF16 or F32 lm_head can be requantized");
+  if (w.n_in % kNvfp4Block != 0) return error("lm_head '" + w.name + "': n_embd " + std::to_string(w.n_in) + " is not a multiple of 16");
+  ThreadPool& pool = kernel_pool();
+  const int64_t n_tasks = (w.n_out + kRowsPerTask - 1) / kRowsPerTask;
+  // pass 1: the global amax ModelOpt calibrates weight_scale_2 from
+  std::vector<float> task_amax(static_cast<size_t>(n_tasks), 0.0f);  // [n_tasks]
+  pool.run(n_tasks, [&](int64_t t) {
+    const int64_t r0 = t * kRowsPerTask, r1 = std::min(w.n_out, r0 + kRowsPerTask);
+    std::vector<float> rows(static_cast<size_t>((r1 - r0) * w.n_in));  // [r1 - r0, n_in] f32
+    rows_f32(w, r0, r1, rows.data());
+    float a = 0.0f;
+    for (float v : rows) a = std::max(a, std::fabs(v));
+    task_amax[static_cast<size_t>(t)] = a;
+  });
+  const float amax = *std::max_element(task_amax.begin(), task_amax.end());
+  // pass 2: quantize block rows with that amax (every task gets the same weight_scale_2)
+  std::vector<uint8_t> packed(static_cast<size_t>(w.n_out * w.n_in / 2));              // [n_vocab, n_embd/2] u8
+  std::vector<uint8_t> scales(static_cast<size_t>(w.n_out * w.n_in / kNvfp4Block));   // [n_vocab, n_embd/16] e4m3
+  std::mutex mu;
+  Status first_error;
+  float scale2 = 0.0f;
+  pool.run(n_tasks, [&](int64_t t) {
+    const int64_t r0 = t * kRowsPerTask, r1 = std::min(w.n_out, r0 + kRowsPerTask);
+    std::vector<float> rows(static_cast<size_t>((r1 - r0) * w.n_in));  // [r1 - r0, n_in] f32
+    rows_f32(w, r0, r1, rows.data());
+    float s2 = 0.0f;
+    Status s = nvfp4_quantize_ref(rows.data(), r1 - r0, w.n_in, amax, packed.data() + r0 * w.n_in / 2,
+                                  scales.data() + r0 * w.n_in / kNvfp4Block, &s2, w.name);
+    std::lock_guard<std::mutex> lk(mu);
+    if (!s.ok() && first_error.ok()) first_error = s;
+    scale2 = s2;
+  });
+  OSS4_TRY(first_error.with_context("--lm-head nvfp4"));
+  if (const TensorView* t = m.store.find(w.name); t != nullptr && w.data != m.embed.data) m.store.release(*t);
+  m.owned.push_back(std::move(packed));
+  const uint8_t* packed_ptr = m.owned.back().data();
+  m.owned.push_back(std::move(scales));
+  w.type = WeightType::kNvfp4;
+  w.in_major = false;
+  w.data = packed_ptr;
+  w.scales = m.owned.back().data();
+  w.scale2 = scale2;
+  w.name += " (requantized to nvfp4)";
+  return ok_status();
+}
+
+}  // namespace oss4

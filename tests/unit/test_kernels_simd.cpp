@@ -1,0 +1,223 @@
+// The SIMD rung against the scalar reference rung, through the dispatching entry points of kernels.h: every weight
+// layout, GEMV and GEMM token counts, and several thread counts.
+//
+// Tolerance: both rungs compute y = sum_i w_i x_i in f32, in different orders (and the SIMD rung may round the
+// decoded weight lut * factor once more). Each result is within gamma_n * sum_i |w_i x_i| of the exact sum,
+// gamma_n = n u / (1 - n u), u = 2^-24, n = n_in + 2; so the two differ by at most 2 gamma_n sum_i |w_i x_i|. The test
+// computes sum_i |w_i x_i| in double from the reference-decoded weights and checks that bound.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/kernels.h"
+#include "core/thread_pool.h"
+#include "quant/float_formats.h"
+#include "quant/nvfp4.h"
+
+namespace oss4 {
+namespace {
+
+std::vector<float> randn(size_t n, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+// one weight in every layout the kernels take, with its dense decoded copy
+struct TestWeight {
+  LinearWeight w;
+  std::vector<uint8_t> data, scales;
+  std::vector<double> dense;  // [n_out, n_in]
+};
+
+TestWeight make_weight(WeightType type, bool in_major, int64_t n_out, int64_t n_in, uint32_t seed) {
+  std::mt19937 g(seed);
+  TestWeight t;
+  t.dense.resize(static_cast<size_t>(n_out * n_in));
+  auto at = [&](int64_t o, int64_t i) -> double& { return t.dense[static_cast<size_t>(o * n_in + i)]; };
+  switch (type) {
+    case WeightType::kF32:
+    case WeightType::kBF16: {
+      auto v = randn(static_cast<size_t>(n_out * n_in), seed);
+      const size_t es = type == WeightType::kF32 ? 4 : 2;
+      t.data.resize(v.size() * es);
+      for (int64_t o = 0; o < n_out; ++o)
+        for (int64_t i = 0; i < n_in; ++i) {
+          const size_t k = static_cast<size_t>(in_major ? i * n_out + o : o * n_in + i);
+          const float f = v[static_cast<size_t>(o * n_in + i)];
+          if (type == WeightType::kF32) {
+            std::memcpy(t.data.data() + 4 * k, &f, 4);
+            at(o, i) = f;
+          } else {
+            const uint16_t h = f32_to_bf16(f);
+            std::memcpy(t.data.data() + 2 * k, &h, 2);
+            at(o, i) = bf16_to_f32(h);
+          }
+        }
+      break;
+    }
+    case WeightType::kMxfp4: {
+      t.data.resize(static_cast<size_t>(n_out * n_in / 2));
+      t.scales.resize(static_cast<size_t>(n_out * n_in / 32));
+      for (auto& b : t.data) b = static_cast<uint8_t>(g());
+      for (auto& s : t.scales) s = static_cast<uint8_t>(118 + g() % 16);
+      for (int64_t o = 0; o < n_out; ++o)
+        for (int64_t i = 0; i < n_in; ++i) {
+          const uint8_t b = t.data[static_cast<size_t>(o * n_in / 2 + i / 2)];
+          at(o, i) = kE2m1Lut[i % 2 ? b >> 4 : b & 15] * static_cast<double>(e8m0_to_f32(t.scales[static_cast<size_t>(o * n_in / 32 + i / 32)]));
+        }
+      break;
+    }
+    case WeightType::kNvfp4: {
+      t.data.resize(static_cast<size_t>(n_out * n_in / 2));
+      t.scales.resize(static_cast<size_t>(n_out * n_in / 16));
+      for (auto& b : t.data) b = static_cast<uint8_t>(g());
+      for (auto& s : t.scales) s = static_cast<uint8_t>(g() % 0x7e);  // positive E4M3, no NaN
+      t.w.scale2 = 0.013f;
+      for (int64_t o = 0; o < n_out; ++o)
+        for (int64_t i = 0; i < n_in; ++i) {
+          const uint8_t b = in_major ? t.data[static_cast<size_t>((i / 2) * n_out + o)] : t.data[static_cast<size_t>(o * n_in / 2 + i / 2)];
+          const uint8_t s = in_major ? t.scales[static_cast<size_t>((i / 16) * n_out + o)] : t.scales[static_cast<size_t>(o * n_in / 16 + i / 16)];
+          at(o, i) = kE2m1Lut[i % 2 ? b >> 4 : b & 15] * static_cast<double>(e4m3_to_f32(s) * t.w.scale2);
+        }
+      break;
+    }
+  }
+  t.w.type = type;
+  t.w.in_major = in_major;
+  t.w.n_out = n_out;
+  t.w.n_in = n_in;
+  t.w.data = t.data.data();
+  t.w.scales = t.scales.empty() ? nullptr : t.scales.data();
+  t.w.name = std::string(weight_type_name(type)) + (in_major ? " in_major" : "");
+  return t;
+}
+
+class SimdRung : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (best_kernel_isa() == KernelIsa::kRef) GTEST_SKIP() << "no SIMD rung on this CPU";
+  }
+  void TearDown() override {
+    ASSERT_TRUE(set_kernel_isa(best_kernel_isa()).ok());
+    set_kernel_threads(0);
+  }
+};
+
+void check_linear(const TestWeight& t, int64_t n_tok, bool with_bias, int threads) {
+  const int64_t n_out = t.w.n_out, n_in = t.w.n_in;
+  auto x = randn(static_cast<size_t>(n_tok * n_in), 7);
+  auto bias = randn(static_cast<size_t>(n_out), 8);
+  const float* b = with_bias ? bias.data() : nullptr;
+  std::vector<float> want(static_cast<size_t>(n_tok * n_out)), got(want.size(), NAN);
+  ASSERT_TRUE(set_kernel_isa(KernelIsa::kRef).ok());
+  f32_linear(t.w, x.data(), n_tok, b, want.data());
+  ASSERT_TRUE(set_kernel_isa(best_kernel_isa()).ok());
+  set_kernel_threads(threads);
+  f32_linear(t.w, x.data(), n_tok, b, got.data());
+  const double u = std::ldexp(1.0, -24), n = static_cast<double>(n_in + 2);
+  const double gamma = n * u / (1 - n * u);
+  int64_t bad = 0;
+  for (int64_t tk = 0; tk < n_tok; ++tk)
+    for (int64_t o = 0; o < n_out; ++o) {
+      double abs_sum = with_bias ? std::fabs(bias[static_cast<size_t>(o)]) : 0.0;
+      for (int64_t i = 0; i < n_in; ++i)
+        abs_sum += std::fabs(t.dense[static_cast<size_t>(o * n_in + i)] * x[static_cast<size_t>(tk * n_in + i)]);
+      const double diff = std::fabs(static_cast<double>(got[static_cast<size_t>(tk * n_out + o)]) - want[static_cast<size_t>(tk * n_out + o)]);
+      if (!(diff <= 2 * gamma * abs_sum) && bad++ < 5) {
+        ADD_FAILURE() << t.w.name << " n_tok " << n_tok << " threads " << threads << " token " << tk << " out " << o << ": simd "
+                      << got[static_cast<size_t>(tk * n_out + o)] << " ref " << want[static_cast<size_t>(tk * n_out + o)]
+                      << " bound " << 2 * gamma * abs_sum;
+      }
+    }
+  EXPECT_EQ(bad, 0) << t.w.name;
+}
+
+TEST_F(SimdRung, LinearEveryLayoutMatchesReference) {
+  const int64_t n_in = 160;  // 5 MXFP4 blocks, 10 NVFP4 blocks: odd counts exercise the unrolled loops' tails
+  struct Case {
+    WeightType type;
+    bool in_major;
+    int64_t n_out;
+  };
+  // n_out 72 and 40: row tiles and 16-output in-major tiles with a remainder
+  for (const Case& c : {Case{WeightType::kF32, false, 72}, Case{WeightType::kBF16, false, 72}, Case{WeightType::kBF16, true, 72},
+                        Case{WeightType::kMxfp4, false, 72}, Case{WeightType::kNvfp4, false, 40}, Case{WeightType::kNvfp4, true, 40}}) {
+    TestWeight t = make_weight(c.type, c.in_major, c.n_out, n_in, 11);
+    for (int64_t n_tok : {1, 2, 3, 4, 5, 7, 13}) {
+      for (int threads : {1, 2, 3}) check_linear(t, n_tok, /*with_bias=*/n_tok % 2 == 1, threads);
+    }
+  }
+}
+
+TEST_F(SimdRung, DenseOddInputCountUsesScalarTail) {
+  for (bool in_major : {false, true}) {
+    TestWeight t = make_weight(WeightType::kBF16, in_major, 33, 37, 5);
+    for (int64_t n_tok : {1, 6}) check_linear(t, n_tok, true, 2);
+  }
+}
+
+TEST_F(SimdRung, LargeShapesAcrossKBlocks) {
+  // n_in past the GEMM k blocks (512 row-major, 256 in-major)
+  TestWeight a = make_weight(WeightType::kNvfp4, false, 48, 1056, 3);
+  TestWeight b = make_weight(WeightType::kNvfp4, true, 48, 1056, 4);
+  TestWeight c = make_weight(WeightType::kMxfp4, false, 20, 1056, 5);
+  for (const TestWeight* t : {&a, &b, &c})
+    for (int64_t n_tok : {1, 9}) check_linear(*t, n_tok, true, 2);
+}
+
+TEST_F(SimdRung, AttentionWithSinksAndWindowMatchesReference) {
+  const int64_t n_heads = 6, n_kv = 2, hd = 24, n_ctx = 40;
+  for (int64_t window : {int64_t{0}, int64_t{9}}) {
+    for (bool ring : {false, true}) {
+      const int64_t cap = ring ? 17 : n_ctx;
+      auto k = randn(static_cast<size_t>(cap * n_kv * hd), 1), v = randn(static_cast<size_t>(cap * n_kv * hd), 2);
+      auto sinks = randn(static_cast<size_t>(n_heads), 3);
+      const int64_t n_tok = 5;
+      auto q = randn(static_cast<size_t>(n_tok * n_heads * hd), 4);
+      // the last n_tok positions; with a ring of 17 the window (9) plus the chunk fits
+      std::vector<int64_t> pos(static_cast<size_t>(n_tok));
+      for (int64_t t = 0; t < n_tok; ++t) pos[static_cast<size_t>(t)] = n_ctx - n_tok + t;
+      if (ring && window == 0) continue;  // a ring only serves sliding layers
+      KvLayerView kv{k.data(), v.data(), cap, ring};
+      std::vector<float> want(q.size()), got(q.size(), NAN);
+      f32_sdpa_sink_ref(q.data(), pos.data(), n_tok, n_heads, n_kv, hd, kv, window, sinks.data(), 0.2f, want.data());
+      set_kernel_threads(2);
+      f32_sdpa_sink(q.data(), pos.data(), n_tok, n_heads, n_kv, hd, kv, window, sinks.data(), 0.2f, got.data());
+      // outputs are convex combinations of values; scores differ by a few ulps of |q||k|
+      for (size_t i = 0; i < q.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5f) << "window " << window << " ring " << ring << " i " << i;
+    }
+  }
+}
+
+TEST(KernelDispatch, NamesAndForcing) {
+  EXPECT_STREQ(kernel_isa_name(KernelIsa::kRef), "ref");
+  EXPECT_TRUE(parse_kernel_isa("avx2").ok());
+  EXPECT_FALSE(parse_kernel_isa("sse9").ok());
+  EXPECT_TRUE(set_kernel_isa(KernelIsa::kRef).ok());
+  EXPECT_EQ(kernel_isa(), KernelIsa::kRef);
+  EXPECT_FALSE(set_kernel_isa(KernelIsa::kAvx512).ok());  // a slot with no kernels yet
+  EXPECT_EQ(kernel_isa(), KernelIsa::kRef);
+  EXPECT_TRUE(set_kernel_isa(best_kernel_isa()).ok());
+}
+
+TEST(ThreadPool, RunsEveryTaskOnceWithAnyThreadCount) {
+  for (int n : {1, 2, 5}) {
+    ThreadPool pool(n);
+    for (int64_t n_tasks : {0, 1, 3, 100}) {
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n_tasks));
+      for (int rep = 0; rep < 20; ++rep) pool.run(n_tasks, [&](int64_t t) { hits[static_cast<size_t>(t)].fetch_add(1); });
+      for (auto& h : hits) EXPECT_EQ(h.load(), 20);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace oss4

@@ -1,0 +1,66 @@
+// The lm_head option: requantizing a loaded BF16 lm_head to NVFP4 in row chunks on the thread pool gives exactly the
+// bytes one nvfp4_quantize_ref call over the whole tensor gives, and the forward pass runs on it.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "backend/cpu/forward.h"
+#include "core/thread_pool.h"
+#include "model/lm_head.h"
+#include "quant/float_formats.h"
+#include "quant/nvfp4.h"
+
+namespace oss4 {
+namespace {
+
+const std::string kModel = std::string(OSS4_TEST_DATA) + "/golden/c2/mxfp4";
+
+TEST(LmHead, Nvfp4RequantizationEqualsOneWholeTensorQuantization) {
+  set_kernel_threads(2);
+  auto m = load_model(kModel);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  const LinearWeight before = m->lm_head;
+  ASSERT_EQ(before.type, WeightType::kBF16);
+  std::vector<float> w(static_cast<size_t>(before.n_out * before.n_in));  // [n_vocab, n_embd]
+  float amax = 0.0f;
+  for (size_t i = 0; i < w.size(); ++i) {
+    w[i] = bf16_to_f32(reinterpret_cast<const uint16_t*>(before.data)[i]);
+    amax = std::max(amax, std::fabs(w[i]));
+  }
+  std::vector<uint8_t> packed(w.size() / 2), scales(w.size() / 16);
+  float s2 = 0.0f;
+  ASSERT_TRUE(nvfp4_quantize_ref(w.data(), before.n_out, before.n_in, amax, packed.data(), scales.data(), &s2, "lm_head").ok());
+
+  const size_t bytes_before = m->weight_bytes_per_token();
+  ASSERT_TRUE(set_lm_head_type(*m, "nvfp4").ok());
+  const LinearWeight& after = m->lm_head;
+  EXPECT_EQ(after.type, WeightType::kNvfp4);
+  EXPECT_EQ(after.scale2, s2);
+  EXPECT_EQ(std::memcmp(after.data, packed.data(), packed.size()), 0);
+  EXPECT_EQ(std::memcmp(after.scales, scales.data(), scales.size()), 0);
+  EXPECT_EQ(m->weight_bytes_per_token(), bytes_before - before.nbytes() + after.nbytes());
+
+  auto cache = KvCache::create(m->cfg, 8, 8);
+  ASSERT_TRUE(cache.ok());
+  CpuForward fwd(*m);
+  std::vector<float> logits;
+  const int32_t ids[3] = {1, 2, 3};
+  ASSERT_TRUE(fwd.eval(*cache, ids, 3, LogitsMode::kLast, &logits).ok());
+  for (float v : logits) ASSERT_TRUE(std::isfinite(v));
+  set_kernel_threads(0);
+}
+
+TEST(LmHead, UnknownTypeIsAnError) {
+  auto m = load_model(kModel);
+  ASSERT_TRUE(m.ok());
+  Status s = set_lm_head_type(*m, "int3");
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("int3"), std::string::npos);
+  EXPECT_TRUE(set_lm_head_type(*m, "bf16").ok());
+  EXPECT_EQ(m->lm_head.type, WeightType::kBF16);
+}
+
+}  // namespace
+}  // namespace oss4

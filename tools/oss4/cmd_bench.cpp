@@ -1,0 +1,244 @@
+// oss4 bench: prefill and decode speed of a checkpoint on this machine, llama-bench style (pp<p> and tg<n> at each KV
+// depth, mean ± stddev over repetitions), with the weight bytes each decoded token reads, the GB/s that makes, and
+// this machine's read bandwidth measured by a probe in the same run.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "backend/cpu/forward.h"
+#include "backend/cpu/kernels.h"
+#include "commands.h"
+#include "core/cpu_features.h"
+#include "core/mem_bandwidth.h"
+#include "core/progress.h"
+#include "core/thread_pool.h"
+#include "model_loader.h"
+#include "runtime/sampler.h"
+
+namespace oss4::cli {
+
+namespace {
+struct BenchArgs {
+  std::string model, depths = "0", kernels, lm_head = "bf16";
+  int64_t n_prompt = 512, n_gen = 128, chunk = 512, reps = 5;
+  int threads = 0;
+  bool json = false, quiet = false;
+  int64_t probe_mib = 512;
+};
+
+struct Stat {
+  double mean = 0, stddev = 0;
+};
+Stat stat(const std::vector<double>& v) {
+  Stat s;
+  if (v.empty()) return s;
+  for (double x : v) s.mean += x;
+  s.mean /= static_cast<double>(v.size());
+  if (v.size() > 1) {
+    double ss = 0;
+    for (double x : v) ss += (x - s.mean) * (x - s.mean);
+    s.stddev = std::sqrt(ss / static_cast<double>(v.size() - 1));
+  }
+  return s;
+}
+
+Result<std::vector<int64_t>> parse_depths(const std::string& text) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) {
+    if (tok.empty() || tok.size() > 9 || tok.find_first_not_of("0123456789") != std::string::npos)
+      return error("--depth: '" + tok + "' is not a non-negative integer");
+    out.push_back(std::stoll(tok));
+  }
+  if (out.empty()) return error("--depth: no depths");
+  return out;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+struct DepthResult {
+  int64_t depth = 0;
+  std::vector<double> prefill_tok_s, decode_tok_s, ttft_s;
+};
+
+int run_bench(const BenchArgs& a) {
+  auto depths = parse_depths(a.depths);
+  if (!depths.ok()) return fail(depths.status());
+  if (a.n_prompt < 0 || a.n_gen < 0 || a.reps < 1) return fail(error("-p and -n must be >= 0 and -r >= 1"));
+  if (a.n_prompt == 0 && a.n_gen == 0) return fail(error("nothing to measure: -p 0 and -n 0"));
+  if (!a.kernels.empty()) {
+    auto isa = parse_kernel_isa(a.kernels.c_str());
+    if (!isa.ok()) return fail(isa.status().with_context("--kernels"));
+    Status s = set_kernel_isa(*isa);
+    if (!s.ok()) return fail(s.with_context("--kernels"));
+  }
+  set_kernel_threads(a.threads);
+  const int threads = kernel_pool().n_threads();
+
+  // the bandwidth probe runs first, on the same threads the kernels use
+  const ReadBandwidth bw = measure_read_bandwidth(static_cast<size_t>(a.probe_mib) << 20, 5);
+
+  const auto t_load = std::chrono::steady_clock::now();
+  auto m = load_with_lm_head(a.model, a.quiet || a.json, a.lm_head);
+  if (!m.ok()) return fail(m.status());
+  const double load_s = seconds_since(t_load);
+  const ModelConfig& c = m->cfg;
+  int64_t max_depth = 0;
+  for (int64_t d : *depths) max_depth = std::max(max_depth, d);
+  const int64_t ctx = max_depth + std::max(a.n_prompt, a.n_gen) + 1;
+  if (ctx > c.max_position_embeddings) return fail(error("depth + tokens exceed the model's context " + std::to_string(c.max_position_embeddings)));
+  const int64_t chunk = std::max<int64_t>(1, std::min(a.chunk, std::max<int64_t>(a.n_prompt, 1)));
+
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int32_t> tok_dist(0, static_cast<int32_t>(std::min<int64_t>(c.n_vocab, 199998) - 1));
+  auto random_ids = [&](int64_t n) {
+    std::vector<int32_t> ids(static_cast<size_t>(n));
+    for (auto& id : ids) id = tok_dist(rng);
+    return ids;
+  };
+
+  CpuForward fwd(*m);
+  std::vector<float> logits;  // [n_vocab]
+  std::vector<DepthResult> results;
+  for (int64_t depth : *depths) {
+    DepthResult r;
+    r.depth = depth;
+    auto base = KvCache::create(c, ctx, chunk);
+    if (!base.ok()) return fail(base.status());
+    if (depth > 0) {
+      if (!a.quiet && !a.json) std::fprintf(stderr, "filling the KV cache to depth %lld\n", static_cast<long long>(depth));
+      auto ids = random_ids(depth);
+      Status s = fwd.eval(*base, ids.data(), depth, LogitsMode::kNone, nullptr);
+      if (!s.ok()) return fail(s);
+    }
+    // one warm-up decode step (first touch of the weights' pages, thread start-up), not counted
+    {
+      KvCache warm = *base;
+      auto ids = random_ids(1);
+      Status s = fwd.eval(warm, ids.data(), 1, LogitsMode::kLast, &logits);
+      if (!s.ok()) return fail(s);
+    }
+    for (int64_t rep = 0; rep < a.reps; ++rep) {
+      if (a.n_prompt > 0) {
+        KvCache cache = *base;
+        auto ids = random_ids(a.n_prompt);
+        const auto t0 = std::chrono::steady_clock::now();
+        Status s = fwd.eval(cache, ids.data(), a.n_prompt, LogitsMode::kLast, &logits);
+        if (!s.ok()) return fail(s);
+        (void)argmax(logits.data(), c.n_vocab);  // the first token
+        const double dt = seconds_since(t0);
+        r.prefill_tok_s.push_back(static_cast<double>(a.n_prompt) / dt);
+        r.ttft_s.push_back(dt);
+      }
+      if (a.n_gen > 0) {
+        KvCache cache = *base;
+        int32_t id = random_ids(1)[0];
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int64_t i = 0; i < a.n_gen; ++i) {
+          Status s = fwd.eval(cache, &id, 1, LogitsMode::kLast, &logits);
+          if (!s.ok()) return fail(s);
+          id = argmax(logits.data(), c.n_vocab);
+        }
+        r.decode_tok_s.push_back(static_cast<double>(a.n_gen) / seconds_since(t0));
+      }
+      if (!a.quiet && !a.json) std::fprintf(stderr, "depth %lld: repetition %lld of %lld done\n", static_cast<long long>(depth),
+                                            static_cast<long long>(rep + 1), static_cast<long long>(a.reps));
+    }
+    results.push_back(std::move(r));
+  }
+
+  const double wbytes = static_cast<double>(m->weight_bytes_per_token());
+  const double model_bytes = static_cast<double>(m->store.total_bytes());
+  const int64_t rss = peak_rss_bytes();
+  auto depth_json = [&](const DepthResult& r) {
+    const Stat pp = stat(r.prefill_tok_s), tg = stat(r.decode_tok_s), tt = stat(r.ttft_s);
+    const double gbs = tg.mean * wbytes / 1e9;
+    return nlohmann::json{{"depth", r.depth},
+                          {"prefill_tok_s", pp.mean},
+                          {"prefill_tok_s_stddev", pp.stddev},
+                          {"decode_tok_s", tg.mean},
+                          {"decode_tok_s_stddev", tg.stddev},
+                          {"ttft_s", tt.mean},
+                          {"ttft_s_stddev", tt.stddev},
+                          {"decode_gb_s", gbs},
+                          {"bw_ratio", bw.median_gb_s > 0 ? gbs / bw.median_gb_s : 0.0}};
+  };
+  if (a.json) {
+    nlohmann::json j = depth_json(results.front());
+    j["model"] = a.model;
+    j["checkpoint_kind"] = m->checkpoint_kind;
+    j["model_bytes"] = model_bytes;
+    j["n_prompt"] = a.n_prompt;
+    j["n_gen"] = a.n_gen;
+    j["repetitions"] = a.reps;
+    j["threads"] = threads;
+    j["kernels"] = kernel_isa_name(kernel_isa());
+    j["lm_head"] = weight_type_name(m->lm_head.type);
+    j["cpu_features"] = cpu_features_string();
+    j["weight_bytes_per_token"] = wbytes;
+    j["read_bw_gb_s"] = bw.median_gb_s;
+    j["read_bw_best_gb_s"] = bw.best_gb_s;
+    j["read_bw_probe_bytes"] = bw.bytes;
+    j["load_s"] = load_s;
+    j["peak_rss_bytes"] = rss;
+    j["depths"] = nlohmann::json::array();
+    for (const auto& r : results) j["depths"].push_back(depth_json(r));
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("| model | size | lm_head | kernels | threads | test | t/s |\n|---|---:|---|---|---:|---:|---:|\n");
+  for (const auto& r : results) {
+    const Stat pp = stat(r.prefill_tok_s), tg = stat(r.decode_tok_s);
+    const std::string at = r.depth > 0 ? " @ d" + std::to_string(r.depth) : "";
+    if (a.n_prompt > 0)
+      std::printf("| %s | %s | %s | %s | %d | pp%lld%s | %.2f ± %.2f |\n", m->checkpoint_kind.c_str(), format_bytes(model_bytes).c_str(),
+                  weight_type_name(m->lm_head.type),
+                  kernel_isa_name(kernel_isa()), threads, static_cast<long long>(a.n_prompt), at.c_str(), pp.mean, pp.stddev);
+    if (a.n_gen > 0)
+      std::printf("| %s | %s | %s | %s | %d | tg%lld%s | %.2f ± %.2f |\n", m->checkpoint_kind.c_str(), format_bytes(model_bytes).c_str(),
+                  weight_type_name(m->lm_head.type),
+                  kernel_isa_name(kernel_isa()), threads, static_cast<long long>(a.n_gen), at.c_str(), tg.mean, tg.stddev);
+  }
+  const DepthResult& r0 = results.front();
+  const Stat tg = stat(r0.decode_tok_s);
+  const double gbs = tg.mean * wbytes / 1e9;
+  std::printf("\n");
+  if (a.n_prompt > 0) std::printf("time to first token (pp%lld)  %.3f s\n", static_cast<long long>(a.n_prompt), stat(r0.ttft_s).mean);
+  std::printf("weights read per token      %s\n", format_bytes(wbytes).c_str());
+  if (a.n_gen > 0) std::printf("decode weight traffic       %.2f GB/s\n", gbs);
+  std::printf("read bandwidth (probe)      %.2f GB/s median, %.2f best (%d threads, %s buffer)\n", bw.median_gb_s, bw.best_gb_s, threads,
+              format_bytes(static_cast<double>(bw.bytes)).c_str());
+  if (a.n_gen > 0) std::printf("decode / read bandwidth     %.0f%%\n", bw.median_gb_s > 0 ? 100.0 * gbs / bw.median_gb_s : 0.0);
+  std::printf("load                        %.2f s\npeak RSS                    %s (model %s)\nCPU                         %s\n", load_s,
+              format_bytes(static_cast<double>(rss)).c_str(), format_bytes(model_bytes).c_str(), cpu_features_string().c_str());
+  return 0;
+}
+}  // namespace
+
+void add_bench(CLI::App& app, int* rc) {
+  auto a = std::make_shared<BenchArgs>();
+  CLI::App* sub = app.add_subcommand("bench", "prefill and decode speed (llama-bench style), weight GB/s against this machine's "
+                                              "measured read bandwidth, time to first token, peak RSS");
+  sub->add_option("-m,--model", a->model, "checkpoint directory")->required();
+  sub->add_option("-p,--n-prompt", a->n_prompt, "prompt tokens for the prefill test (0 = skip)")->capture_default_str();
+  sub->add_option("-n,--n-gen", a->n_gen, "tokens for the decode test (0 = skip)")->capture_default_str();
+  sub->add_option("-t,--threads", a->threads, "threads (default: OSS4_THREADS or every core)");
+  sub->add_option("--depth", a->depths, "KV cache depths to test at, comma-separated")->capture_default_str();
+  sub->add_option("-r,--repetitions", a->reps, "repetitions of each test")->capture_default_str();
+  sub->add_option("--chunk", a->chunk, "prefill chunk size")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--lm-head", a->lm_head, kLmHeadHelp)->capture_default_str();
+  sub->add_option("--kernels", a->kernels, "kernel rung: ref or avx2 (default: the best this CPU runs)");
+  sub->add_option("--probe-mib", a->probe_mib, "size of the read-bandwidth probe buffer in MiB")->capture_default_str()->check(CLI::Range(16, 8192));
+  sub->add_flag("--json", a->json, "print one JSON object");
+  sub->add_flag("-q,--quiet", a->quiet, "no progress on stderr");
+  sub->callback([a, rc] { *rc = run_bench(*a); });
+}
+
+}  // namespace oss4::cli
