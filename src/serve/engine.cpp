@@ -133,6 +133,12 @@ SubmitResult Engine::submit(GenRequest r) {
   out.seq = slot->seq;
   {
     std::lock_guard<std::mutex> lk(mu_);
+    if (stop_) {
+      out.seq.reset();
+      out.err = SubmitError::kOverloaded;
+      out.message = "the server is shutting down";
+      return out;
+    }
     if (static_cast<int64_t>(waiting_.size()) >= cfg_.max_queue) {
       ++st_.n_rejected;
       out.seq.reset();

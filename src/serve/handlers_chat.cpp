@@ -90,11 +90,8 @@ void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& r
           Json c = {{"index", 0}, {"delta", std::move(delta)}, {"logprobs", nullptr}, {"finish_reason", std::move(finish)}};
           return Json{{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model}, {"choices", Json::array({std::move(c)})}};
         };
-        auto write = [&](const std::string& s) {
-          if (sink.write(s.data(), s.size())) return true;
-          seq->cancel();  // the client is gone: free the slot and its KV now
-          return false;
-        };
+        SseWriter w(sink, *seq);
+        auto write = [&](const std::string& s) { return w.write(s); };
         if (!write(sse(chunk(Json{{"role", "assistant"}, {"content", ""}}, nullptr)))) return false;
         HarmonyOutput out(enc, stops, "call_" + id.substr(9) + "_");
         std::map<size_t, int> call_index;  // part -> tool_calls index
@@ -125,12 +122,12 @@ void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& r
         for (bool ended = false; !ended && !out.stop_hit();) {
           toks.clear();
           ended = next_tokens(*seq, &toks);
-          if (toks.empty() && !ended && !write(": keep-alive\n\n")) return false;
           for (int32_t t : toks) {
             if (is_other_eos(t)) continue;
             if (!send_events(out.push(t))) return false;
             if (out.stop_hit()) break;
           }
+          if (!ended && !w.keep_alive()) return false;
         }
         if (out.stop_hit()) seq->cancel();
         if (!send_events(out.finish())) return false;

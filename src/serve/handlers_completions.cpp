@@ -68,17 +68,13 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
           Json c = {{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", std::move(finish)}};
           return Json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", Json::array({std::move(c)})}};
         };
-        auto write = [&](const std::string& s) {
-          if (sink.write(s.data(), s.size())) return true;
-          seq->cancel();
-          return false;
-        };
+        SseWriter w(sink, *seq);
+        auto write = [&](const std::string& s) { return w.write(s); };
         TextOutput out(enc.tokenizer(), stops);
         std::vector<int32_t> toks;
         for (bool ended = false; !ended && !out.stop_hit();) {
           toks.clear();
           ended = next_tokens(*seq, &toks);
-          if (toks.empty() && !ended && !write(": keep-alive\n\n")) return false;
           std::string text;
           for (int32_t t : toks) {
             if (is_stop(t)) continue;
@@ -86,6 +82,7 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
             if (out.stop_hit()) break;
           }
           if (!text.empty() && !write(sse(chunk(text, nullptr)))) return false;
+          if (!ended && !w.keep_alive()) return false;
         }
         if (out.stop_hit()) seq->cancel();
         const std::string rest = out.finish();

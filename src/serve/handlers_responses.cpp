@@ -119,12 +119,10 @@ void Server::Impl::handle_responses(const httplib::Request& req, httplib::Respon
       "text/event-stream",
       [this, seq, meta, stops, is_other_eos, item_id](size_t, httplib::DataSink& sink) {
         int64_t seq_no = 0;
+        SseWriter w(sink, *seq);
         auto write = [&](Json ev) {
           ev["sequence_number"] = seq_no++;
-          const std::string s = "event: " + ev["type"].get<std::string>() + "\n" + sse(ev);
-          if (sink.write(s.data(), s.size())) return true;
-          seq->cancel();
-          return false;
+          return w.write("event: " + ev["type"].get<std::string>() + "\n" + sse(ev));
         };
         if (!write(Json{{"type", "response.created"}, {"response", response_json(meta, "in_progress", Json::array(), nullptr, "")}})) return false;
         if (!write(Json{{"type", "response.in_progress"}, {"response", response_json(meta, "in_progress", Json::array(), nullptr, "")}})) return false;
@@ -167,18 +165,12 @@ void Server::Impl::handle_responses(const httplib::Request& req, httplib::Respon
         for (bool ended = false; !ended && !out.stop_hit();) {
           toks.clear();
           ended = next_tokens(*seq, &toks);
-          if (toks.empty() && !ended) {
-            const std::string ka = ": keep-alive\n\n";
-            if (!sink.write(ka.data(), ka.size())) {
-              seq->cancel();
-              return false;
-            }
-          }
           for (int32_t t : toks) {
             if (is_other_eos(t)) continue;
             if (!send_events(out.push(t))) return false;
             if (out.stop_hit()) break;
           }
+          if (!ended && !w.keep_alive()) return false;
         }
         if (out.stop_hit()) seq->cancel();
         if (!send_events(out.finish())) return false;

@@ -5,6 +5,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
 
@@ -63,5 +64,30 @@ Outcome outcome_of(const Sequence& seq, bool stop_hit, bool tool_calls);
 // waits (at most 0.5 s) for the next tokens of a sequence; returns true once the sequence ended and all were taken.
 // Streams write a keep-alive comment when nothing came, so that a client gone while its request waits is noticed.
 bool next_tokens(Sequence& seq, std::vector<int32_t>* out);
+
+// the writes of an SSE stream: a failed write (the client is gone) cancels the sequence at once. keep_alive() writes a
+// comment when nothing was written for 0.25 s, so a client that left while nothing streams (its request queued, or
+// the model still inside a message header) is noticed too.
+class SseWriter {
+ public:
+  SseWriter(httplib::DataSink& sink, Sequence& seq) : sink_(sink), seq_(seq), last_(std::chrono::steady_clock::now()) {}
+  bool write(const std::string& s) {
+    if (sink_.write(s.data(), s.size())) {
+      last_ = std::chrono::steady_clock::now();
+      return true;
+    }
+    seq_.cancel();
+    return false;
+  }
+  bool keep_alive() {
+    if (std::chrono::steady_clock::now() - last_ < std::chrono::milliseconds(250)) return true;
+    return write(": keep-alive\n\n");
+  }
+
+ private:
+  httplib::DataSink& sink_;
+  Sequence& seq_;
+  std::chrono::steady_clock::time_point last_;
+};
 
 }  // namespace oss4::serve

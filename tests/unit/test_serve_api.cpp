@@ -59,7 +59,7 @@ TEST(ServeApi, ChatMessagesBecomeHarmony) {
             std::string::npos)
       << p;
   EXPECT_NE(p.find("<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>sunny<|end|>"), std::string::npos) << p;
-  EXPECT_EQ(p.substr(p.size() - 19), "<|start|>assistant") << "a completion prompt";
+  EXPECT_EQ(p.substr(p.size() - 18), "<|start|>assistant") << "a completion prompt";
 }
 
 TEST(ServeApi, ToolChoiceNoneLeavesToolsOut) {

@@ -58,7 +58,7 @@ int run_serve(const ServeArgs& a) {
   auto engine = serve::Engine::create(*m, ec);
   if (!engine.ok()) return fail(engine.status());
 
-  // SIGINT / SIGTERM stop the server from a thread of their own
+  // SIGINT / SIGTERM stop the server from a thread of their own (blocked here, before any other thread starts)
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
@@ -73,6 +73,7 @@ int run_serve(const ServeArgs& a) {
   std::thread sig_thread([&] {
     int sig = 0;
     sigwait(&sigs, &sig);
+    (*engine)->stop();  // ends every sequence, so no handler keeps the HTTP server from stopping
     server.stop();
   });
   std::fprintf(stderr, "oss4 serve: %s on http://%s:%d (max %lld sequences, ctx %lld, KV budget %.2f GiB, prefix reuse %s%s)\n",
