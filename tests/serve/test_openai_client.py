@@ -1,6 +1,7 @@
 """`oss4 serve` on loopback, driven by the official openai client (pinned in requirements.txt).
 
-Usage: test_openai_client.py --oss4 BIN [--load-requests N] [--only NAME]
+Usage: test_openai_client.py --oss4 BIN [--load-requests N] [--quick] [--only NAME]
+(--quick: shorter generations, for sanitizer builds)
 
 Two kinds of server, both on the tiny synthetic model (made here with `oss4 synth --config tiny`):
   - the real model, greedy: shapes of every endpoint, streamed == plain, 16 parallel streams == 16 sequential
@@ -25,6 +26,8 @@ import time
 import traceback
 
 import openai
+
+N_PARALLEL_TOKENS = 16  # tokens per stream in the parallel == sequential test (--quick: 6)
 
 SCRIPT = {
     "replies": [
@@ -154,10 +157,11 @@ def test_parallel_equals_sequential(s):
 
     def one(p, stream):
         if not stream:
-            r = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": p}], temperature=0, max_tokens=24)
+            r = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": p}], temperature=0, max_tokens=N_PARALLEL_TOKENS)
             return (r.choices[0].message.content or "", r.choices[0].message.reasoning_content if hasattr(r.choices[0].message, "reasoning_content") else None)
         content, reasoning = "", ""
-        for ch in c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": p}], temperature=0, max_tokens=24, stream=True):
+        for ch in c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": p}], temperature=0, max_tokens=N_PARALLEL_TOKENS,
+                                            stream=True):
             for c0 in ch.choices:
                 content += c0.delta.content or ""
                 reasoning += getattr(c0.delta, "reasoning_content", None) or ""
@@ -169,8 +173,8 @@ def test_parallel_equals_sequential(s):
         parallel = list(ex.map(lambda p: one(p, True), prompts))
     steps = s.metrics()["oss4_decode_steps_total"] - steps_before
     assert parallel == sequential, [(i, a, b) for i, (a, b) in enumerate(zip(parallel, sequential)) if a != b]
-    # 16 streams of up to 24 tokens in far fewer than 16 x 24 steps: they were batched
-    assert steps < 16 * 24 / 2, steps
+    # 16 streams of N tokens in far fewer than 16 x N steps: they were batched
+    assert steps < 16 * N_PARALLEL_TOKENS / 2, steps
     print(f"  16 parallel greedy streams == 16 sequential requests ({int(steps)} decode steps for the parallel run)")
 
 
@@ -234,6 +238,8 @@ def test_errors(s):
 
 
 def test_load(s, n_requests):
+    """n_requests, 16 at a time, alternating chat and completions (whose text streams from the first token, so its
+    time to first token is visible even on a random model, whose chat replies rarely leave the harmony header)."""
     c = s.client()
     lat, ttft, errors = [], [], []
 
@@ -241,9 +247,14 @@ def test_load(s, n_requests):
         t0 = time.time()
         first = None
         try:
-            for ch in c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": f"Load request {i}."}], temperature=0,
-                                                max_tokens=8, stream=True):
-                if first is None and ch.choices and (ch.choices[0].delta.content or getattr(ch.choices[0].delta, "reasoning_content", None)):
+            if i % 2 == 0:
+                stream = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": f"Load request {i}."}], temperature=0,
+                                                   max_tokens=4, stream=True)
+            else:
+                stream = c.completions.create(model="tiny", prompt=f"<|start|>user<|message|>Load request {i}.<|end|><|start|>assistant",
+                                              temperature=0, max_tokens=4, stream=True)
+            for ch in stream:
+                if first is None and i % 2 == 1 and ch.choices and ch.choices[0].text:
                     first = time.time() - t0
         except Exception as e:  # noqa: BLE001 - every failure counts
             errors.append(repr(e))
@@ -256,11 +267,12 @@ def test_load(s, n_requests):
         list(ex.map(one, range(n_requests)))
     wall = time.time() - t0
     assert not errors, errors[:5]
+    assert len(lat) == n_requests and ttft, (len(lat), len(ttft))
     pct = lambda xs, p: sorted(xs)[min(len(xs) - 1, int(p / 100 * len(xs)))]
     m = s.metrics()
-    print(f"  load: {n_requests} requests, 16 at a time, {wall:.1f} s ({n_requests / wall:.1f} req/s), 0 errors; latency p50 {pct(lat, 50) * 1000:.0f} ms, "
-          f"p90 {pct(lat, 90) * 1000:.0f} ms, p99 {pct(lat, 99) * 1000:.0f} ms; TTFT p50 {pct(ttft, 50) * 1000:.0f} ms, p99 {pct(ttft, 99) * 1000:.0f} ms; "
-          f"decode {m['oss4_decode_tokens_per_second']:.0f} tok/s")
+    print(f"  load: {n_requests} requests (chat and completions, 4 tokens each), 16 at a time, {wall:.1f} s ({n_requests / wall:.1f} req/s), "
+          f"0 errors; latency p50 {pct(lat, 50) * 1000:.0f} ms, p90 {pct(lat, 90) * 1000:.0f} ms, p99 {pct(lat, 99) * 1000:.0f} ms; "
+          f"TTFT (completions) p50 {pct(ttft, 50) * 1000:.0f} ms, p99 {pct(ttft, 99) * 1000:.0f} ms; decode {m['oss4_decode_tokens_per_second']:.0f} tok/s")
 
 
 def ttft_once(c, system, user):
@@ -414,7 +426,11 @@ def main():
     ap.add_argument("--oss4", required=True)
     ap.add_argument("--load-requests", type=int, default=200)
     ap.add_argument("--only", default="")
+    ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
+    global N_PARALLEL_TOKENS
+    if a.quick:
+        N_PARALLEL_TOKENS = 6
     tmp = tempfile.mkdtemp(prefix="oss4-serve-")
     servers = []
     failed = []
