@@ -1,5 +1,6 @@
 #include "serve/api_request.h"
 
+#include <algorithm>
 #include <map>
 
 namespace oss4::serve {
@@ -281,10 +282,39 @@ void assemble(h::SystemContent sys, const h::DeveloperContent& dev, bool has_dev
   for (auto& m : turns) conv->messages.push_back(std::move(m));
 }
 
+// the deepest nesting of arrays and objects in JSON text (strings skipped); rendering and printing recurse, so the
+// server refuses what is deeper than any real request.
+size_t json_depth(const std::string& text) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char ch : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (ch == '\\') {
+        escaped = true;
+      } else if (ch == '"') {
+        in_string = false;
+      }
+    } else if (ch == '"') {
+      in_string = true;
+    } else if (ch == '[' || ch == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if ((ch == ']' || ch == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 }  // namespace
 
 Parsed<Json> parse_body(const std::string& body) {
   Parsed<Json> p;
+  if (json_depth(body) > kMaxJsonDepth) {
+    p.error = invalid("the request body nests deeper than " + std::to_string(kMaxJsonDepth) + " levels", "", "invalid_json");
+    return p;
+  }
   Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
     p.error = invalid("the request body is not valid JSON", "", "invalid_json");

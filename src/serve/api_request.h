@@ -66,7 +66,8 @@ Parsed<ChatRequest> parse_chat_request(const Json& body);
 Parsed<ChatRequest> parse_responses_request(const Json& body);
 Parsed<CompletionRequest> parse_completion_request(const Json& body);
 
-// the body as JSON, or the error for malformed JSON / a body that is not an object.
+// the body as JSON, or the error for malformed JSON, a body that is not an object or one nested deeper than this.
+inline constexpr size_t kMaxJsonDepth = 64;
 Parsed<Json> parse_body(const std::string& body);
 
 }  // namespace oss4::serve

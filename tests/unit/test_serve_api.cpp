@@ -105,6 +105,13 @@ TEST(ServeApi, BadRequestsGiveOpenAiErrors) {
   EXPECT_FALSE(parse_body("{not json").ok());
   EXPECT_EQ(parse_body("{not json").error.code, "invalid_json");
   EXPECT_FALSE(parse_body("[1, 2]").ok());
+  std::string deep = "{\"messages\": ";  // 200 nested arrays: refused before anything recurses over them
+  for (int i = 0; i < 200; ++i) deep += "[";
+  for (int i = 0; i < 200; ++i) deep += "]";
+  auto d = parse_body(deep + "}");
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.error.message.find("nests deeper"), std::string::npos);
+  EXPECT_TRUE(parse_body("{\"a\": \"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}").ok()) << "brackets in strings do not count";
 }
 
 TEST(ServeApi, ResponsesInputItems) {
