@@ -223,6 +223,7 @@ def test_errors(s):
     err(*post("/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000})), 400, "max_tokens")
     err(*post("/v1/completions", json.dumps({"prompt": "hi " * 5000})), 400, "prompt")
     err(*post("/v1/responses", json.dumps({"input": 5})), 400, "input")
+    err(*post("/v1/chat/completions", '{"messages": ' + "[" * 100000 + "]" * 100000 + "}"), 400)
     err(*s.raw("GET", "/v1/nothing"), 404)
     # unknown fields are ignored
     st, data = post("/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "frobnicate": [1]}))
