@@ -4,7 +4,7 @@
 
 namespace oss4 {
 
-Result<KvCache> KvCache::create(const ModelConfig& cfg, int64_t max_ctx, int64_t max_chunk) {
+Result<KvCache> KvCache::create(const ModelConfig& cfg, int64_t max_ctx, int64_t max_chunk, bool sliding_ring) {
   if (max_ctx < 1) return error("context size must be at least 1, got " + std::to_string(max_ctx));
   if (max_chunk < 1) return error("chunk size must be at least 1, got " + std::to_string(max_chunk));
   KvCache c;
@@ -14,7 +14,7 @@ Result<KvCache> KvCache::create(const ModelConfig& cfg, int64_t max_ctx, int64_t
   c.layers_.resize(static_cast<size_t>(cfg.n_layers));
   for (int64_t l = 0; l < cfg.n_layers; ++l) {
     Layer& L = c.layers_[static_cast<size_t>(l)];
-    if (cfg.layer_types[static_cast<size_t>(l)] == LayerKind::kSliding && cfg.sliding_window + max_chunk - 1 < max_ctx) {
+    if (sliding_ring && cfg.layer_types[static_cast<size_t>(l)] == LayerKind::kSliding && cfg.sliding_window + max_chunk - 1 < max_ctx) {
       L.ring = true;
       L.capacity = cfg.sliding_window + max_chunk - 1;
       L.k.resize(static_cast<size_t>(L.capacity * c.row_));
@@ -54,6 +54,34 @@ float* KvCache::v_row(int64_t layer, int64_t pos) {
 KvLayerView KvCache::view(int64_t layer) const {
   const Layer& L = layers_[static_cast<size_t>(layer)];
   return KvLayerView{L.k.data(), L.v.data(), L.capacity, L.ring};
+}
+
+bool KvCache::has_ring() const {
+  for (const auto& L : layers_) {
+    if (L.ring) return true;
+  }
+  return false;
+}
+
+Status KvCache::truncate(int64_t n) {
+  if (n < 0 || n > n_pos_) return error("cannot truncate a KV cache of " + std::to_string(n_pos_) + " positions to " + std::to_string(n));
+  for (const auto& L : layers_) {
+    // a ring of window + max_chunk - 1 slots holds positions n_pos - capacity .. n_pos - 1; the next query (at n)
+    // reads back to n - window + 1, which is still there when n_pos - n <= max_chunk - 1.
+    if (L.ring && n_pos_ - n > max_chunk_ - 1) {
+      return error("cannot roll a sliding-window ring back by " + std::to_string(n_pos_ - n) + " positions (at most " +
+                   std::to_string(max_chunk_ - 1) + ")");
+    }
+  }
+  n_pos_ = n;
+  return ok_status();
+}
+
+Status KvCache::set_max_ctx(int64_t max_ctx) {
+  if (max_ctx < n_pos_ || max_ctx < 1) return error("context size " + std::to_string(max_ctx) + " is below the " + std::to_string(n_pos_) + " cached positions");
+  if (has_ring()) return error("cannot change the context size of a KV cache with sliding-window rings");
+  max_ctx_ = max_ctx;
+  return ok_status();
 }
 
 size_t KvCache::bytes() const {

@@ -16,7 +16,9 @@ namespace oss4 {
 class KvCache {
  public:
   // max_ctx: the most positions this sequence may reach; max_chunk: the most tokens one forward call adds.
-  static Result<KvCache> create(const ModelConfig& cfg, int64_t max_ctx, int64_t max_chunk);
+  // sliding_ring false: sliding-window layers keep every position too (the window is applied by position only), so
+  // the cache can be rolled back to any earlier length (truncate); the server keeps its sequences this way.
+  static Result<KvCache> create(const ModelConfig& cfg, int64_t max_ctx, int64_t max_chunk, bool sliding_ring = true);
 
   int64_t n_pos() const { return n_pos_; }
   int64_t max_ctx() const { return max_ctx_; }
@@ -29,6 +31,12 @@ class KvCache {
   KvLayerView view(int64_t layer) const;
   void advance(int64_t n) { n_pos_ += n; }
   void clear() { n_pos_ = 0; }
+  // forgets every position from n on (keeps 0 .. n-1). Errors when n > n_pos() or when a ring has already
+  // overwritten a position the shorter cache would still need.
+  Status truncate(int64_t n);
+  bool has_ring() const;
+  // changes the most positions this sequence may reach (at least n_pos(); not for a cache with rings).
+  Status set_max_ctx(int64_t max_ctx);
   size_t bytes() const;
 
  private:

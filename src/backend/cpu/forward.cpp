@@ -109,14 +109,12 @@ void CpuForward::moe(const LayerWeights& L, int64_t il, int64_t n_tok) {
   }
 }
 
-void CpuForward::forward_chunk(KvCache& cache, const int32_t* ids, int64_t n_tok, LogitsMode mode, float* logits,
-                               const TraceFn& trace) {
+void CpuForward::fit_scratch(int64_t n_tok) {
   const ModelConfig& c = m_.cfg;
   const int64_t H = c.n_embd;
   auto fit = [](std::vector<float>& v, int64_t n) {
     if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
   };
-  trace_ = trace ? &trace : nullptr;
   fit(x_, n_tok * H);
   fit(h_, n_tok * H);
   fit(q_, n_tok * c.q_dim());
@@ -135,6 +133,14 @@ void CpuForward::forward_chunk(KvCache& cache, const int32_t* ids, int64_t n_tok
     sel_.resize(static_cast<size_t>(n_slots));
     sel_w_.resize(static_cast<size_t>(n_slots));
   }
+}
+
+void CpuForward::forward_chunk(KvCache& cache, const int32_t* ids, int64_t n_tok, LogitsMode mode, float* logits,
+                               const TraceFn& trace) {
+  const ModelConfig& c = m_.cfg;
+  const int64_t H = c.n_embd;
+  trace_ = trace ? &trace : nullptr;
+  fit_scratch(n_tok);
   pos_.resize(static_cast<size_t>(n_tok));
   for (int64_t t = 0; t < n_tok; ++t) pos_[t] = cache.n_pos() + t;
 

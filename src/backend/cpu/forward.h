@@ -29,13 +29,20 @@ class CpuForward {
   Status eval(KvCache& cache, const int32_t* ids, int64_t n_tok, LogitsMode mode, std::vector<float>* logits,
               const TraceFn& trace = nullptr);
 
+  // one decode step of n_seq sequences (forward_batch.cpp): ids[b] [n_seq] at position caches[b]->n_pos() of its own
+  // cache. Linear layers run on the [n_seq, n_embd] batch (weights read once for all), attention per sequence
+  // against its own cache, MoE per token. logits: [n_seq, n_vocab]. Gives what eval(kLast) of each alone gives.
+  Status decode_batch(KvCache* const* caches, const int32_t* ids, int64_t n_seq, std::vector<float>* logits);
+
   const ModelWeights& model() const { return m_; }
 
  private:
   // mode kAll: logits [n_tok, n_vocab]; kLast: logits [n_vocab] of the chunk's last token.
   void forward_chunk(KvCache& cache, const int32_t* ids, int64_t n_tok, LogitsMode mode, float* logits, const TraceFn& trace);
   void attention(const LayerWeights& L, int64_t il, KvCache& cache, int64_t n_tok);
+  void fit_scratch(int64_t n_tok);  // grows the scratch buffers below for n_tok tokens
   void moe(const LayerWeights& L, int64_t il, int64_t n_tok);
+  void attention_batch(const LayerWeights& L, int64_t il, KvCache* const* caches, int64_t n_seq);
 
   const ModelWeights& m_;
   const TraceFn* trace_ = nullptr;  // during forward_chunk: the caller's trace, or null

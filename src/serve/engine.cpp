@@ -1,0 +1,411 @@
+#include "serve/engine.h"
+
+#include <algorithm>
+#include <random>
+
+namespace oss4::serve {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::kNone: return "none";
+    case FinishReason::kStopToken: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kError: return "error";
+  }
+  return "?";
+}
+
+// ---- Sequence: the client's side ----
+
+bool Sequence::wait(std::vector<int32_t>* out, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_.wait_for(lk, timeout, [&] { return !pending_.empty() || ended_; });
+  out->insert(out->end(), pending_.begin(), pending_.end());
+  pending_.clear();
+  return ended_;
+}
+
+FinishReason Sequence::finish_reason() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return reason_;
+}
+
+std::string Sequence::error_message() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return error_;
+}
+
+int64_t Sequence::n_reused() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return n_reused_;
+}
+
+int64_t Sequence::n_generated() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return n_generated_;
+}
+
+double Sequence::ttft_seconds() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return ttft_;
+}
+
+void Sequence::push(int32_t id) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (ttft_ < 0) ttft_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_submit_).count();
+    pending_.push_back(id);
+    ++n_generated_;
+  }
+  cv_.notify_all();
+}
+
+void Sequence::end(FinishReason r, std::string message) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (ended_) return;
+    ended_ = true;
+    reason_ = r;
+    error_ = std::move(message);
+  }
+  cv_.notify_all();
+}
+
+// ---- Engine ----
+
+Engine::Engine(const ModelWeights& m, const EngineConfig& cfg) : m_(m), cfg_(cfg), fwd_(m) {
+  bytes_per_pos_ = m.cfg.n_layers * 2 * m.cfg.kv_dim() * static_cast<int64_t>(sizeof(float));
+  st_.kv_bytes_budget = cfg.kv_budget_bytes;
+}
+
+Result<std::unique_ptr<Engine>> Engine::create(const ModelWeights& m, const EngineConfig& cfg) {
+  if (cfg.max_seqs < 1) return error("max_seqs must be at least 1, got " + std::to_string(cfg.max_seqs));
+  if (cfg.max_queue < 0) return error("max_queue must not be negative");
+  if (cfg.ctx < 2) return error("the context size must be at least 2, got " + std::to_string(cfg.ctx));
+  if (cfg.chunk < 1) return error("the prefill chunk must be at least 1");
+  if (cfg.ctx > m.cfg.max_position_embeddings) {
+    return error("context size " + std::to_string(cfg.ctx) + " exceeds the model's " + std::to_string(m.cfg.max_position_embeddings) + " positions");
+  }
+  std::unique_ptr<Engine> e(new Engine(m, cfg));
+  if (cfg.kv_budget_bytes < 2 * e->bytes_per_pos_) {
+    return error("KV budget of " + std::to_string(cfg.kv_budget_bytes) + " bytes holds less than two positions (" +
+                 std::to_string(e->bytes_per_pos_) + " bytes each)");
+  }
+  return e;
+}
+
+Engine::~Engine() { stop(); }
+
+SubmitResult Engine::submit(GenRequest r) {
+  SubmitResult out;
+  auto reject = [&](SubmitError e, std::string msg) {
+    out.err = e;
+    out.message = std::move(msg);
+    std::lock_guard<std::mutex> lk(mu_);
+    ++st_.n_rejected;
+    return out;
+  };
+  const auto n_prompt = static_cast<int64_t>(r.prompt.size());
+  if (n_prompt == 0) return reject(SubmitError::kInvalid, "the prompt has no tokens");
+  for (int32_t id : r.prompt) {
+    if (id < 0 || id >= m_.cfg.n_vocab) return reject(SubmitError::kInvalid, "token id " + std::to_string(id) + " is outside the vocabulary");
+  }
+  if (r.max_tokens < 1) return reject(SubmitError::kInvalid, "max_tokens must be at least 1, got " + std::to_string(r.max_tokens));
+  Status sp = validate_sampler_params(r.sampling);
+  if (!sp.ok()) return reject(SubmitError::kInvalid, sp.message());
+  if (n_prompt + r.max_tokens > cfg_.ctx) {
+    return reject(SubmitError::kTooLong, "this model's maximum context length is " + std::to_string(cfg_.ctx) + " tokens; the prompt has " +
+                                             std::to_string(n_prompt) + " tokens and " + std::to_string(r.max_tokens) + " more were asked for");
+  }
+  const int64_t plan = (n_prompt + r.max_tokens) * bytes_per_pos_;
+  if (plan > cfg_.kv_budget_bytes) {
+    return reject(SubmitError::kTooLong, "the prompt and max_tokens need " + std::to_string(plan) + " bytes of KV cache; the server's budget is " +
+                                             std::to_string(cfg_.kv_budget_bytes));
+  }
+  auto slot = std::make_unique<Slot>();
+  slot->seq = std::make_shared<Sequence>();
+  slot->seq->n_prompt_ = n_prompt;
+  slot->seq->t_submit_ = std::chrono::steady_clock::now();
+  slot->plan_bytes = plan;
+  if (r.sampling.seed == 0 && r.sampling.temperature > 0) r.sampling.seed = std::random_device{}();
+  slot->req = std::move(r);
+  out.seq = slot->seq;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stop_) {
+      out.seq.reset();
+      out.err = SubmitError::kOverloaded;
+      out.message = "the server is shutting down";
+      return out;
+    }
+    if (static_cast<int64_t>(waiting_.size()) >= cfg_.max_queue) {
+      ++st_.n_rejected;
+      out.seq.reset();
+      out.err = SubmitError::kOverloaded;
+      out.message = "the server is overloaded: " + std::to_string(waiting_.size()) + " requests are waiting; retry later";
+      return out;
+    }
+    waiting_.push_back(std::move(slot));
+  }
+  cv_.notify_all();
+  return out;
+}
+
+void Engine::start() {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (started_) return;
+  started_ = true;
+  stop_ = false;
+  thread_ = std::thread([this] { loop(); });
+}
+
+void Engine::stop() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard<std::mutex> lk(mu_);
+  started_ = false;
+  for (auto& s : waiting_) s->seq->end(FinishReason::kCancelled, "the server is shutting down");
+  for (auto& s : running_) s->seq->end(FinishReason::kCancelled, "the server is shutting down");
+  waiting_.clear();
+  running_.clear();
+}
+
+void Engine::loop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return stop_ || !waiting_.empty() || !running_.empty(); });
+      if (stop_) return;
+    }
+    if (!step()) {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait_for(lk, std::chrono::milliseconds(5), [&] { return stop_; });
+    }
+  }
+}
+
+int64_t Engine::reserved_bytes_locked() const {
+  int64_t n = 0;
+  for (const auto& s : running_) n += std::max<int64_t>(s->plan_bytes, s->cache ? static_cast<int64_t>(s->cache->bytes()) : 0);
+  for (const auto& p : parked_) n += static_cast<int64_t>(p.cache.bytes());
+  return n;
+}
+
+void Engine::admit_locked() {
+  // requests cancelled while they waited leave the queue at once
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if ((*it)->seq->cancelled()) {
+      (*it)->seq->end(FinishReason::kCancelled);
+      ++st_.n_cancelled;
+      it = waiting_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  while (!waiting_.empty() && static_cast<int64_t>(running_.size()) < cfg_.max_seqs) {
+    Slot& s = *waiting_.front();
+    const std::vector<int32_t>& P = s.req.prompt;
+    // the parked cache sharing the longest prefix; at least the prompt's last token is evaluated again (its logits)
+    auto best = parked_.end();
+    size_t best_len = 0;
+    if (cfg_.prefix_reuse) {
+      for (auto it = parked_.begin(); it != parked_.end(); ++it) {
+        const size_t n = std::min(it->tokens.size(), P.size() - 1);
+        size_t l = 0;
+        while (l < n && it->tokens[l] == P[l]) ++l;
+        if (l > best_len) {
+          best = it;
+          best_len = l;
+        }
+      }
+    }
+    std::optional<Parked> taken;
+    if (best != parked_.end()) {
+      taken.emplace(std::move(*best));
+      parked_.erase(best);
+    }
+    const int64_t need = std::max<int64_t>(s.plan_bytes, taken ? static_cast<int64_t>(taken->cache.bytes()) : 0);
+    int64_t reserved = reserved_bytes_locked();
+    while (reserved + need > cfg_.kv_budget_bytes && !parked_.empty()) {
+      reserved -= static_cast<int64_t>(parked_.back().cache.bytes());
+      parked_.pop_back();
+    }
+    if (reserved + need > cfg_.kv_budget_bytes) {
+      if (taken) parked_.push_front(std::move(*taken));
+      break;  // waits until running sequences free their K/V
+    }
+    if (taken) {
+      s.cache.emplace(std::move(taken->cache));
+      s.cached = std::move(taken->tokens);
+      s.cached.resize(best_len);
+    }
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+}
+
+Status Engine::prefill(Slot& s) {
+  const std::vector<int32_t>& P = s.req.prompt;
+  const auto plan_pos = static_cast<int64_t>(P.size()) + s.req.max_tokens;
+  int64_t n_reused = 0;
+  if (s.cache) {
+    n_reused = static_cast<int64_t>(s.cached.size());
+    OSS4_TRY(s.cache->truncate(n_reused));
+    OSS4_TRY(s.cache->set_max_ctx(std::max<int64_t>(plan_pos, s.cache->n_pos())));
+  } else {
+    auto c = KvCache::create(m_.cfg, plan_pos, cfg_.chunk, /*sliding_ring=*/false);
+    OSS4_TRY(c.status());
+    s.cache.emplace(std::move(c).value());
+    s.cached.clear();
+  }
+  {
+    std::lock_guard<std::mutex> lk(s.seq->mu_);
+    s.seq->n_reused_ = n_reused;
+  }
+  OSS4_TRY(fwd_.eval(*s.cache, P.data() + n_reused, static_cast<int64_t>(P.size()) - n_reused, LogitsMode::kLast, &logits_));
+  s.cached = P;
+  s.sampler.emplace(s.req.sampling);
+  s.prefilled = true;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    st_.n_prompt_tokens += static_cast<int64_t>(P.size());
+    st_.n_reused_tokens += n_reused;
+  }
+  emit(s, logits_.data());
+  return ok_status();
+}
+
+void Engine::emit(Slot& s, const float* logits) {
+  int32_t tok;
+  if (!s.req.script.empty()) {
+    if (s.n_gen >= static_cast<int64_t>(s.req.script.size())) {
+      s.seq->end(FinishReason::kStopToken);
+      s.done = true;
+      return;
+    }
+    tok = s.req.script[static_cast<size_t>(s.n_gen)];
+  } else {
+    tok = s.sampler->sample(logits, m_.cfg.n_vocab);
+  }
+  ++s.n_gen;
+  s.seq->push(tok);
+  if (std::find(s.req.stop_ids.begin(), s.req.stop_ids.end(), tok) != s.req.stop_ids.end()) {
+    s.seq->end(FinishReason::kStopToken);
+    s.done = true;
+  } else if (s.n_gen >= s.req.max_tokens || s.cache->n_pos() >= s.cache->max_ctx()) {
+    s.seq->end(FinishReason::kLength);
+    s.done = true;
+  } else {
+    s.next = tok;
+  }
+}
+
+Status Engine::decode_step(std::vector<Slot*>& live) {
+  const auto n = static_cast<int64_t>(live.size());
+  std::vector<KvCache*> caches(live.size());  // [n] one cache per sequence
+  std::vector<int32_t> ids(live.size());      // [n] the token each sequence evaluates
+  for (size_t b = 0; b < live.size(); ++b) {
+    caches[b] = &*live[b]->cache;
+    ids[b] = live[b]->next;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  OSS4_TRY(fwd_.decode_batch(caches.data(), ids.data(), n, &logits_));
+  const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (size_t b = 0; b < live.size(); ++b) {
+    live[b]->cached.push_back(ids[b]);
+    emit(*live[b], logits_.data() + static_cast<int64_t>(b) * m_.cfg.n_vocab);
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  ++st_.n_steps;
+  const double rate = dt > 0 ? static_cast<double>(n) / dt : 0.0;
+  st_.decode_tok_per_s = st_.decode_tok_per_s == 0 ? rate : 0.8 * st_.decode_tok_per_s + 0.2 * rate;
+  return ok_status();
+}
+
+void Engine::retire_locked() {
+  for (auto it = running_.begin(); it != running_.end();) {
+    Slot& s = **it;
+    if (!s.done && !s.seq->cancelled()) {
+      ++it;
+      continue;
+    }
+    if (s.seq->cancelled() && !s.done) {
+      s.seq->end(FinishReason::kCancelled);
+      ++st_.n_cancelled;
+    } else {
+      ++st_.n_finished;
+    }
+    st_.n_generated_tokens += s.n_gen;
+    const bool keep = cfg_.prefix_reuse && s.cache && s.prefilled && !s.seq->cancelled() && s.seq->finish_reason() != FinishReason::kError;
+    if (keep) {
+      s.cached.resize(static_cast<size_t>(s.cache->n_pos()));
+      parked_.push_front(Parked{std::move(s.cached), std::move(*s.cache)});
+    }
+    it = running_.erase(it);  // a cancelled sequence's K/V is freed here
+  }
+  // parked caches give way to the budget, oldest first
+  int64_t reserved = reserved_bytes_locked();
+  while (reserved > cfg_.kv_budget_bytes && !parked_.empty()) {
+    reserved -= static_cast<int64_t>(parked_.back().cache.bytes());
+    parked_.pop_back();
+  }
+  // what stats() reports (other threads never look into the slots)
+  int64_t used = 0;
+  for (const auto& r : running_) used += r->cache ? static_cast<int64_t>(r->cache->bytes()) : 0;
+  for (const auto& p : parked_) used += static_cast<int64_t>(p.cache.bytes());
+  st_.kv_bytes_used = used;
+  st_.kv_bytes_reserved = reserved;
+}
+
+bool Engine::step() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    admit_locked();
+    if (running_.empty()) {
+      st_.kv_bytes_reserved = reserved_bytes_locked();
+      return false;
+    }
+  }
+  // only this thread changes running_, so it is read here without the lock
+  for (auto& sp : running_) {
+    Slot& s = *sp;
+    if (s.prefilled || s.done || s.seq->cancelled()) continue;
+    Status st = prefill(s);
+    if (!st.ok()) {
+      s.seq->end(FinishReason::kError, st.message());
+      s.done = true;
+    }
+  }
+  std::vector<Slot*> live;
+  for (auto& sp : running_) {
+    if (sp->prefilled && !sp->done && !sp->seq->cancelled()) live.push_back(sp.get());
+  }
+  if (!live.empty()) {
+    Status st = decode_step(live);
+    if (!st.ok()) {
+      for (Slot* s : live) {
+        s->seq->end(FinishReason::kError, st.message());
+        s->done = true;
+      }
+    }
+  }
+  std::lock_guard<std::mutex> lk(mu_);
+  retire_locked();
+  return true;
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  EngineStats s = st_;
+  s.n_running = static_cast<int64_t>(running_.size());
+  s.n_waiting = static_cast<int64_t>(waiting_.size());
+  s.n_parked = static_cast<int64_t>(parked_.size());
+  return s;
+}
+
+}  // namespace oss4::serve

@@ -1,0 +1,174 @@
+// The serving engine: continuous batching over one model, without HTTP. Requests (token ids in) queue, join the
+// running batch between decode steps while the KV budget allows, and advance together: every step is one
+// CpuForward::decode_batch over all running sequences. Finished sequences park their KV cache so that a later
+// prompt sharing a prefix (a system prompt, earlier turns, an agent loop) starts from it instead of recomputing it.
+//
+// Server sequences keep full-length K/V on every layer (KvCache sliding_ring = false; sliding-window layers then
+// restrict attention by position only), so a parked cache can be rolled back to any shared prefix, sliding-window
+// layers included. The price is memory: a sliding layer holds all positions instead of window + chunk.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "backend/cpu/forward.h"
+#include "runtime/kv_cache.h"
+#include "runtime/sampler.h"
+
+namespace oss4::serve {
+
+struct EngineConfig {
+  int64_t max_seqs = 16;                  // sequences decoded together in one step
+  int64_t max_queue = 256;                // waiting requests; beyond this submit() refuses (HTTP 429)
+  int64_t ctx = 4096;                     // most positions of one sequence (prompt + generated)
+  int64_t chunk = 128;                    // prefill chunk (tokens per forward call)
+  int64_t kv_budget_bytes = int64_t{4} << 30;  // K/V of running and parked sequences together
+  bool prefix_reuse = true;               // park finished caches and start new prompts from the longest shared prefix
+};
+
+struct GenRequest {
+  std::vector<int32_t> prompt;       // [n_prompt] token ids, at least one
+  SamplerParams sampling;
+  int64_t max_tokens = 256;          // most tokens to generate
+  std::vector<int32_t> stop_ids;     // a sampled id in this set ends the sequence (it is still reported)
+  std::vector<int32_t> script;       // test facility: when set, these ids are emitted in place of sampled ones
+};
+
+enum class FinishReason { kNone, kStopToken, kLength, kCancelled, kError };
+const char* finish_reason_name(FinishReason r);
+
+// one request's sequence as its client sees it: tokens come out as the engine samples them. Thread-safe.
+class Sequence {
+ public:
+  // waits until there are new tokens or the sequence ended, at most `timeout`; moves the new tokens into *out
+  // (appending). Returns true once the sequence has ended and every token was taken.
+  bool wait(std::vector<int32_t>* out, std::chrono::milliseconds timeout);
+  // asks the engine to stop this sequence and free its KV cache before its next step.
+  void cancel() { cancelled_ = true; }
+  bool cancelled() const { return cancelled_; }
+
+  FinishReason finish_reason() const;
+  std::string error_message() const;
+  int64_t n_prompt() const { return n_prompt_; }
+  int64_t n_reused() const;          // prompt tokens whose K/V came from a parked cache
+  int64_t n_generated() const;
+  double ttft_seconds() const;       // submit to first token; -1 before it
+
+ private:
+  friend class Engine;
+  void push(int32_t id);
+  void end(FinishReason r, std::string message = "");
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<int32_t> pending_;  // [n] tokens not yet taken by wait()
+  bool ended_ = false;
+  FinishReason reason_ = FinishReason::kNone;
+  std::string error_;
+  int64_t n_prompt_ = 0, n_reused_ = 0, n_generated_ = 0;
+  std::chrono::steady_clock::time_point t_submit_;
+  double ttft_ = -1;
+  std::atomic<bool> cancelled_{false};
+};
+
+enum class SubmitError { kNone, kInvalid, kTooLong, kOverloaded };
+
+struct SubmitResult {
+  std::shared_ptr<Sequence> seq;  // set when err == kNone
+  SubmitError err = SubmitError::kNone;
+  std::string message;
+};
+
+struct EngineStats {
+  int64_t n_running = 0, n_waiting = 0, n_parked = 0;
+  int64_t kv_bytes_used = 0;       // allocated K/V of running and parked sequences
+  int64_t kv_bytes_reserved = 0;   // what admission counts: running plans + parked caches
+  int64_t kv_bytes_budget = 0;
+  int64_t n_prompt_tokens = 0, n_reused_tokens = 0, n_generated_tokens = 0;
+  int64_t n_finished = 0, n_cancelled = 0, n_rejected = 0;
+  int64_t n_steps = 0;
+  double decode_tok_per_s = 0;     // tokens per second of the last decode steps (moving average)
+};
+
+class Engine {
+ public:
+  // the model must outlive the engine.
+  static Result<std::unique_ptr<Engine>> create(const ModelWeights& m, const EngineConfig& cfg);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // queues a request. Refuses (without queueing) a prompt that is empty, has ids outside the vocabulary, does not fit
+  // the context or the KV budget (kInvalid, kTooLong), or a full queue (kOverloaded).
+  SubmitResult submit(GenRequest r);
+
+  // runs the scheduler on its own thread until stop() (or the destructor).
+  void start();
+  void stop();
+  // one scheduler iteration on the caller's thread (tests; only when not started): admit, prefill, one decode step,
+  // retire. Returns false when there was nothing to do.
+  bool step();
+
+  EngineStats stats() const;
+  const EngineConfig& config() const { return cfg_; }
+  const ModelWeights& model() const { return m_; }
+  // bytes of K/V one position takes (every layer, K and V, f32).
+  int64_t bytes_per_position() const { return bytes_per_pos_; }
+
+ private:
+  struct Slot {
+    std::shared_ptr<Sequence> seq;
+    GenRequest req;
+    std::optional<KvCache> cache;
+    std::vector<int32_t> cached;  // the tokens whose K/V the cache holds, in order
+    std::optional<Sampler> sampler;
+    int32_t next = -1;            // sampled, not yet evaluated
+    int64_t n_gen = 0;
+    int64_t plan_bytes = 0;       // K/V reserved for prompt + max_tokens
+    bool prefilled = false;
+    bool done = false;
+  };
+  struct Parked {
+    std::vector<int32_t> tokens;  // [n_pos] the tokens whose K/V the cache holds
+    KvCache cache;
+  };
+
+  Engine(const ModelWeights& m, const EngineConfig& cfg);
+  void loop();
+  // moves waiting requests into the batch while slots and the KV budget allow. Holds mu_.
+  void admit_locked();
+  int64_t reserved_bytes_locked() const;
+  // finds the parked cache sharing the longest prefix with the prompt, or makes a new one; evaluates the rest.
+  Status prefill(Slot& s);
+  Status decode_step(std::vector<Slot*>& live);
+  // samples (or replays) the next token of a slot from logits [n_vocab] and reports it; may end the slot.
+  void emit(Slot& s, const float* logits);
+  void retire_locked();
+
+  const ModelWeights& m_;
+  const EngineConfig cfg_;
+  int64_t bytes_per_pos_ = 0;
+  CpuForward fwd_;
+  std::vector<float> logits_;  // [n_running, n_vocab]
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Slot>> waiting_;
+  std::vector<std::unique_ptr<Slot>> running_;
+  std::list<Parked> parked_;   // most recently used first
+  EngineStats st_;
+  std::thread thread_;
+  bool stop_ = false;
+  bool started_ = false;
+};
+
+}  // namespace oss4::serve

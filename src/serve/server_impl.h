@@ -1,0 +1,93 @@
+// Internals of the server shared by server.cpp (setup, auth, models, health, metrics) and the generation
+// endpoints (handlers_chat.cpp, handlers_completions.cpp, handlers_responses.cpp).
+#pragma once
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+
+#include "serve/api_request.h"
+#include "serve/server.h"
+
+namespace oss4::serve {
+
+struct Server::Impl {
+  Impl(Engine& e, const harmony::HarmonyEncoding& h, ServerConfig c) : engine(e), enc(h), cfg(std::move(c)) {}
+
+  Engine& engine;
+  const harmony::HarmonyEncoding& enc;
+  ServerConfig cfg;
+  httplib::Server http;
+  int bound_port = -1;
+
+  std::mutex mu;
+  std::map<std::pair<std::string, int>, int64_t> n_requests;  // (path, HTTP status) -> count
+  std::atomic<uint64_t> next_id{1};
+
+  void setup_routes();
+  std::string new_id(const char* prefix);
+  static int64_t now_unix();
+  // false (and a 401 written) when an API key is set and the request lacks it.
+  bool authorized(const httplib::Request& req, httplib::Response& res);
+  static void send_error(httplib::Response& res, const ApiError& e);
+  static void send_json(httplib::Response& res, const Json& j);
+  // queues a generation; on a refusal writes the error and returns null.
+  // prompt_param: the field a too-long prompt is blamed on ("messages", "prompt", "input").
+  std::shared_ptr<Sequence> submit(GenRequest r, const GenSettings& g, const char* prompt_param, httplib::Response& res);
+  // the chat prompt of a conversation, and the ids that end an assistant turn.
+  std::vector<int32_t> turn_stop_ids() const;
+  std::vector<int32_t> script_for(const std::vector<int32_t>& prompt) const;
+  // the body of a generation request, authorized and parsed as a JSON object; null after writing an error.
+  std::optional<Json> read_body(const httplib::Request& req, httplib::Response& res);
+
+  void handle_chat(const httplib::Request& req, httplib::Response& res);
+  void handle_completions(const httplib::Request& req, httplib::Response& res);
+  void handle_responses(const httplib::Request& req, httplib::Response& res);
+  void handle_metrics(httplib::Response& res);
+};
+
+// "data: {json}\n\n"
+inline std::string sse(const Json& j) { return "data: " + j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n"; }
+// a JSON text that never throws on invalid UTF-8 (replaced by U+FFFD).
+inline std::string dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+// what the client gets back for a finished sequence: "stop", "length", "tool_calls"; or an error to send.
+struct Outcome {
+  std::string finish_reason;
+  std::optional<ApiError> error;
+};
+Outcome outcome_of(const Sequence& seq, bool stop_hit, bool tool_calls);
+
+// waits (at most 0.5 s) for the next tokens of a sequence; returns true once the sequence ended and all were taken.
+// Streams write a keep-alive comment when nothing came, so that a client gone while its request waits is noticed.
+bool next_tokens(Sequence& seq, std::vector<int32_t>* out);
+
+// the writes of an SSE stream: a failed write (the client is gone) cancels the sequence at once. keep_alive() writes a
+// comment when nothing was written for 0.25 s, so a client that left while nothing streams (its request queued, or
+// the model still inside a message header) is noticed too.
+class SseWriter {
+ public:
+  SseWriter(httplib::DataSink& sink, Sequence& seq) : sink_(sink), seq_(seq), last_(std::chrono::steady_clock::now()) {}
+  bool write(const std::string& s) {
+    if (sink_.write(s.data(), s.size())) {
+      last_ = std::chrono::steady_clock::now();
+      return true;
+    }
+    seq_.cancel();
+    return false;
+  }
+  bool keep_alive() {
+    if (std::chrono::steady_clock::now() - last_ < std::chrono::milliseconds(250)) return true;
+    return write(": keep-alive\n\n");
+  }
+
+ private:
+  httplib::DataSink& sink_;
+  Sequence& seq_;
+  std::chrono::steady_clock::time_point last_;
+};
+
+}  // namespace oss4::serve

@@ -1,0 +1,483 @@
+"""`oss4 serve` on loopback, driven by the official openai client (pinned in requirements.txt).
+
+Usage: test_openai_client.py --oss4 BIN [--load-requests N] [--quick] [--only NAME]
+(--quick: shorter generations, for sanitizer builds)
+
+Two kinds of server, both on the tiny synthetic model (made here with `oss4 synth --config tiny`):
+  - the real model, greedy: shapes of every endpoint, streamed == plain, 16 parallel streams == 16 sequential
+    requests, cancellation, a bounded load test, time to first token with and without prefix reuse;
+  - the same model with --script (a test facility: chosen harmony replies replace sampled tokens, the model still
+    runs): the reasoning split, a tool-call round trip, responses items, prefix reuse across chat turns.
+A third server checks the API key, the body limit and overload. Every failure is an assertion; the run prints its
+numbers (TTFT, latency percentiles) for docs/serving.md.
+"""
+import argparse
+import concurrent.futures as cf
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+import openai
+
+N_PARALLEL_TOKENS = 16  # tokens per stream in the parallel == sequential test (--quick: 6)
+
+SCRIPT = {
+    "replies": [
+        # checked in order: the tool round trip's second turn holds "sunny" (the tool's result)
+        {"when": "sunny", "text": "<|channel|>analysis<|message|>The tool says sunny.<|end|><|start|>assistant<|channel|>final<|message|>It is sunny in Paris.<|return|>"},
+        {"when": "weather", "text": "<|channel|>analysis<|message|>I need the weather tool.<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{\"city\": \"Paris\"}<|call|>"},
+        {"when": "greet", "text": "<|channel|>analysis<|message|>I should greet.<|end|><|start|>assistant<|channel|>final<|message|>Hello! How can I help?<|return|>"},
+        {"when": "", "text": "<|channel|>final<|message|>Default reply.<|return|>"},
+    ]
+}
+
+
+class Server:
+    def __init__(self, oss4, model, *extra):
+        self.proc = subprocess.Popen([oss4, "serve", "-m", model, "--port", "0", "-q", *extra], stderr=subprocess.PIPE, text=True)
+        self.port = None
+        self.log = []
+        ready = threading.Event()
+
+        def read():
+            for line in self.proc.stderr:
+                self.log.append(line)
+                m = re.search(r"on http://[0-9.]+:(\d+)", line)
+                if m and self.port is None:
+                    self.port = int(m.group(1))
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(120) or self.port is None:
+            raise RuntimeError("server did not start: " + "".join(self.log))
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def client(self, key="none", **kw):
+        return openai.OpenAI(base_url=self.base + "/v1", api_key=key, max_retries=0, timeout=120, **kw)
+
+    def raw(self, method, path, body=None, headers=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, data
+
+    def metrics(self, key=None):
+        st, data = self.raw("GET", "/metrics", headers={"Authorization": f"Bearer {key}"} if key else {})
+        assert st == 200, (st, data)
+        out = {}
+        for line in data.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, val = line.rsplit(" ", 1)
+                out[name] = float(val)
+        return out
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            rc = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError("server did not stop on SIGTERM")
+        assert rc == 0, f"server exited with {rc}: " + "".join(self.log[-20:])
+
+
+def chat_text(c, content, **kw):
+    r = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": content}], temperature=0, **kw)
+    return r
+
+
+# ---------------- real model ----------------
+
+def test_models_health(s):
+    st, data = s.raw("GET", "/health")
+    assert st == 200 and json.loads(data)["status"] == "ok"
+    models = s.client().models.list()
+    assert len(models.data) == 1 and models.data[0].object == "model"
+    assert "oss4_queue_length" in s.metrics()
+
+
+def test_chat_plain_and_streamed(s):
+    c = s.client()
+    r = chat_text(c, "Tell me a story.", max_tokens=12, seed=1)
+    ch = r.choices[0]
+    assert ch.finish_reason in ("stop", "length", "tool_calls"), ch.finish_reason
+    assert r.usage.prompt_tokens > 0 and 0 < r.usage.completion_tokens <= 12
+    assert r.object == "chat.completion" and ch.message.role == "assistant"
+    plain = (ch.message.content or "", getattr(ch.message, "reasoning_content", None) or "")
+    stream = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Tell me a story."}], temperature=0,
+                                       max_tokens=12, stream=True, stream_options={"include_usage": True})
+    content, reasoning, usage, finish = "", "", None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for c0 in chunk.choices:
+            content += c0.delta.content or ""
+            reasoning += getattr(c0.delta, "reasoning_content", None) or ""
+            finish = c0.finish_reason or finish
+    assert (content, reasoning) == plain, ((content, reasoning), plain)
+    assert finish == ch.finish_reason
+    assert usage is not None and usage.completion_tokens == r.usage.completion_tokens, usage
+
+
+def test_completions(s):
+    c = s.client()
+    r = c.completions.create(model="tiny", prompt="The capital of France is", max_tokens=10, temperature=0)
+    assert r.object == "text_completion" and r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage.completion_tokens <= 10
+    text = "".join(ch.choices[0].text for ch in c.completions.create(model="tiny", prompt="The capital of France is", max_tokens=10,
+                                                                     temperature=0, stream=True) if ch.choices)
+    assert text == r.choices[0].text, (text, r.choices[0].text)
+
+
+def test_responses_real(s):
+    c = s.client()
+    r = c.responses.create(model="tiny", input="Say something.", max_output_tokens=10, temperature=0)
+    assert r.object == "response" and r.status in ("completed", "incomplete"), r.status
+    assert r.usage.output_tokens <= 10
+    events = list(c.responses.create(model="tiny", input="Say something.", max_output_tokens=10, temperature=0, stream=True))
+    assert events[0].type == "response.created" and events[-1].type in ("response.completed", "response.incomplete"), events[-1].type
+    final = events[-1].response
+    assert final.output_text == r.output_text, (final.output_text, r.output_text)
+
+
+def test_parallel_equals_sequential(s):
+    c = s.client()
+    prompts = [f"Request number {i}: count to {i + 3}." for i in range(16)]
+
+    def one(p, stream):
+        if not stream:
+            r = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": p}], temperature=0, max_tokens=N_PARALLEL_TOKENS)
+            return (r.choices[0].message.content or "", r.choices[0].message.reasoning_content if hasattr(r.choices[0].message, "reasoning_content") else None)
+        content, reasoning = "", ""
+        for ch in c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": p}], temperature=0, max_tokens=N_PARALLEL_TOKENS,
+                                            stream=True):
+            for c0 in ch.choices:
+                content += c0.delta.content or ""
+                reasoning += getattr(c0.delta, "reasoning_content", None) or ""
+        return (content, reasoning or None)
+
+    sequential = [one(p, False) for p in prompts]
+    steps_before = s.metrics()["oss4_decode_steps_total"]
+    with cf.ThreadPoolExecutor(16) as ex:
+        parallel = list(ex.map(lambda p: one(p, True), prompts))
+    steps = s.metrics()["oss4_decode_steps_total"] - steps_before
+    assert parallel == sequential, [(i, a, b) for i, (a, b) in enumerate(zip(parallel, sequential)) if a != b]
+    # 16 streams of N tokens in far fewer than 16 x N steps: they were batched
+    assert steps < 16 * N_PARALLEL_TOKENS / 2, steps
+    print(f"  16 parallel greedy streams == 16 sequential requests ({int(steps)} decode steps for the parallel run)")
+
+
+def test_cancel_frees_slot(s):
+    c = s.client()
+    # chat: the random model rarely closes a harmony header, so only the first chunk arrives before the client leaves;
+    # completions: text streams, the client leaves after a few chunks
+    for kind in ("chat", "completions"):
+        before = s.metrics()
+        if kind == "chat":
+            stream = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Write a very long essay."}], max_tokens=3000,
+                                               stream=True, temperature=0)
+            n_read = 1
+        else:
+            stream = c.completions.create(model="tiny", prompt="Write a very long essay.", max_tokens=3000, stream=True, temperature=0)
+            n_read = 4
+        n = 0
+        for _ in stream:
+            n += 1
+            if n == n_read:
+                break
+        t0 = time.time()
+        stream.close()
+        while True:
+            m = s.metrics()
+            if m["oss4_running_sequences"] == 0 and m["oss4_sequences_cancelled_total"] > before["oss4_sequences_cancelled_total"]:
+                print(f"  {kind}: client left mid-stream, slot and KV freed in {time.time() - t0:.2f} s")
+                break
+            assert time.time() - t0 < 20, f"the cancelled {kind} stream still runs: {m}"
+            time.sleep(0.05)
+
+
+def test_errors(s):
+    def err(st, data, status, param=None):
+        assert st == status, (st, data)
+        e = json.loads(data)["error"]
+        assert isinstance(e["message"], str) and e["message"] and "type" in e and "code" in e and "param" in e, e
+        if param is not None:
+            assert e["param"] == param, e
+
+    post = lambda path, body: s.raw("POST", path, body=body, headers={"Content-Type": "application/json"})
+    err(*post("/v1/chat/completions", "{not json"), 400)
+    err(*post("/v1/chat/completions", "[1,2]"), 400)
+    err(*post("/v1/chat/completions", json.dumps({"model": "tiny"})), 400, "messages")
+    err(*post("/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"})), 400, "temperature")
+    err(*post("/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000})), 400, "max_tokens")
+    err(*post("/v1/completions", json.dumps({"prompt": "hi " * 5000})), 400, "prompt")
+    err(*post("/v1/responses", json.dumps({"input": 5})), 400, "input")
+    err(*post("/v1/chat/completions", '{"messages": ' + "[" * 100000 + "]" * 100000 + "}"), 400)
+    err(*s.raw("GET", "/v1/nothing"), 404)
+    # unknown fields are ignored
+    st, data = post("/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "frobnicate": [1]}))
+    assert st == 200, data
+    # the openai client maps them to its exceptions
+    try:
+        s.client().chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}], max_tokens=10 ** 6)
+        raise AssertionError("context overflow accepted")
+    except openai.BadRequestError as e:
+        assert e.code == "context_length_exceeded", e
+    st, _ = s.raw("GET", "/health")
+    assert st == 200, "the server survived"
+
+
+def test_load(s, n_requests):
+    """n_requests, 16 at a time, alternating chat and completions (whose text streams from the first token, so its
+    time to first token is visible even on a random model, whose chat replies rarely leave the harmony header)."""
+    c = s.client()
+    lat, ttft, errors = [], [], []
+
+    def one(i):
+        t0 = time.time()
+        first = None
+        try:
+            if i % 2 == 0:
+                stream = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": f"Load request {i}."}], temperature=0,
+                                                   max_tokens=4, stream=True)
+            else:
+                stream = c.completions.create(model="tiny", prompt=f"<|start|>user<|message|>Load request {i}.<|end|><|start|>assistant",
+                                              temperature=0, max_tokens=4, stream=True)
+            for ch in stream:
+                if first is None and i % 2 == 1 and ch.choices and ch.choices[0].text:
+                    first = time.time() - t0
+        except Exception as e:  # noqa: BLE001 - every failure counts
+            errors.append(repr(e))
+        lat.append(time.time() - t0)
+        if first is not None:
+            ttft.append(first)
+
+    t0 = time.time()
+    with cf.ThreadPoolExecutor(16) as ex:
+        list(ex.map(one, range(n_requests)))
+    wall = time.time() - t0
+    assert not errors, errors[:5]
+    assert len(lat) == n_requests and ttft, (len(lat), len(ttft))
+    pct = lambda xs, p: sorted(xs)[min(len(xs) - 1, int(p / 100 * len(xs)))]
+    m = s.metrics()
+    print(f"  load: {n_requests} requests (chat and completions, 4 tokens each), 16 at a time, {wall:.1f} s ({n_requests / wall:.1f} req/s), "
+          f"0 errors; latency p50 {pct(lat, 50) * 1000:.0f} ms, p90 {pct(lat, 90) * 1000:.0f} ms, p99 {pct(lat, 99) * 1000:.0f} ms; "
+          f"TTFT (completions) p50 {pct(ttft, 50) * 1000:.0f} ms, p99 {pct(ttft, 99) * 1000:.0f} ms; decode {m['oss4_decode_tokens_per_second']:.0f} tok/s")
+
+
+def ttft_once(c, system, user):
+    t0 = time.time()
+    for ch in c.chat.completions.create(model="tiny", messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                                        temperature=0, max_tokens=1, stream=True, stream_options={"include_usage": True}):
+        if ch.usage:
+            return time.time() - t0, ch.usage.prompt_tokens, ch.usage.prompt_tokens_details.cached_tokens
+    raise AssertionError("no usage chunk")
+
+
+def test_ttft_prefix_reuse(s):
+    c = s.client()
+    # a system prompt no earlier request had: the cold request reuses only harmony's system message
+    system = f"Session {time.time()}. " + " ".join(f"Rule {i}: answer politely and cite the handbook section {i}." for i in range(120))
+    cold, n_prompt, cached0 = ttft_once(c, system, "First question?")
+    warm, n_prompt2, cached = ttft_once(c, system, "Second question?")
+    assert cached0 < 100, cached0
+    assert cached >= n_prompt - 16, (cached, n_prompt)  # all but the user turn
+    print(f"  TTFT with a {n_prompt}-token prompt: {cold * 1000:.0f} ms with {cached0} tokens reused, {warm * 1000:.0f} ms with {cached} reused")
+
+
+# ---------------- scripted replies ----------------
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
+                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+
+
+def test_reasoning_split(s):
+    c = s.client()
+    r = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Please greet me."}])
+    m = r.choices[0].message
+    assert m.content == "Hello! How can I help?", m
+    assert m.reasoning_content == "I should greet.", m
+    assert r.choices[0].finish_reason == "stop"
+    content, reasoning = "", ""
+    for ch in c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Please greet me."}], stream=True):
+        for c0 in ch.choices:
+            content += c0.delta.content or ""
+            reasoning += getattr(c0.delta, "reasoning_content", None) or ""
+    assert (content, reasoning) == ("Hello! How can I help?", "I should greet."), (content, reasoning)
+    # a stop string cuts the content
+    r = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Please greet me."}], stop=["How"])
+    assert r.choices[0].message.content == "Hello! " and r.choices[0].finish_reason == "stop", r
+
+
+def test_tool_round_trip(s):
+    c = s.client()
+    msgs = [{"role": "system", "content": "You are a weather bot."}, {"role": "user", "content": "What is the weather in Paris?"}]
+    r = c.chat.completions.create(model="tiny", messages=msgs, tools=TOOLS)
+    ch = r.choices[0]
+    assert ch.finish_reason == "tool_calls", ch
+    call = ch.message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "get_weather", call
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    assert ch.message.reasoning_content == "I need the weather tool."
+    # streamed: the same call, assembled from deltas
+    calls = {}
+    for chunk in c.chat.completions.create(model="tiny", messages=msgs, tools=TOOLS, stream=True):
+        for c0 in chunk.choices:
+            for tc in c0.delta.tool_calls or []:
+                d = calls.setdefault(tc.index, {"name": "", "args": "", "id": None})
+                d["id"] = tc.id or d["id"]
+                d["name"] += (tc.function.name or "") if tc.function else ""
+                d["args"] += (tc.function.arguments or "") if tc.function else ""
+            if c0.finish_reason:
+                assert c0.finish_reason == "tool_calls"
+    assert calls[0]["name"] == "get_weather" and json.loads(calls[0]["args"]) == {"city": "Paris"}, calls
+    msgs.append(ch.message.model_dump(exclude_none=True))
+    msgs.append({"role": "tool", "tool_call_id": call.id, "content": "sunny, 24 C"})
+    r2 = c.chat.completions.create(model="tiny", messages=msgs, tools=TOOLS)
+    assert r2.choices[0].message.content == "It is sunny in Paris.", r2
+    assert r2.choices[0].finish_reason == "stop"
+    # the earlier turns came from the prefix cache
+    assert r2.usage.prompt_tokens_details.cached_tokens >= r.usage.prompt_tokens, (r2.usage, r.usage)
+
+
+def test_responses_scripted(s):
+    c = s.client()
+    r = c.responses.create(model="tiny", input="Please greet me.")
+    kinds = [o.type for o in r.output]
+    assert kinds == ["reasoning", "message"], kinds
+    assert r.output[0].content[0].text == "I should greet."
+    assert r.output_text == "Hello! How can I help?"
+    tools = [{"type": "function", "name": "get_weather", "description": "weather", "parameters": TOOLS[0]["function"]["parameters"]}]
+    r = c.responses.create(model="tiny", input="What is the weather in Paris?", tools=tools)
+    fc = [o for o in r.output if o.type == "function_call"]
+    assert len(fc) == 1 and fc[0].name == "get_weather" and json.loads(fc[0].arguments) == {"city": "Paris"}, r.output
+    r2 = c.responses.create(model="tiny", tools=tools, input=[
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"type": "function_call", "call_id": fc[0].call_id, "name": "get_weather", "arguments": fc[0].arguments},
+        {"type": "function_call_output", "call_id": fc[0].call_id, "output": "sunny"}])
+    assert r2.output_text == "It is sunny in Paris.", r2.output
+    text, types = "", []
+    for ev in c.responses.create(model="tiny", input="Please greet me.", stream=True):
+        types.append(ev.type)
+        if ev.type == "response.output_text.delta":
+            text += ev.delta
+    assert text == "Hello! How can I help?", text
+    for t in ("response.created", "response.output_item.added", "response.reasoning_text.delta", "response.output_text.done", "response.completed"):
+        assert t in types, (t, types)
+
+
+def test_turn_two_reuses_turn_one(s):
+    c = s.client()
+    msgs = [{"role": "user", "content": "Please greet me."}]
+    r1 = c.chat.completions.create(model="tiny", messages=msgs)
+    # harmony drops turn 1's analysis from turn 2's prompt: everything up to the first assistant reply is reused
+    # (turn 1's prompt, which ends in <|start|>assistant, and the <|channel|> token the reply and its rendering share)
+    msgs += [{"role": "assistant", "content": r1.choices[0].message.content}, {"role": "user", "content": "And again?"}]
+    r2 = c.chat.completions.create(model="tiny", messages=msgs)
+    assert r2.usage.prompt_tokens_details.cached_tokens == r1.usage.prompt_tokens + 1, (r2.usage, r1.usage)
+
+
+# ---------------- limits ----------------
+
+def test_auth_body_overload(s):
+    try:
+        s.client(key="wrong").models.list()
+        raise AssertionError("bad key accepted")
+    except openai.AuthenticationError as e:
+        assert e.status_code == 401 and e.code == "invalid_api_key", e
+    assert s.client(key="sekrit").models.list().data
+    st, data = s.raw("POST", "/v1/chat/completions", body="x" * (2 << 20), headers={"Authorization": "Bearer sekrit", "Content-Type": "application/json"})
+    assert st == 413 and json.loads(data)["error"]["code"] == "request_too_large", (st, data[:200])
+    # one slot, a queue of one: the third concurrent request is refused with 429
+    c = s.client(key="sekrit")
+    long = lambda: c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "long"}], max_tokens=3000, stream=True, temperature=1.0)
+    a = long()
+    next(iter(a))
+    b_box = []
+    threading.Thread(target=lambda: b_box.append(long()), daemon=True).start()
+    deadline = time.time() + 20
+    while s.metrics("sekrit")["oss4_queue_length"] < 1:
+        assert time.time() < deadline, "the second request never queued"
+        time.sleep(0.05)
+    try:
+        c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}], max_tokens=2)
+        raise AssertionError("overload accepted")
+    except openai.RateLimitError as e:
+        assert e.status_code == 429
+    a.close()
+    while not b_box:
+        assert time.time() < deadline, "the queued request never started"
+        time.sleep(0.05)
+    b_box[0].close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--oss4", required=True)
+    ap.add_argument("--load-requests", type=int, default=200)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    global N_PARALLEL_TOKENS
+    if a.quick:
+        N_PARALLEL_TOKENS = 6
+    tmp = tempfile.mkdtemp(prefix="oss4-serve-")
+    servers = []
+    failed = []
+    try:
+        model = os.path.join(tmp, "tiny")
+        subprocess.run([a.oss4, "synth", "--config", "tiny", "--out", model], check=True, capture_output=True)
+        script = os.path.join(tmp, "script.json")
+        with open(script, "w") as f:
+            json.dump(SCRIPT, f)
+        real = Server(a.oss4, model, "--ctx", "4096", "--max-seqs", "16")
+        scripted = Server(a.oss4, model, "--script", script, "--ctx", "2048")
+        limited = Server(a.oss4, model, "--api-key", "sekrit", "--max-seqs", "1", "--max-queue", "1", "--max-body", "1")
+        servers = [real, scripted, limited]
+        tests = [
+            (test_models_health, real), (test_chat_plain_and_streamed, real), (test_completions, real), (test_responses_real, real),
+            (test_errors, real), (test_parallel_equals_sequential, real), (test_cancel_frees_slot, real), (test_ttft_prefix_reuse, real),
+            (test_reasoning_split, scripted), (test_tool_round_trip, scripted), (test_responses_scripted, scripted),
+            (test_turn_two_reuses_turn_one, scripted), (test_auth_body_overload, limited),
+            (lambda s: test_load(s, a.load_requests), real),
+        ]
+        for fn, srv in tests:
+            name = getattr(fn, "__name__", "test_load")
+            if name == "<lambda>":
+                name = "test_load"
+            if a.only and a.only not in name:
+                continue
+            t0 = time.time()
+            try:
+                fn(srv)
+                print(f"ok   {name} ({time.time() - t0:.1f} s)", flush=True)
+            except Exception:  # noqa: BLE001 - report every test
+                failed.append(name)
+                print(f"FAIL {name}\n{traceback.format_exc()}", flush=True)
+        for srv in servers:
+            srv.stop()
+        servers = []
+    finally:
+        for srv in servers:
+            srv.proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if failed:
+        print("failed: " + ", ".join(failed))
+        return 1
+    print("all server tests passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

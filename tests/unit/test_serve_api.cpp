@@ -1,0 +1,219 @@
+// The API layer without HTTP: OpenAI requests into harmony conversations (and their errors), harmony output into
+// reasoning / text / tool-call parts, stop strings.
+#include <gtest/gtest.h>
+
+#include "serve/api_request.h"
+#include "serve/output.h"
+
+namespace oss4::serve {
+namespace {
+
+namespace h = oss4::harmony;
+
+const Tokenizer& tokenizer() {
+  static const Tokenizer* tok = [] {
+    auto t = load_tokenizer(std::string(OSS4_DATA_DIR) + "/o200k_base.tiktoken");
+    if (!t.ok()) std::abort();
+    return new Tokenizer(std::move(t).value());
+  }();
+  return *tok;
+}
+
+const h::HarmonyEncoding& encoding() {
+  static const h::HarmonyEncoding enc = *h::HarmonyEncoding::create(tokenizer());
+  return enc;
+}
+
+std::string render(const h::Conversation& c) {
+  std::vector<int32_t> ids;
+  EXPECT_TRUE(encoding().render_conversation_for_completion(c, h::Role::kAssistant, h::RenderConfig{}, &ids).ok());
+  return *tokenizer().decode(ids);
+}
+
+Parsed<ChatRequest> chat(const std::string& body) {
+  auto b = parse_body(body);
+  EXPECT_TRUE(b.ok()) << b.error.message;
+  return parse_chat_request(*b.value);
+}
+
+TEST(ServeApi, ChatMessagesBecomeHarmony) {
+  auto r = chat(R"({"model": "x", "messages": [
+      {"role": "system", "content": "Be brief."},
+      {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]},
+      {"role": "assistant", "content": null, "reasoning_content": "Use the tool.",
+       "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+      {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}],
+    "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Current weather",
+               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
+    "reasoning_effort": "low", "temperature": 0, "max_completion_tokens": 7, "stop": ["END"], "some_unknown_field": {"x": 1}})");
+  ASSERT_TRUE(r.ok()) << r.error.message;
+  EXPECT_EQ(r.value->gen.max_tokens, 7);
+  EXPECT_EQ(r.value->gen.sampling.temperature, 0.0f);
+  EXPECT_EQ(r.value->gen.stop, std::vector<std::string>{"END"});
+  const std::string p = render(r.value->conv);
+  EXPECT_NE(p.find("Reasoning: low"), std::string::npos) << p;
+  EXPECT_NE(p.find("<|start|>developer<|message|># Instructions\n\nBe brief."), std::string::npos) << p;
+  EXPECT_NE(p.find("type get_weather = (_: {\ncity: string,\n}) => any;"), std::string::npos) << p;
+  EXPECT_NE(p.find("<|start|>assistant<|channel|>analysis<|message|>Use the tool.<|end|>"), std::string::npos) << p;
+  EXPECT_NE(p.find("<|start|>assistant to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{\"city\":\"Paris\"}<|call|>"),
+            std::string::npos)
+      << p;
+  EXPECT_NE(p.find("<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>sunny<|end|>"), std::string::npos) << p;
+  EXPECT_EQ(p.substr(p.size() - 18), "<|start|>assistant") << "a completion prompt";
+}
+
+TEST(ServeApi, ToolChoiceNoneLeavesToolsOut) {
+  auto r = chat(R"({"messages": [{"role": "user", "content": "hi"}], "tool_choice": "none",
+                   "tools": [{"type": "function", "function": {"name": "f"}}]})");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(render(r.value->conv).find("namespace functions"), std::string::npos);
+}
+
+TEST(ServeApi, BadRequestsGiveOpenAiErrors) {
+  struct Case {
+    const char* body;
+    const char* param;
+  };
+  const Case cases[] = {
+      {R"({"model": "x"})", "messages"},
+      {R"({"messages": "hi"})", "messages"},
+      {R"({"messages": []})", "messages"},
+      {R"({"messages": [{"content": "hi"}]})", "messages[0].role"},
+      {R"({"messages": [{"role": "wizard", "content": "hi"}]})", "messages[0].role"},
+      {R"({"messages": [{"role": "user", "content": 5}]})", "messages[0].content"},
+      {R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})", "messages[0].content[0].type"},
+      {R"({"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"})", "temperature"},
+      {R"({"messages": [{"role": "user", "content": "hi"}], "temperature": 3})", "temperature"},
+      {R"({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0})", "max_tokens"},
+      {R"({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1.5})", "max_tokens"},
+      {R"({"messages": [{"role": "user", "content": "hi"}], "stop": [1]})", "stop"},
+      {R"({"messages": [{"role": "user", "content": "hi"}], "stop": ["a","b","c","d","e"]})", "stop"},
+      {R"({"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "extreme"})", "reasoning_effort"},
+      {R"({"messages": [{"role": "user", "content": "hi"}], "n": 2})", "n"},
+      {R"({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "code"}]})", "tools[0].type"},
+      {R"({"messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]})", "messages[0].tool_call_id"},
+  };
+  for (const auto& c : cases) {
+    auto r = chat(c.body);
+    ASSERT_FALSE(r.ok()) << c.body;
+    EXPECT_EQ(r.error.http_status, 400);
+    EXPECT_EQ(r.error.param, c.param) << c.body << ": " << r.error.message;
+    const Json j = api_error_json(r.error);
+    EXPECT_TRUE(j["error"]["message"].is_string());
+    EXPECT_EQ(j["error"]["type"], "invalid_request_error");
+  }
+  EXPECT_FALSE(parse_body("{not json").ok());
+  EXPECT_EQ(parse_body("{not json").error.code, "invalid_json");
+  EXPECT_FALSE(parse_body("[1, 2]").ok());
+  std::string deep = "{\"messages\": ";  // 200 nested arrays: refused before anything recurses over them
+  for (int i = 0; i < 200; ++i) deep += "[";
+  for (int i = 0; i < 200; ++i) deep += "]";
+  auto d = parse_body(deep + "}");
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.error.message.find("nests deeper"), std::string::npos);
+  EXPECT_TRUE(parse_body("{\"a\": \"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}").ok()) << "brackets in strings do not count";
+}
+
+TEST(ServeApi, ResponsesInputItems) {
+  auto b = parse_body(R"({"model": "x", "instructions": "Be brief.", "reasoning": {"effort": "high"}, "max_output_tokens": 9,
+      "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}],
+      "input": [{"role": "user", "content": [{"type": "input_text", "text": "Weather?"}]},
+                {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "rain"}]})");
+  ASSERT_TRUE(b.ok());
+  auto r = parse_responses_request(*b.value);
+  ASSERT_TRUE(r.ok()) << r.error.message;
+  EXPECT_EQ(r.value->gen.max_tokens, 9);
+  const std::string p = render(r.value->conv);
+  EXPECT_NE(p.find("Reasoning: high"), std::string::npos);
+  EXPECT_NE(p.find("# Instructions\n\nBe brief."), std::string::npos);
+  EXPECT_NE(p.find("<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>rain<|end|>"), std::string::npos) << p;
+  auto bad = parse_body(R"({"input": [{"type": "function_call_output", "call_id": "zz", "output": "x"}]})");
+  EXPECT_FALSE(parse_responses_request(*bad.value).ok());
+  auto prev = parse_body(R"({"input": "hi", "previous_response_id": "resp_1"})");
+  EXPECT_EQ(parse_responses_request(*prev.value).error.param, "previous_response_id");
+}
+
+TEST(ServeApi, CompletionPrompts) {
+  auto text = parse_completion_request(*parse_body(R"({"prompt": "Hello", "max_tokens": 3})").value);
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(text.value->prompt_text, "Hello");
+  EXPECT_EQ(text.value->gen.max_tokens, 3);
+  auto ids = parse_completion_request(*parse_body(R"({"prompt": [1, 2, 3]})").value);
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(ids.value->prompt_ids, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ(ids.value->gen.max_tokens, 16) << "OpenAI's default";
+  EXPECT_FALSE(parse_completion_request(*parse_body(R"({"prompt": [1, -2]})").value).ok());
+  EXPECT_FALSE(parse_completion_request(*parse_body(R"({"prompt": {"a": 1}})").value).ok());
+  EXPECT_FALSE(parse_completion_request(*parse_body(R"({})").value).ok());
+}
+
+std::vector<int32_t> ids(const std::string& s) { return *tokenizer().encode(s, true); }
+
+// feeds the tokens one at a time; returns the concatenated deltas per part
+std::vector<std::string> run(HarmonyOutput& out, const std::vector<int32_t>& toks) {
+  std::vector<std::string> deltas;
+  auto take = [&](const std::vector<OutputEvent>& evs) {
+    for (const auto& e : evs) {
+      if (deltas.size() <= e.part) deltas.resize(e.part + 1);
+      if (e.type == OutputEvent::Type::kDelta) deltas[e.part] += e.text;
+    }
+  };
+  for (int32_t t : toks) take(out.push(t));
+  take(out.finish());
+  return deltas;
+}
+
+TEST(ServeOutput, ReasoningTextAndToolCalls) {
+  HarmonyOutput out(encoding(), {}, "call_x_");
+  const auto d = run(out, ids("<|channel|>analysis<|message|>Think about it.<|end|><|start|>assistant<|channel|>commentary "
+                              "to=functions.get_weather <|constrain|>json<|message|>{\"city\": \"Paris\"}<|call|>"));
+  ASSERT_EQ(out.parts().size(), 2u);
+  EXPECT_EQ(out.parts()[0].kind, PartKind::kReasoning);
+  EXPECT_EQ(out.reasoning(), "Think about it.");
+  EXPECT_EQ(out.parts()[1].kind, PartKind::kToolCall);
+  EXPECT_EQ(out.parts()[1].tool_name, "get_weather");
+  EXPECT_EQ(out.parts()[1].text, "{\"city\": \"Paris\"}");
+  EXPECT_EQ(out.parts()[1].call_id, "call_x_0");
+  EXPECT_TRUE(out.has_tool_calls());
+  EXPECT_EQ(d[0], out.parts()[0].text) << "the deltas add up";
+  EXPECT_EQ(d[1], out.parts()[1].text);
+  EXPECT_TRUE(out.text().empty());
+
+  HarmonyOutput fin(encoding(), {}, "c");
+  run(fin, ids("<|channel|>analysis<|message|>Hmm.<|end|><|start|>assistant<|channel|>final<|message|>Hello there!<|return|>"));
+  EXPECT_EQ(fin.text(), "Hello there!");
+  EXPECT_EQ(fin.reasoning(), "Hmm.");
+  EXPECT_FALSE(fin.has_tool_calls());
+}
+
+TEST(ServeOutput, StopStringsCutTextAcrossTokens) {
+  HarmonyOutput out(encoding(), {"STOP here"}, "c");
+  const auto d = run(out, ids("<|channel|>final<|message|>one two STOP here three<|return|>"));
+  EXPECT_TRUE(out.stop_hit());
+  EXPECT_EQ(out.text(), "one two ");
+  EXPECT_EQ(d.back(), "one two ");
+
+  StopMatcher m({"ab"});
+  EXPECT_EQ(m.push("xa"), "x") << "holds back what may start a stop string";
+  EXPECT_EQ(m.push("c"), "a");
+  EXPECT_EQ(m.push("a"), "c");
+  EXPECT_EQ(m.push("b!"), "");
+  EXPECT_TRUE(m.hit());
+  StopMatcher u({"zz"});
+  EXPECT_EQ(u.push("\xC3"), "");
+  EXPECT_EQ(u.push("\xA9"), "") << "never splits a UTF-8 character";
+  EXPECT_EQ(u.flush(), "\xC3\xA9");
+}
+
+TEST(ServeOutput, RawText) {
+  TextOutput out(tokenizer(), {"\n\n"});
+  std::string s;
+  for (int32_t t : ids("Hello world\n\nmore")) s += out.push(t);
+  s += out.finish();
+  EXPECT_EQ(s, "Hello world");
+  EXPECT_TRUE(out.stop_hit());
+}
+
+}  // namespace
+}  // namespace oss4::serve

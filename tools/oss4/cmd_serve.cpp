@@ -1,0 +1,113 @@
+// oss4 serve: an OpenAI-compatible HTTP server (chat completions, completions, responses) with continuous
+// batching, a KV memory budget and prefix reuse. See docs/serving.md.
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <thread>
+
+#include "commands.h"
+#include "model_loader.h"
+#include "serve/server.h"
+#include "text/harmony_parse.h"
+
+namespace oss4::cli {
+
+namespace {
+struct ServeArgs {
+  std::string model, tokenizer, host = "127.0.0.1", api_key, model_name, script;
+  int port = 8080;
+  int64_t max_seqs = 16, max_queue = 256, ctx = 4096, chunk = 128;
+  double kv_gib = 4.0, max_body_mib = 8.0;
+  bool no_prefix_reuse = false, quiet = false;
+};
+
+int run_serve(const ServeArgs& a) {
+  if (a.port < 0 || a.port > 65535) return fail(error("--port: expected 0..65535, got " + std::to_string(a.port)));
+  if (!(a.kv_gib > 0)) return fail(error("--kv-memory: expected a positive number of GiB"));
+  if (!(a.max_body_mib > 0)) return fail(error("--max-body: expected a positive number of MiB"));
+  auto tok = load_model_tokenizer(a.model, a.tokenizer);
+  if (!tok.ok()) return fail(tok.status());
+  auto enc = harmony::HarmonyEncoding::create(*tok);
+  if (!enc.ok()) return fail(enc.status());
+  serve::ServerConfig sc;
+  sc.host = a.host;
+  sc.port = a.port;
+  sc.api_key = a.api_key;
+  sc.max_body_bytes = static_cast<size_t>(a.max_body_mib * 1024 * 1024);
+  sc.model_name = a.model_name.empty() ? std::filesystem::path(a.model).filename().string() : a.model_name;
+  if (sc.model_name.empty()) sc.model_name = std::filesystem::path(a.model).parent_path().filename().string();
+  sc.n_http_threads = static_cast<int>(std::max<int64_t>(64, a.max_seqs + a.max_queue / 4 + 8));
+  if (!a.script.empty()) {
+    auto s = serve::load_script(a.script, *tok);
+    if (!s.ok()) return fail(s.status().with_context("--script"));
+    sc.script = std::move(s).value();
+  }
+  auto m = load_with_progress(a.model, a.quiet);
+  if (!m.ok()) return fail(m.status());
+  if (m->cfg.n_vocab <= enc->ids().call) {
+    return fail(error(a.model + ": vocabulary of " + std::to_string(m->cfg.n_vocab) + " ids has no room for the harmony tokens"));
+  }
+  serve::EngineConfig ec;
+  ec.max_seqs = a.max_seqs;
+  ec.max_queue = a.max_queue;
+  ec.ctx = std::min<int64_t>(a.ctx, m->cfg.max_position_embeddings);
+  ec.chunk = a.chunk;
+  ec.kv_budget_bytes = static_cast<int64_t>(a.kv_gib * 1024.0 * 1024.0 * 1024.0);
+  ec.prefix_reuse = !a.no_prefix_reuse;
+  auto engine = serve::Engine::create(*m, ec);
+  if (!engine.ok()) return fail(engine.status());
+
+  // SIGINT / SIGTERM stop the server from a thread of their own (blocked here, before any other thread starts)
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  serve::Server server(**engine, *enc, sc);
+  Status s = server.bind();
+  if (!s.ok()) return fail(s);
+  (*engine)->start();
+  std::thread sig_thread([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    (*engine)->stop();  // ends every sequence, so no handler keeps the HTTP server from stopping
+    server.stop();
+  });
+  std::fprintf(stderr, "oss4 serve: %s on http://%s:%d (max %lld sequences, ctx %lld, KV budget %.2f GiB, prefix reuse %s%s)\n",
+               sc.model_name.c_str(), a.host.c_str(), server.port(), static_cast<long long>(ec.max_seqs), static_cast<long long>(ec.ctx), a.kv_gib,
+               ec.prefix_reuse ? "on" : "off", sc.script.empty() ? "" : ", SCRIPTED replies");
+  std::fflush(stderr);
+  s = server.run();
+  (*engine)->stop();
+  pthread_kill(sig_thread.native_handle(), SIGTERM);
+  sig_thread.join();
+  if (!s.ok()) return fail(s);
+  return 0;
+}
+}  // namespace
+
+void add_serve(CLI::App& app, int* rc) {
+  auto a = std::make_shared<ServeArgs>();
+  CLI::App* sub = app.add_subcommand("serve", "OpenAI-compatible HTTP server: /v1/chat/completions, /v1/completions, /v1/responses (docs/serving.md)");
+  sub->add_option("-m,--model", a->model, "checkpoint directory")->required();
+  sub->add_option("--tokenizer", a->tokenizer, "tokenizer.json or .tiktoken (default: the model's tokenizer.json, else data/o200k_base.tiktoken)");
+  sub->add_option("--host", a->host, "address to listen on (loopback unless told otherwise)")->capture_default_str();
+  sub->add_option("--port", a->port, "port (0: any free port, printed at start)")->capture_default_str();
+  sub->add_option("--api-key", a->api_key, "require 'Authorization: Bearer KEY' on /v1 and /metrics");
+  sub->add_option("--max-seqs", a->max_seqs, "sequences decoded together (continuous batching)")->capture_default_str();
+  sub->add_option("--max-queue", a->max_queue, "requests that may wait; beyond this the server answers 429")->capture_default_str();
+  sub->add_option("--kv-memory", a->kv_gib, "KV cache budget in GiB for running and cached sequences")->capture_default_str();
+  sub->add_option("--ctx", a->ctx, "context size of one sequence (prompt + generated)")->capture_default_str();
+  sub->add_option("--chunk", a->chunk, "prefill chunk size (tokens per forward call)")->capture_default_str();
+  sub->add_option("--model-name", a->model_name, "model id listed by /v1/models (default: the directory name)");
+  sub->add_option("--max-body", a->max_body_mib, "largest request body in MiB")->capture_default_str();
+  sub->add_flag("--no-prefix-reuse", a->no_prefix_reuse, "do not keep finished sequences' KV for later prompts");
+  sub->add_option("--script", a->script, "TEST FACILITY: replay scripted harmony replies instead of sampled tokens (docs/serving.md)");
+  sub->add_flag("-q,--quiet", a->quiet, "no loading progress");
+  sub->callback([a, rc] { *rc = run_serve(*a); });
+}
+
+}  // namespace oss4::cli
