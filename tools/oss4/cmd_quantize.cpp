@@ -81,11 +81,8 @@ int run_quantize(const QuantizeArgs& a) {
   }, &report);
   if (p) p->finish();
   if (!s.ok()) return fail(s);
-  int64_t n_inexact = 0, n_blocks = 0;
-  for (const auto& t : report.tensors) {
-    n_inexact += t.n_inexact;
-    n_blocks += t.n_blocks;
-  }
+  int64_t n_inexact = 0;
+  for (const auto& t : report.tensors) n_inexact += t.n_inexact;
   if (a.report) {
     std::printf("| tensor | rel. MSE | SNR (dB) |%s\n|---|---:|---:|%s\n", opt.method == QuantMethod::kTranscode ? " inexact blocks | worst block rel. err |" : "",
                 opt.method == QuantMethod::kTranscode ? "---:|---:|" : "");
