@@ -173,6 +173,19 @@ TEST_F(SimdRung, LargeShapesAcrossKBlocks) {
     for (int64_t n_tok : {1, 9}) check_linear(*t, n_tok, true, 2);
 }
 
+TEST_F(SimdRung, Fp4GemvLaneOrderKernels) {
+  // n_in a multiple of 64 (row-major) and n_out a multiple of 32 (in-major) select the lane-order GEMV of
+  // gemv_fp4_avx2.cpp; 1 to 4 tokens cover its one- and two-token variants (and, from 3 in-major tokens, the GEMM
+  // on its lane-order panels; 13 adds a partial 6-token tile), 3 threads split the outputs unevenly
+  TestWeight a = make_weight(WeightType::kNvfp4, false, 37, 192, 21);
+  TestWeight b = make_weight(WeightType::kMxfp4, false, 37, 192, 22);
+  TestWeight c = make_weight(WeightType::kNvfp4, true, 96, 176, 23);
+  TestWeight d = make_weight(WeightType::kNvfp4, true, 320, 64, 24);
+  for (const TestWeight* t : {&a, &b, &c, &d})
+    for (int64_t n_tok : {1, 2, 3, 4, 13})
+      for (int threads : {1, 3}) check_linear(*t, n_tok, /*with_bias=*/n_tok != 2, threads);
+}
+
 TEST_F(SimdRung, AttentionWithSinksAndWindowMatchesReference) {
   const int64_t n_heads = 6, n_kv = 2, hd = 24, n_ctx = 40;
   for (int64_t window : {int64_t{0}, int64_t{9}}) {

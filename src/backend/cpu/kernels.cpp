@@ -135,13 +135,13 @@ void f32_linear(const LinearWeight& w, const float* x, int64_t n_tok, const floa
     a.bias = bias;
     a.y = y;
     ThreadPool& pool = kernel_pool();
-    // ranges of 16 outputs or more, about 4 per thread so that a busy core does not hold the others up
-    const int64_t n_units = (w.n_out + 15) / 16;
+    // ranges of 32 outputs or more, about 4 per thread so that a busy core does not hold the others up
+    const int64_t n_units = (w.n_out + 31) / 32;
     const int64_t per_task = std::max<int64_t>(1, n_units / (4 * pool.n_threads()));
     const int64_t n_tasks = (n_units + per_task - 1) / per_task;
-    const int64_t scratch_n = avx2::linear_scratch_floats(w.n_in);
+    const int64_t scratch_n = avx2::linear_scratch_floats(w.n_in, w.n_out);
     pool.run(n_tasks, [&](int64_t task) {
-      const int64_t o0 = task * per_task * 16, o1 = std::min(w.n_out, (task + 1) * per_task * 16);
+      const int64_t o0 = task * per_task * 32, o1 = std::min(w.n_out, (task + 1) * per_task * 32);
       avx2::f32_linear_range(a, o0, o1, thread_scratch(scratch_n));
     });
     return;

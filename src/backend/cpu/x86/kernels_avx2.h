@@ -33,10 +33,10 @@ struct LinearArgs {
 };
 
 // floats of scratch one call of f32_linear_range needs.
-int64_t linear_scratch_floats(int64_t n_in);
+int64_t linear_scratch_floats(int64_t n_in, int64_t n_out);
 
 // outputs [o0, o1) of y = x W^T + bias for every token. o0 must be a multiple of 16 (in-major kinds) or of 4.
-// scratch: linear_scratch_floats(n_in) floats, 32-byte aligned. n_in must be a multiple of 32 (MXFP4), 16 (NVFP4)
+// scratch: linear_scratch_floats(n_in, n_out) floats, 32-byte aligned. n_in must be a multiple of 32 (MXFP4), 16 (NVFP4)
 // or 2 (in-major NVFP4); dense kinds take any n_in.
 void f32_linear_range(const LinearArgs& a, int64_t o0, int64_t o1, float* scratch);
 

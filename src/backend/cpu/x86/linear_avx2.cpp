@@ -5,6 +5,7 @@
 // Compiled with -mavx2 -mfma -mf16c; no standard-library templates here (see kernels_avx2.h).
 #include <immintrin.h>
 
+#include "backend/cpu/x86/gemv_fp4_avx2.h"
 #include "backend/cpu/x86/kernels_avx2.h"
 
 namespace oss4::avx2 {
@@ -419,6 +420,39 @@ void outer_tile(const float* w, int64_t kn, const float* x, int64_t ldx, float* 
   }
 }
 
+// the 6-token case written out: GCC keeps the accumulator array of the template in memory (a store per k)
+void outer_tile6(const float* w, int64_t kn, const float* x, int64_t ldx, float* y, int64_t ldy) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx, *x4 = x + 4 * ldx, *x5 = x + 5 * ldx;
+  for (int64_t k = 0; k < kn; ++k) {
+    const __m256 w0 = _mm256_load_ps(w + k * 16), w1 = _mm256_load_ps(w + k * 16 + 8);
+    __m256 b = _mm256_broadcast_ss(x0 + k);
+    c00 = _mm256_fmadd_ps(w0, b, c00);
+    c01 = _mm256_fmadd_ps(w1, b, c01);
+    b = _mm256_broadcast_ss(x1 + k);
+    c10 = _mm256_fmadd_ps(w0, b, c10);
+    c11 = _mm256_fmadd_ps(w1, b, c11);
+    b = _mm256_broadcast_ss(x2 + k);
+    c20 = _mm256_fmadd_ps(w0, b, c20);
+    c21 = _mm256_fmadd_ps(w1, b, c21);
+    b = _mm256_broadcast_ss(x3 + k);
+    c30 = _mm256_fmadd_ps(w0, b, c30);
+    c31 = _mm256_fmadd_ps(w1, b, c31);
+    b = _mm256_broadcast_ss(x4 + k);
+    c40 = _mm256_fmadd_ps(w0, b, c40);
+    c41 = _mm256_fmadd_ps(w1, b, c41);
+    b = _mm256_broadcast_ss(x5 + k);
+    c50 = _mm256_fmadd_ps(w0, b, c50);
+    c51 = _mm256_fmadd_ps(w1, b, c51);
+  }
+  const __m256 c[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  for (int t = 0; t < 6; ++t) {
+    _mm256_storeu_ps(y + t * ldy, _mm256_add_ps(_mm256_loadu_ps(y + t * ldy), c[t][0]));
+    _mm256_storeu_ps(y + t * ldy + 8, _mm256_add_ps(_mm256_loadu_ps(y + t * ldy + 8), c[t][1]));
+  }
+}
+
 using OuterTileFn = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t);
 
 OuterTileFn outer_tile_for(int64_t t) {
@@ -428,11 +462,36 @@ OuterTileFn outer_tile_for(int64_t t) {
     case 3: return outer_tile<3>;
     case 4: return outer_tile<4>;
     case 5: return outer_tile<5>;
-    default: return outer_tile<6>;
+    default: return outer_tile6;
+  }
+}
+
+// in-major NVFP4 with o1 - o0 a multiple of 32: two 16-column panels per 32 outputs from the lane-order decoder
+void gemm_in_major_fp4(const LinearArgs& a, int64_t o0, int64_t o1, float* scratch) {
+  for (int64_t t = 0; t < a.n_tok; ++t)
+    for (int64_t o = o0; o < o1; ++o) a.y[t * a.n_out + o] = 0.0f;
+  float* pa = scratch;                    // [kInKBlock, 16]
+  float* pb = scratch + kInKBlock * 16;  // [kInKBlock, 16]
+  for (int64_t o = o0; o < o1; o += 32) {
+    for (int64_t k0 = 0; k0 < a.n_in; k0 += kInKBlock) {
+      const int64_t k1 = min64(a.n_in, k0 + kInKBlock);
+      fp4_in_major_panels(a, o, k0, k1, pa, pb);
+      for (int64_t t0 = 0; t0 < a.n_tok; t0 += 6) {
+        const int64_t nt = min64(6, a.n_tok - t0);
+        float* y = a.y + t0 * a.n_out + o;
+        outer_tile_for(nt)(pa, k1 - k0, a.x + t0 * a.n_in + k0, a.n_in, y, a.n_out);
+        outer_tile_for(nt)(pb, k1 - k0, a.x + t0 * a.n_in + k0, a.n_in, y + 16, a.n_out);
+      }
+    }
+    for (int64_t t = 0; t < a.n_tok; ++t) fp4_unpermute32(a.y + t * a.n_out + o, a.bias ? a.bias + o : nullptr);
   }
 }
 
 void gemm_in_major(const LinearArgs& a, int64_t o0, int64_t o1, float* scratch) {
+  if (fp4_gemv_takes(a) && (o1 - o0) % 32 == 0) {
+    gemm_in_major_fp4(a, o0, o1, scratch);
+    return;
+  }
   init_outputs(a, o0, o1);
   for (int64_t o = o0; o < o1; o += 16) {
     for (int64_t k0 = 0; k0 < a.n_in; k0 += kInKBlock) {
@@ -448,7 +507,9 @@ void gemm_in_major(const LinearArgs& a, int64_t o0, int64_t o1, float* scratch) 
 
 }  // namespace
 
-int64_t linear_scratch_floats(int64_t n_in) { return kRowTile * ((n_in + 7) / 8 * 8) + 4 * n_in + kInKBlock * 16; }
+int64_t linear_scratch_floats(int64_t n_in, int64_t n_out) {
+  return kRowTile * ((n_in + 7) / 8 * 8) + 4 * n_in + kInKBlock * 32 + 2 * n_out;
+}
 
 void f32_linear_range(const LinearArgs& a, int64_t o0, int64_t o1, float* scratch) {
   if (o1 <= o0) return;
@@ -456,6 +517,10 @@ void f32_linear_range(const LinearArgs& a, int64_t o0, int64_t o1, float* scratc
     const int64_t ov = o0 + (o1 - o0) / 16 * 16;  // vector part [o0, ov), scalar tail [ov, o1)
     if (a.n_tok >= kInGemmMinTok) {
       gemm_in_major(a, o0, ov, scratch);
+    } else if (fp4_gemv_takes(a)) {
+      const int64_t o32 = o0 + (o1 - o0) / 32 * 32;  // 32-wide part [o0, o32); 16-wide part [o32, ov)
+      fp4_gemv_in_major(a, o0, o32, scratch);
+      for (int64_t t = 0; t < a.n_tok; ++t) gemv_in_major_t<1>(a, o32, ov, t);
     } else {
       int64_t t = 0;
       for (; t + 2 <= a.n_tok; t += 2) gemv_in_major_t<2>(a, o0, ov, t);
@@ -466,6 +531,9 @@ void f32_linear_range(const LinearArgs& a, int64_t o0, int64_t o1, float* scratc
   }
   if (a.n_tok >= kGemmMinTok) {
     gemm_rows(a, o0, o1, scratch);
+  } else if (fp4_gemv_takes(a)) {
+    fp4_permute_x(a.x, a.n_in, a.n_tok, scratch);  // [n_tok, n_in]
+    fp4_gemv_rows(a, o0, o1, 0, a.n_tok, scratch);
   } else {
     gemv_rows(a, o0, o1, scratch);
   }
