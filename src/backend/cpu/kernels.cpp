@@ -11,6 +11,7 @@
 #include "quant/float_formats.h"
 
 #if defined(OSS4_HAVE_AVX2)
+#include "backend/cpu/x86/gemv_fp4_avx2.h"
 #include "backend/cpu/x86/kernels_avx2.h"
 #endif
 
@@ -135,6 +136,20 @@ void f32_linear(const LinearWeight& w, const float* x, int64_t n_tok, const floa
     a.bias = bias;
     a.y = y;
     ThreadPool& pool = kernel_pool();
+    if (a.kind == avx2::WKind::kNvfp4InMajor && n_tok < avx2::kInMajorGemmMinTok && avx2::fp4_gemv_takes(a)) {
+      // decode GEMV of in-major NVFP4 (the experts): split along the inputs so every thread streams a contiguous
+      // range; a few parts per thread balance a busy core, and the parts are summed at the end
+      const int64_t n_blk = w.n_in / 16, n = n_tok * w.n_out;
+      const int64_t n_parts = std::min<int64_t>(n_blk, 2 * pool.n_threads());
+      thread_local std::vector<float> parts;  // [n_parts + 1, n_tok, n_out]: the parts, then their sum
+      if (static_cast<int64_t>(parts.size()) < (n_parts + 1) * n) parts.resize(static_cast<size_t>((n_parts + 1) * n));
+      float* buf = parts.data();  // a thread_local named inside the lambda would be each worker's own
+      pool.run(n_parts, [&](int64_t p) {
+        avx2::fp4_gemv_in_major_part(a, p * n_blk / n_parts, (p + 1) * n_blk / n_parts, buf + p * n);
+      });
+      avx2::fp4_gemv_in_major_finish(a, buf, n_parts, buf + n_parts * n);
+      return;
+    }
     // ranges of 32 outputs or more, about 4 per thread so that a busy core does not hold the others up
     const int64_t n_units = (w.n_out + 31) / 32;
     const int64_t per_task = std::max<int64_t>(1, n_units / (4 * pool.n_threads()));

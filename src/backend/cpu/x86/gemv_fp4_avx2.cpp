@@ -129,15 +129,15 @@ void rows_t(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0, const float
 
 // ---- in-major NVFP4: [n_in/2, n_out] codes + [n_in/16, n_out] E4M3 ----
 
-// partial sums of outputs [o0, o1) (a multiple of 32 wide) in lane order per 32-output tile: yp [T, o1 - o0]
+// yp [T, o1 - o0] (lane order per 32-output tile) += the sums over input blocks [b0, b1) of outputs [o0, o1)
+// (a multiple of 32 wide) for tokens t0 .. t0 + T - 1
 template <int T>
-void in_major_t(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0, float* yp) {
+void in_major_t(const LinearArgs& a, int64_t o0, int64_t o1, int64_t b0, int64_t b1, int64_t t0, float* yp) {
   const Tables tb = tables();
   const __m256 s2 = _mm256_set1_ps(a.scale2);
   const int64_t n_out = a.n_out, width = o1 - o0;
   const float* x = a.x + t0 * a.n_in;
-  for (int64_t i = 0; i < T * width; ++i) yp[i] = 0.0f;
-  for (int64_t b = 0; b < a.n_in / 16; ++b) {
+  for (int64_t b = b0; b < b1; ++b) {
     for (int64_t o = o0; o < o1; o += 32) {
       __m256 acc[T][4];  // 4 T accumulators: with 16 registers, more would spill the decoded vectors
       for (int t = 0; t < T; ++t)
@@ -166,18 +166,26 @@ void in_major_t(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0, float* 
       }
     }
   }
-  // back to output order: element e of lane l of vector k of a tile holds output lane_byte(k, l, e)
-  for (int t = 0; t < T; ++t)
+}
+
+// y[t0 + t, o0 .. o1) = yp[t] put back in output order (+ bias)
+void unpermute_rows(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0, int64_t n_tok, const float* yp) {
+  const int64_t width = o1 - o0;
+  for (int64_t t = 0; t < n_tok; ++t)
     for (int64_t o = o0; o < o1; o += 32) {
       const float* p = yp + t * width + (o - o0);
-      float* y = a.y + (t0 + t) * n_out + o;
-      for (int64_t k = 0; k < 4; ++k)
-        for (int64_t l = 0; l < 2; ++l)
-          for (int64_t e = 0; e < 4; ++e) {
-            const int64_t i = lane_byte(k, l, e);
-            y[i] = p[8 * k + 4 * l + e] + (a.bias ? a.bias[o + i] : 0.0f);
-          }
+      float* y = a.y + (t0 + t) * a.n_out + o;
+      for (int64_t j = 0; j < 32; ++j) {
+        const int64_t i = lane_byte(j / 8, (j % 8) / 4, j % 4);
+        y[i] = p[j] + (a.bias ? a.bias[o + i] : 0.0f);
+      }
     }
+}
+
+template <int T>
+void in_major_blocks(const LinearArgs& a, int64_t o0, int64_t o1, int64_t b0, int64_t b1, int64_t t0, float* yp) {
+  for (int64_t i = 0; i < T * (o1 - o0); ++i) yp[i] = 0.0f;
+  in_major_t<T>(a, o0, o1, b0, b1, t0, yp);
 }
 
 }  // namespace
@@ -238,9 +246,30 @@ void fp4_gemv_rows(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0, int6
 }
 
 void fp4_gemv_in_major(const LinearArgs& a, int64_t o0, int64_t o1, float* yp) {
+  const int64_t n_blk = a.n_in / 16;
   int64_t t = 0;
-  for (; t + 2 <= a.n_tok; t += 2) in_major_t<2>(a, o0, o1, t, yp);
-  if (t < a.n_tok) in_major_t<1>(a, o0, o1, t, yp);
+  for (; t + 2 <= a.n_tok; t += 2) {
+    in_major_blocks<2>(a, o0, o1, 0, n_blk, t, yp);
+    unpermute_rows(a, o0, o1, t, 2, yp);
+  }
+  if (t < a.n_tok) {
+    in_major_blocks<1>(a, o0, o1, 0, n_blk, t, yp);
+    unpermute_rows(a, o0, o1, t, 1, yp);
+  }
+}
+
+void fp4_gemv_in_major_part(const LinearArgs& a, int64_t b0, int64_t b1, float* part) {
+  int64_t t = 0;
+  for (; t + 2 <= a.n_tok; t += 2) in_major_blocks<2>(a, 0, a.n_out, b0, b1, t, part + t * a.n_out);
+  if (t < a.n_tok) in_major_blocks<1>(a, 0, a.n_out, b0, b1, t, part + t * a.n_out);
+}
+
+void fp4_gemv_in_major_finish(const LinearArgs& a, const float* parts, int64_t n_parts, float* sum) {
+  const int64_t n = a.n_tok * a.n_out;
+  for (int64_t i = 0; i < n; ++i) sum[i] = parts[i];
+  for (int64_t p = 1; p < n_parts; ++p)
+    for (int64_t i = 0; i < n; ++i) sum[i] += parts[p * n + i];
+  unpermute_rows(a, 0, a.n_out, 0, a.n_tok, sum);
 }
 
 }  // namespace oss4::avx2

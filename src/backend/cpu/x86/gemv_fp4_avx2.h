@@ -22,6 +22,13 @@ void fp4_gemv_rows(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0, int6
 // in-major NVFP4: outputs [o0, o1) of every token, o0 and o1 multiples of 32; yp: scratch [2, o1 - o0] f32.
 void fp4_gemv_in_major(const LinearArgs& a, int64_t o0, int64_t o1, float* yp);
 
+// in-major NVFP4 split along the inputs, for decode: the weight is read front to back (block b's 8 rows of n_out
+// bytes are contiguous), so a thread streams one contiguous range instead of 8 short strided ones.
+// part [n_tok, n_out] = partial sums of input blocks [b0, b1) (16 inputs each) for every output, in lane order.
+void fp4_gemv_in_major_part(const LinearArgs& a, int64_t b0, int64_t b1, float* part);
+// y = sum of parts [n_parts, n_tok, n_out] in output order, plus bias; sum: scratch [n_tok, n_out].
+void fp4_gemv_in_major_finish(const LinearArgs& a, const float* parts, int64_t n_parts, float* sum);
+
 // in-major NVFP4 GEMM panels: inputs [k0, k1) (multiples of 16) of outputs o..o+31 decoded to f32 and scaled,
 // pa [k1 - k0, 16] and pb [k1 - k0, 16] (32-byte aligned), columns in lane order: column j of the 32 (pa's 16 then
 // pb's 16) is output o + lane_byte(j / 8, (j % 8) / 4, j % 4). fp4_unpermute32 puts 32 such sums back in order.

@@ -32,6 +32,9 @@ struct LinearArgs {
   float* y = nullptr;               // [n_tok, n_out] f32
 };
 
+// in-major weights: GEMM from this many tokens, GEMV below
+constexpr int64_t kInMajorGemmMinTok = 3;
+
 // floats of scratch one call of f32_linear_range needs.
 int64_t linear_scratch_floats(int64_t n_in, int64_t n_out);
 

@@ -16,7 +16,6 @@ constexpr int64_t kRowTile = 16;     // rows decoded per row-major GEMM tile
 constexpr int64_t kKBlock = 512;     // inputs per k block of the row-major GEMM
 constexpr int64_t kInKBlock = 256;   // inputs per k block of the in-major GEMM (multiple of 16)
 constexpr int64_t kGemmMinTok = 5;   // row-major: GEMM from this many tokens; fewer go through the GEMV
-constexpr int64_t kInGemmMinTok = 3; // in-major: the same
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -515,7 +514,7 @@ void f32_linear_range(const LinearArgs& a, int64_t o0, int64_t o1, float* scratc
   if (o1 <= o0) return;
   if (a.kind == WKind::kBF16InMajor || a.kind == WKind::kNvfp4InMajor) {
     const int64_t ov = o0 + (o1 - o0) / 16 * 16;  // vector part [o0, ov), scalar tail [ov, o1)
-    if (a.n_tok >= kInGemmMinTok) {
+    if (a.n_tok >= kInMajorGemmMinTok) {
       gemm_in_major(a, o0, ov, scratch);
     } else if (fp4_gemv_takes(a)) {
       const int64_t o32 = o0 + (o1 - o0) / 32 * 32;  // 32-wide part [o0, o32); 16-wide part [o32, ov)
