@@ -7,6 +7,7 @@
 // computes sum_i |w_i x_i| in double from the reference-decoded weights and checks that bound.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -219,6 +220,14 @@ TEST(KernelDispatch, NamesAndForcing) {
   EXPECT_FALSE(set_kernel_isa(KernelIsa::kAvx512).ok());  // a slot with no kernels yet
   EXPECT_EQ(kernel_isa(), KernelIsa::kRef);
   EXPECT_TRUE(set_kernel_isa(best_kernel_isa()).ok());
+}
+
+TEST(ThreadPool, RegionsLargerThanOneStateWordRunInPieces) {
+  ThreadPool pool(3);
+  const int64_t n = (int64_t{1} << 20) + 3;  // past the 20-bit task index of one region
+  std::vector<uint8_t> hits(static_cast<size_t>(n), 0);
+  pool.run(n, [&](int64_t t) { hits[static_cast<size_t>(t)] += 1; });
+  EXPECT_EQ(std::count(hits.begin(), hits.end(), uint8_t{1}), n);
 }
 
 TEST(ThreadPool, RunsEveryTaskOnceWithAnyThreadCount) {

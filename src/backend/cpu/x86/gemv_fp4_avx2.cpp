@@ -199,7 +199,10 @@ void fp4_in_major_panels(const LinearArgs& a, int64_t o, int64_t k0, int64_t k1,
     __m256 f[4];
     for (int q = 0; q < 4; ++q) f[q] = e4m3_times(sd[q], s2);
     for (int64_t j = 0; j < 8; ++j) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.data + (b * 8 + j) * a.n_out + o));
+      const uint8_t* row = a.data + (b * 8 + j) * a.n_out + o;
+      // the caller walks o across the rows of a k block; the hardware prefetcher does not follow that many streams
+      _mm_prefetch(reinterpret_cast<const char*>(row + 256), _MM_HINT_T0);
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row));
       for (int64_t h = 0; h < 2; ++h) {
         const __m256i idx = _mm256_and_si256(h == 0 ? v : _mm256_srli_epi16(v, 4), tb.low4);
         __m256 w[4];

@@ -465,15 +465,17 @@ OuterTileFn outer_tile_for(int64_t t) {
   }
 }
 
-// in-major NVFP4 with o1 - o0 a multiple of 32: two 16-column panels per 32 outputs from the lane-order decoder
+// in-major NVFP4 with o1 - o0 a multiple of 32: two 16-column panels per 32 outputs from the lane-order decoder.
+// k blocks outside, outputs inside: each pass reads the k block's rows front to back (a few dozen sequential
+// streams), where outputs outside would read 32 bytes from each of n_in / 2 rows n_out bytes apart.
 void gemm_in_major_fp4(const LinearArgs& a, int64_t o0, int64_t o1, float* scratch) {
   for (int64_t t = 0; t < a.n_tok; ++t)
     for (int64_t o = o0; o < o1; ++o) a.y[t * a.n_out + o] = 0.0f;
   float* pa = scratch;                    // [kInKBlock, 16]
   float* pb = scratch + kInKBlock * 16;  // [kInKBlock, 16]
-  for (int64_t o = o0; o < o1; o += 32) {
-    for (int64_t k0 = 0; k0 < a.n_in; k0 += kInKBlock) {
-      const int64_t k1 = min64(a.n_in, k0 + kInKBlock);
+  for (int64_t k0 = 0; k0 < a.n_in; k0 += kInKBlock) {
+    const int64_t k1 = min64(a.n_in, k0 + kInKBlock);
+    for (int64_t o = o0; o < o1; o += 32) {
       fp4_in_major_panels(a, o, k0, k1, pa, pb);
       for (int64_t t0 = 0; t0 < a.n_tok; t0 += 6) {
         const int64_t nt = min64(6, a.n_tok - t0);
@@ -482,8 +484,9 @@ void gemm_in_major_fp4(const LinearArgs& a, int64_t o0, int64_t o1, float* scrat
         outer_tile_for(nt)(pb, k1 - k0, a.x + t0 * a.n_in + k0, a.n_in, y + 16, a.n_out);
       }
     }
-    for (int64_t t = 0; t < a.n_tok; ++t) fp4_unpermute32(a.y + t * a.n_out + o, a.bias ? a.bias + o : nullptr);
   }
+  for (int64_t o = o0; o < o1; o += 32)
+    for (int64_t t = 0; t < a.n_tok; ++t) fp4_unpermute32(a.y + t * a.n_out + o, a.bias ? a.bias + o : nullptr);
 }
 
 void gemm_in_major(const LinearArgs& a, int64_t o0, int64_t o1, float* scratch) {
