@@ -11,6 +11,7 @@
 #include "backend/cpu/kernels_ref.h"
 #include "core/mapped_file.h"
 #include "core/parallel_for.h"
+#include "core/transpose.h"
 #include "format/checkpoint_writer.h"
 #include "quant/calibrate.h"
 #include "quant/float_formats.h"
@@ -322,12 +323,8 @@ class Quantizer {
       x.scale2 = q.scale2;
       add_error(f.data(), q, n_out, n_in, &x.err, &x.ref);
       // ModelOpt's export transposes experts back to input-major: [in/2, out] bytes, [in/16, out] scales
-      uint8_t* pk = out->packed.data() + e * n_in / 2 * n_out;
-      uint8_t* sc = out->scales.data() + e * n_in / 16 * n_out;
-      for (int64_t o = 0; o < n_out; ++o) {
-        for (int64_t j = 0; j < n_in / 2; ++j) pk[j * n_out + o] = q.packed[static_cast<size_t>(o * n_in / 2 + j)];
-        for (int64_t b = 0; b < n_in / 16; ++b) sc[b * n_out + o] = q.scales[static_cast<size_t>(o * n_in / 16 + b)];
-      }
+      transpose_u8(q.packed.data(), n_out, n_in / 2, out->packed.data() + e * n_in / 2 * n_out);
+      transpose_u8(q.scales.data(), n_out, n_in / 16, out->scales.data() + e * n_in / 16 * n_out);
       return ok_status();
     }));
     double err = 0, ref = 0;
@@ -433,8 +430,7 @@ Status repack_compressed_tensors(const QuantizeOptions& opt, ModelWeights& m, co
         plan.push_back({base, DType::kU8, {E, n_in / 2, n_out}, [&ws, n_out, n_in](SafetensorsWriter& w) {
                           std::vector<uint8_t> t(static_cast<size_t>(n_in / 2 * n_out));  // [in/2, out] one expert
                           for (const LinearWeight& x : ws) {
-                            for (int64_t o = 0; o < n_out; ++o)
-                              for (int64_t j = 0; j < n_in / 2; ++j) t[static_cast<size_t>(j * n_out + o)] = x.data[o * n_in / 2 + j];
+                            transpose_u8(x.data, n_out, n_in / 2, t.data());
                             OSS4_TRY(write_bytes(w, t.data(), t.size()));
                           }
                           return ok_status();
@@ -442,8 +438,7 @@ Status repack_compressed_tensors(const QuantizeOptions& opt, ModelWeights& m, co
         plan.push_back({base + "_weight_scale", DType::kF8E4M3, {E, n_in / 16, n_out}, [&ws, n_out, n_in](SafetensorsWriter& w) {
                           std::vector<uint8_t> t(static_cast<size_t>(n_in / 16 * n_out));  // [in/16, out] one expert
                           for (const LinearWeight& x : ws) {
-                            for (int64_t o = 0; o < n_out; ++o)
-                              for (int64_t b = 0; b < n_in / 16; ++b) t[static_cast<size_t>(b * n_out + o)] = x.scales[o * n_in / 16 + b];
+                            transpose_u8(x.scales, n_out, n_in / 16, t.data());
                             OSS4_TRY(write_bytes(w, t.data(), t.size()));
                           }
                           return ok_status();

@@ -13,6 +13,8 @@
 #include "backend/cpu/forward.h"
 #include "format/safetensors.h"
 #include "logit_compare.h"
+#include "model/lm_head.h"
+#include "model/repack.h"
 #include "quant/float_formats.h"
 #include "quant/nvfp4.h"
 #include "quant/quantize.h"
@@ -40,9 +42,16 @@ TEST_P(Forms, LogitsMatchTransformersOnTheDequantizedWeights) {
   const TensorView* ref = golden->find(form == "c" ? "logits_compressed_tensors" : "logits_modelopt");
   ASSERT_TRUE(ids_t && ref);
   std::vector<int32_t> ids(reinterpret_cast<const int32_t*>(ids_t->data), reinterpret_cast<const int32_t*>(ids_t->data) + ids_t->numel());
+  for (bool repack : {false, true}) {
   ModelWeights m = load(form);
   ASSERT_EQ(m.cfg.n_vocab, ref->shape[1]);
   EXPECT_NE(m.checkpoint_kind.find("nvfp4"), std::string::npos) << m.checkpoint_kind;
+  if (repack) {  // the layout the CLI runs (model/repack.h): row-major NVFP4 attention transposed to in-major
+    auto bytes = repack_nvfp4_in_major(m);
+    ASSERT_TRUE(bytes.ok()) << bytes.status().message();
+    EXPECT_GT(*bytes, 0u);
+    EXPECT_TRUE(m.layers[0].wq.in_major && m.layers[0].wk.in_major && m.layers[0].wo.in_major);
+  }
   for (int64_t chunk : {int64_t{64}, int64_t{5}}) {
     auto cache = KvCache::create(m.cfg, 64, chunk);
     ASSERT_TRUE(cache.ok());
@@ -50,9 +59,34 @@ TEST_P(Forms, LogitsMatchTransformersOnTheDequantizedWeights) {
     std::vector<float> logits;
     ASSERT_TRUE(fwd.eval(*cache, ids.data(), static_cast<int64_t>(ids.size()), LogitsMode::kAll, &logits).ok());
     const double err = test::worst_rel_err(logits.data(), reinterpret_cast<const float*>(ref->data), static_cast<int64_t>(ids.size()), m.cfg.n_vocab);
-    std::printf("form %s chunk %lld: max rel logit err %.3g\n", form.c_str(), static_cast<long long>(chunk), err);
-    EXPECT_LE(err, kTol) << "form " << form << " chunk " << chunk;
+    std::printf("form %s%s chunk %lld: max rel logit err %.3g\n", form.c_str(), repack ? " repacked" : "",
+                static_cast<long long>(chunk), err);
+    EXPECT_LE(err, kTol) << "form " << form << " repack " << repack << " chunk " << chunk;
   }
+  }
+}
+
+TEST(Forms, RepackedNvfp4LmHeadGivesTheRowMajorLogits) {
+  auto golden = TensorStore::open_file(kForms + "/golden.safetensors");
+  ASSERT_TRUE(golden.ok()) << golden.status().message();
+  const TensorView* ids_t = golden->find("ids");
+  ASSERT_TRUE(ids_t);
+  std::vector<int32_t> ids(reinterpret_cast<const int32_t*>(ids_t->data), reinterpret_cast<const int32_t*>(ids_t->data) + ids_t->numel());
+  std::vector<float> logits[2];
+  for (int repack = 0; repack < 2; ++repack) {
+    ModelWeights m = load("b");
+    ASSERT_TRUE(set_lm_head_type(m, "nvfp4").ok());
+    if (repack) {
+      ASSERT_TRUE(repack_nvfp4_in_major(m).ok());
+      ASSERT_TRUE(m.lm_head.in_major);
+    }
+    auto cache = KvCache::create(m.cfg, 64, 64);
+    ASSERT_TRUE(cache.ok());
+    CpuForward fwd(m);
+    ASSERT_TRUE(fwd.eval(*cache, ids.data(), static_cast<int64_t>(ids.size()), LogitsMode::kAll, &logits[repack]).ok());
+  }
+  const int64_t n_vocab = static_cast<int64_t>(logits[0].size() / ids.size());
+  EXPECT_LE(test::worst_rel_err(logits[1].data(), logits[0].data(), static_cast<int64_t>(ids.size()), n_vocab), 1e-5);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllForms, Forms, ::testing::Values("a", "b", "c"));

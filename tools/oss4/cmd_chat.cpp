@@ -180,7 +180,7 @@ int run_chat(ChatArgs a) {
   if (!tok.ok()) return fail(tok.status());
   auto enc = h::HarmonyEncoding::create(*tok);
   if (!enc.ok()) return fail(enc.status().with_context(a.tokenizer));
-  auto m = load_with_progress(a.model, a.quiet);
+  auto m = load_with_lm_head(a.model, a.quiet, "bf16");
   if (!m.ok()) return fail(m.status());
   if (m->cfg.n_vocab <= enc->ids().call) {
     return fail(error(a.model + ": vocabulary of " + std::to_string(m->cfg.n_vocab) + " ids has no room for the harmony tokens of " + a.tokenizer));

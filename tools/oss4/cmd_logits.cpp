@@ -19,7 +19,7 @@ struct LogitsArgs {
 int run_logits(const LogitsArgs& a) {
   auto ids = parse_ids(a.ids);
   if (!ids.ok()) return fail(ids.status());
-  auto m = load_with_progress(a.model, a.quiet);
+  auto m = load_with_lm_head(a.model, a.quiet, "bf16");
   if (!m.ok()) return fail(m.status());
   const int64_t n = static_cast<int64_t>(ids->size());
   if (n > m->cfg.max_position_embeddings)

@@ -43,7 +43,7 @@ int run_serve(const ServeArgs& a) {
     if (!s.ok()) return fail(s.status().with_context("--script"));
     sc.script = std::move(s).value();
   }
-  auto m = load_with_progress(a.model, a.quiet);
+  auto m = load_with_lm_head(a.model, a.quiet, "bf16");
   if (!m.ok()) return fail(m.status());
   if (m->cfg.n_vocab <= enc->ids().call) {
     return fail(error(a.model + ": vocabulary of " + std::to_string(m->cfg.n_vocab) + " ids has no room for the harmony tokens"));

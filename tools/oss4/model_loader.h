@@ -6,6 +6,7 @@
 
 #include "core/progress.h"
 #include "model/lm_head.h"
+#include "model/repack.h"
 #include "model/weights.h"
 
 namespace oss4::cli {
@@ -21,10 +22,12 @@ inline Result<ModelWeights> load_with_progress(const std::string& dir, bool quie
   return m;
 }
 
-// loads a model and applies the --lm-head option ("bf16" keeps it as stored).
+// loads a model to run it: applies the --lm-head option ("bf16" keeps it as stored), then repacks row-major NVFP4
+// matrices to the layout the CPU kernels stream fastest (model/repack.h).
 inline Result<ModelWeights> load_with_lm_head(const std::string& dir, bool quiet, const std::string& lm_head) {
   OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_with_progress(dir, quiet));
   OSS4_TRY(set_lm_head_type(m, lm_head));
+  OSS4_TRY(repack_nvfp4_in_major(m).status());
   return m;
 }
 

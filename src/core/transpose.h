@@ -1,0 +1,13 @@
+// Byte-matrix transpose: the one layout change between row-major NVFP4 ([n_out, n_in/2] codes, [n_out, n_in/16]
+// scales) and the input-major layout of ModelOpt's exported experts ([n_in/2, n_out], [n_in/16, n_out]), used by
+// `oss4 quantize` to write that layout and by the loader to repack weights for the CPU kernels.
+#pragma once
+
+#include <cstdint>
+
+namespace oss4 {
+
+// dst [cols, rows] = src [rows, cols] transposed, in tiles so both sides stay in cache. dst must not overlap src.
+void transpose_u8(const uint8_t* src, int64_t rows, int64_t cols, uint8_t* dst);
+
+}  // namespace oss4
