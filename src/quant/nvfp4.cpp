@@ -1,5 +1,6 @@
 #include "quant/nvfp4.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -92,7 +93,7 @@ Status nvfp4_quantize_ref(const float* w, int64_t n_out, int64_t n_in, float ama
     for (int64_t b = 0; b < n_blocks; ++b) {
       const float* src = w + r * n_in + b * kNvfp4Block;  // [16] f32
       float block_amax = 0.0f;
-      for (int64_t i = 0; i < kNvfp4Block; ++i) block_amax = std::fmax(block_amax, std::fabs(src[i]));
+      for (int64_t i = 0; i < kNvfp4Block; ++i) block_amax = std::max(block_amax, std::fabs(src[i]));  // finite (checked above): maxss, not fmaxf
       const uint8_t s = nvfp4_block_scale(block_amax, g);
       scales[r * n_blocks + b] = s;
       const float denom = e4m3_to_f32(s) * g;  // torch: weights_scaling_factor.to(f32) * wsf2, then divide
