@@ -3,6 +3,8 @@
 // kept as flagged content; UTF-8-safe streaming.
 #include <gtest/gtest.h>
 
+#include "o200k_tokenizer.h"
+
 #include <algorithm>
 #include <fstream>
 #include <set>
@@ -12,17 +14,9 @@
 namespace oss4::harmony {
 namespace {
 
-const std::string kVocab = std::string(OSS4_DATA_DIR) + "/o200k_base.tiktoken";
 const std::string kParseGoldens = std::string(OSS4_TEST_DATA) + "/harmony/parse.json";
 
-const Tokenizer& tokenizer() {
-  static const Tokenizer* tok = [] {
-    auto t = load_tokenizer(kVocab);
-    if (!t.ok()) std::abort();
-    return new Tokenizer(std::move(t).value());
-  }();
-  return *tok;
-}
+const Tokenizer& tokenizer() { return test::o200k_tokenizer(); }
 
 const HarmonyEncoding& encoding() {
   static const HarmonyEncoding enc = *HarmonyEncoding::create(tokenizer());

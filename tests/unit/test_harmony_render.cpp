@@ -4,26 +4,16 @@
 
 #include <fstream>
 
+#include "o200k_tokenizer.h"
 #include "test_helpers.h"
 #include "text/harmony_render.h"
 
 namespace oss4::harmony {
 namespace {
 
-const std::string kVocab = std::string(OSS4_DATA_DIR) + "/o200k_base.tiktoken";
 const std::string kRenderGoldens = std::string(OSS4_TEST_DATA) + "/harmony/render.json";
 
-const Tokenizer& tokenizer() {
-  static const Tokenizer* tok = [] {
-    auto t = load_tokenizer(kVocab);
-    if (!t.ok()) {
-      std::fprintf(stderr, "%s\n", t.status().message().c_str());
-      std::abort();
-    }
-    return new Tokenizer(std::move(t).value());
-  }();
-  return *tok;
-}
+const Tokenizer& tokenizer() { return test::o200k_tokenizer(); }
 
 const HarmonyEncoding& encoding() {
   static const HarmonyEncoding enc = *HarmonyEncoding::create(tokenizer());

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "o200k_tokenizer.h"
 #include "test_helpers.h"
 #include "text/tokenizer.h"
 #include "text/utf8.h"
@@ -14,7 +15,6 @@
 namespace oss4 {
 namespace {
 
-const std::string kVocab = std::string(OSS4_DATA_DIR) + "/o200k_base.tiktoken";
 const std::string kCases = std::string(OSS4_TEST_DATA) + "/tokenizer/o200k_harmony_cases.jsonl";
 const std::string kEdgeCases = std::string(OSS4_TEST_DATA) + "/tokenizer/o200k_harmony_edge_cases.jsonl";
 
@@ -36,17 +36,7 @@ std::vector<Case> read_cases(const std::string& path) {
   return cases;
 }
 
-const Tokenizer& tokenizer() {
-  static const Tokenizer* tok = [] {
-    auto t = load_tokenizer(kVocab);
-    if (!t.ok()) {
-      std::fprintf(stderr, "%s\n", t.status().message().c_str());
-      std::abort();
-    }
-    return new Tokenizer(std::move(t).value());
-  }();
-  return *tok;
-}
+const Tokenizer& tokenizer() { return test::o200k_tokenizer(); }
 
 // how many cases of the file give exactly tiktoken's ids; prints the first mismatches.
 size_t count_matches(const Tokenizer& tok, const std::vector<Case>& cases) {

@@ -1,0 +1,24 @@
+// The real o200k_harmony tokenizer (data/o200k_base.tiktoken), loaded once per test binary.
+#pragma once
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "text/tokenizer.h"
+
+namespace oss4::test {
+
+inline const Tokenizer& o200k_tokenizer() {
+  static const Tokenizer* tok = [] {
+    auto t = load_tokenizer(std::string(OSS4_DATA_DIR) + "/o200k_base.tiktoken");
+    if (!t.ok()) {
+      std::fprintf(stderr, "%s\n", t.status().message().c_str());
+      std::abort();
+    }
+    return new Tokenizer(std::move(t).value());
+  }();
+  return *tok;
+}
+
+}  // namespace oss4::test
