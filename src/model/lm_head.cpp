@@ -16,12 +16,14 @@ constexpr int64_t kRowsPerTask = 256;
 
 // rows [r0, r1) of a dense lm_head as f32: out [r1 - r0, n_in]
 void rows_f32(const LinearWeight& w, int64_t r0, int64_t r1, float* out) {
-  for (int64_t r = r0; r < r1; ++r)
-    for (int64_t i = 0; i < w.n_in; ++i) {
-      const int64_t k = r * w.n_in + i;
-      out[(r - r0) * w.n_in + i] = w.type == WeightType::kBF16 ? bf16_to_f32(reinterpret_cast<const uint16_t*>(w.data)[k])
-                                                                : reinterpret_cast<const float*>(w.data)[k];
-    }
+  const int64_t n = (r1 - r0) * w.n_in;
+  if (w.type == WeightType::kBF16) {
+    const uint16_t* src = reinterpret_cast<const uint16_t*>(w.data) + r0 * w.n_in;
+    for (int64_t k = 0; k < n; ++k) out[k] = bf16_to_f32(src[k]);
+  } else {
+    const float* src = reinterpret_cast<const float*>(w.data) + r0 * w.n_in;
+    for (int64_t k = 0; k < n; ++k) out[k] = src[k];
+  }
 }
 }  // namespace
 

@@ -31,8 +31,9 @@ float e4m3_from_f32(float x);
 // 1.75 and 3.5 going up to the even code; NaN sorts last, code 7.)
 inline uint8_t f32_to_e2m1_rne(float x) {
   const float a = x < 0.0f ? -x : x;
-  if (a != a) return 7;  // NaN (its sign bit is never set by the x < 0 test)
-  const int m = (a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) + (a >= 3.5f) + (a > 5.0f);
+  // NaN -> 7 (every comparison is false, and its sign bit is never set by the x < 0 test); no branch, so loops over
+  // this vectorize
+  const int m = (a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) + (a >= 3.5f) + (a > 5.0f) + 7 * (a != a);
   return static_cast<uint8_t>((x < 0.0f ? 0x8 : 0x0) | m);
 }
 

@@ -200,6 +200,45 @@ TEST(Forms, CompressedTensorsHoldsTheSameNumbersButForBoundaryTies) {
 }
 
 // a broken file in either new form is a clear error that names the tensor
+TEST(Forms, NanOrNegativeE4m3BlockScalesAreErrorsWithTheirIndex) {
+  const std::string tmp = testing::TempDir() + "/oss4_e4m3_" + std::to_string(::getpid());
+  struct Case {
+    const char* tensor;
+    size_t at;
+    uint8_t byte;
+    const char* hex;
+  };
+  for (const Case& c : {Case{"model.layers.0.self_attn.q_proj.weight_scale", 100, 0x7f, "0x7f"},
+                        Case{"model.layers.1.mlp.experts.down_proj_weight_scale", 3, 0xff, "0xff"},
+                        Case{"model.layers.1.mlp.experts.gate_up_proj_weight_scale", 777, 0x90, "0x90"}}) {
+    fs::create_directories(tmp);
+    fs::copy_file(kForms + "/b/config.json", tmp + "/config.json", fs::copy_options::overwrite_existing);
+    auto st = SafetensorsFile::open(kForms + "/b/model.safetensors");
+    ASSERT_TRUE(st.ok());
+    SafetensorsWriter w(tmp + "/model.safetensors");
+    for (const TensorView& t : (*st)->tensors()) w.declare(t.name, t.dtype, t.shape);
+    ASSERT_TRUE(w.begin().ok());
+    bool found = false;
+    for (const TensorView& t : (*st)->tensors()) {
+      std::vector<uint8_t> bytes(t.data, t.data + t.nbytes);
+      if (t.name == c.tensor) {
+        ASSERT_LT(c.at, bytes.size());
+        bytes[c.at] = c.byte;
+        found = true;
+      }
+      ASSERT_TRUE(w.write(bytes.data(), bytes.size()).ok());
+    }
+    ASSERT_TRUE(found) << c.tensor;
+    ASSERT_TRUE(w.finish().ok());
+    auto m = load_model(tmp);
+    ASSERT_FALSE(m.ok()) << c.tensor;
+    const std::string msg = m.status().message();
+    EXPECT_NE(msg.find(c.tensor), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::string(c.hex) + " at element " + std::to_string(c.at)), std::string::npos) << msg;
+  }
+  fs::remove_all(tmp);
+}
+
 TEST(Forms, BadScalesAreErrorsNamingTheTensor) {
   const std::string tmp = testing::TempDir() + "/oss4_forms_" + std::to_string(::getpid());
   for (const char* form : {"a", "c"}) {
