@@ -1,9 +1,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "backend/cpu/kernels_ref.h"
 #include "format/npy.h"
+#include "core/transpose.h"
 #include "quant/float_formats.h"
 #include "test_helpers.h"
 
@@ -66,5 +69,21 @@ TEST(Npy, WritesWhatNumpyReads) {
   EXPECT_EQ(r->data[5], 6.0f);
 }
 
+}  // namespace
+}  // namespace oss4
+
+namespace oss4 {
+namespace {
+TEST(Transpose, BytesOfAnyShapeMatchTheNaiveLoop) {
+  // whole 16 x 16 blocks (SIMD), partial tiles and edges (scalar), several 64-byte tiles
+  for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {1, 17}, {16, 16}, {37, 53}, {64, 32}, {130, 90}, {5760, 8}}) {
+    std::vector<uint8_t> src(static_cast<size_t>(rows * cols)), got(src.size(), 0xAA), want(src.size());
+    for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<uint8_t>(i * 131 + (i >> 8));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) want[static_cast<size_t>(c * rows + r)] = src[static_cast<size_t>(r * cols + c)];
+    transpose_u8(src.data(), rows, cols, got.data());
+    EXPECT_EQ(got, want) << rows << " x " << cols;
+  }
+}
 }  // namespace
 }  // namespace oss4
