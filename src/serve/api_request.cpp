@@ -219,32 +219,77 @@ std::optional<h::ToolDescription> read_tool(const Json& t, const std::string& pa
   return d;
 }
 
-// tools + tool_choice into the developer message; "none" leaves the tools out.
-bool read_tools(Reader& r, bool nested, h::DeveloperContent* dev, bool* has_tools) {
-  const Json* tools = r.get("tools");
-  if (tools == nullptr) return true;
-  if (!tools->is_array()) return r.fail("tools", "must be an array");
-  std::vector<h::ToolDescription> list;
-  for (size_t i = 0; i < tools->size(); ++i) {
-    auto d = read_tool((*tools)[i], "tools[" + std::to_string(i) + "]", nested, &r.err);
-    if (!d) return false;
-    list.push_back(std::move(*d));
+// tool_choice: "none", "auto", "required", or a function: {"type": "function", "function": {"name"}} (chat) or
+// {"type": "function", "name"} (responses; either form is taken on both endpoints).
+bool read_tool_choice(Reader& r, ChatRequest* req) {
+  const Json* tc = r.get("tool_choice");
+  if (tc == nullptr) return true;
+  if (tc->is_string()) {
+    const std::string s = tc->get<std::string>();
+    if (s == "none") {
+      req->tool_choice = ToolChoice::kNone;
+    } else if (s == "auto") {
+      req->tool_choice = ToolChoice::kAuto;
+    } else if (s == "required") {
+      req->tool_choice = ToolChoice::kRequired;
+    } else {
+      r.err = invalid("'tool_choice' must be none, auto, required or a function", "tool_choice");
+      return false;
+    }
+    return true;
   }
-  if (const Json* tc = r.get("tool_choice")) {
-    if (tc->is_string()) {
-      const std::string s = tc->get<std::string>();
-      if (s != "none" && s != "auto" && s != "required") {
-        r.err = invalid("'tool_choice' must be none, auto, required or a function", "tool_choice");
-        return false;
-      }
-      if (s == "none") list.clear();
-    } else if (!tc->is_object()) {
-      return r.fail("tool_choice", "must be a string or an object");
+  if (!tc->is_object()) return r.fail("tool_choice", "must be a string or an object");
+  auto ty = tc->find("type");
+  if (ty == tc->end() || !ty->is_string() || ty->get<std::string>() != "function") {
+    r.err = invalid("'tool_choice.type' must be 'function'", "tool_choice");
+    return false;
+  }
+  const Json* name = nullptr;
+  auto f = tc->find("function");
+  if (f != tc->end() && f->is_object()) {
+    auto n = f->find("name");
+    if (n != f->end()) name = &*n;
+  } else if (auto n = tc->find("name"); n != tc->end()) {
+    name = &*n;
+  }
+  if (name == nullptr || !name->is_string() || name->get<std::string>().empty()) {
+    r.err = invalid("'tool_choice' must name a function: {\"type\": \"function\", \"function\": {\"name\": \"...\"}}", "tool_choice", "invalid_type");
+    return false;
+  }
+  req->tool_choice = ToolChoice::kFunction;
+  req->forced_tool = name->get<std::string>();
+  return true;
+}
+
+// tools + tool_choice into the developer message; "none" leaves the tools out. A required or named choice needs the
+// tools (and the named one among them).
+bool read_tools(Reader& r, bool nested, h::DeveloperContent* dev, ChatRequest* req) {
+  if (!read_tool_choice(r, req)) return false;
+  std::vector<h::ToolDescription> list;
+  if (const Json* tools = r.get("tools")) {
+    if (!tools->is_array()) return r.fail("tools", "must be an array");
+    for (size_t i = 0; i < tools->size(); ++i) {
+      auto d = read_tool((*tools)[i], "tools[" + std::to_string(i) + "]", nested, &r.err);
+      if (!d) return false;
+      list.push_back(std::move(*d));
     }
   }
+  for (const auto& d : list) req->tool_names.push_back(d.name);
+  if ((req->tool_choice == ToolChoice::kRequired || req->tool_choice == ToolChoice::kFunction) && list.empty()) {
+    r.err = invalid("'tool_choice' " + std::string(req->tool_choice == ToolChoice::kRequired ? "'required'" : "naming a function") +
+                        " needs 'tools'",
+                    "tool_choice");
+    return false;
+  }
+  if (req->tool_choice == ToolChoice::kFunction &&
+      std::find(req->tool_names.begin(), req->tool_names.end(), req->forced_tool) == req->tool_names.end()) {
+    r.err = invalid("'tool_choice' names the function '" + req->forced_tool + "', which is not in 'tools'", "tool_choice");
+    return false;
+  }
+  if (req->tool_choice == ToolChoice::kNone) list.clear();
   if (!list.empty()) {
     dev->with_function_tools(std::move(list));
-    *has_tools = true;
+    req->has_tools = true;
   }
   return true;
 }
@@ -328,6 +373,25 @@ Parsed<Json> parse_body(const std::string& body) {
   return p;
 }
 
+Status tool_call_prefixes(const ChatRequest& r, const h::HarmonyEncoding& enc, std::vector<std::vector<int32_t>>* out) {
+  out->clear();
+  std::vector<std::string> names;
+  if (r.tool_choice == ToolChoice::kFunction) names.push_back(r.forced_tool);
+  if (r.tool_choice == ToolChoice::kRequired) names = r.tool_names;
+  // the header as the model writes it (channel first, then the recipient); names are ordinary text
+  const h::FormattingIds& f = enc.ids();
+  for (const auto& name : names) {
+    std::vector<int32_t> ids = {f.channel};
+    OSS4_TRY(enc.tokenizer().encode("commentary to=functions." + name, /*allow_special=*/false, &ids));
+    OSS4_TRY(enc.tokenizer().encode(" ", /*allow_special=*/false, &ids));
+    ids.push_back(f.constrain);
+    OSS4_TRY(enc.tokenizer().encode("json", /*allow_special=*/false, &ids));
+    ids.push_back(f.message);
+    out->push_back(std::move(ids));
+  }
+  return ok_status();
+}
+
 Parsed<ChatRequest> parse_chat_request(const Json& body) {
   Parsed<ChatRequest> out;
   Reader r{body, "", std::nullopt};
@@ -340,7 +404,7 @@ Parsed<ChatRequest> parse_chat_request(const Json& body) {
   bool has_dev = false;
   read_effort(r.get("reasoning_effort"), r, "reasoning_effort", &sys);
   if (r.err) return out.error = *r.err, out;
-  read_tools(r, /*nested=*/true, &dev, &req.has_tools);
+  read_tools(r, /*nested=*/true, &dev, &req);
   has_dev = req.has_tools;
   if (r.err) return out.error = *r.err, out;
   const Json* msgs = r.get("messages");
@@ -438,7 +502,7 @@ Parsed<ChatRequest> parse_responses_request(const Json& body) {
     add_instructions(&dev, instructions);
     has_dev = true;
   }
-  read_tools(r, /*nested=*/false, &dev, &req.has_tools);
+  read_tools(r, /*nested=*/false, &dev, &req);
   has_dev = has_dev || req.has_tools;
   if (r.err) return out.error = *r.err, out;
   const Json* input = r.get("input");

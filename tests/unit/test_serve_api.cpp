@@ -69,6 +69,50 @@ TEST(ServeApi, ToolChoiceNoneLeavesToolsOut) {
   EXPECT_EQ(render(r.value->conv).find("namespace functions"), std::string::npos);
 }
 
+TEST(ServeApi, ToolChoiceModes) {
+  const std::string tools = R"("tools": [{"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": "g"}}])";
+  auto with = [&](const std::string& tc) { return chat(R"({"messages": [{"role": "user", "content": "hi"}], )" + tools + ", \"tool_choice\": " + tc + "}"); };
+  auto a = with("\"auto\"");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a.value->tool_choice, ToolChoice::kAuto);
+  EXPECT_EQ(a.value->tool_names, (std::vector<std::string>{"f", "g"}));
+  auto r = with("\"required\"");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value->tool_choice, ToolChoice::kRequired);
+  EXPECT_NE(render(r.value->conv).find("namespace functions"), std::string::npos) << "the tools are rendered";
+  auto n = with(R"({"type": "function", "function": {"name": "g"}})");
+  ASSERT_TRUE(n.ok()) << n.error.message;
+  EXPECT_EQ(n.value->tool_choice, ToolChoice::kFunction);
+  EXPECT_EQ(n.value->forced_tool, "g");
+  std::vector<std::vector<int32_t>> pre;
+  ASSERT_TRUE(tool_call_prefixes(*n.value, encoding(), &pre).ok());
+  ASSERT_EQ(pre.size(), 1u);
+  EXPECT_EQ(*tokenizer().decode(pre[0]), "<|channel|>commentary to=functions.g <|constrain|>json<|message|>");
+  ASSERT_TRUE(tool_call_prefixes(*r.value, encoding(), &pre).ok());
+  EXPECT_EQ(pre.size(), 2u);
+  ASSERT_TRUE(tool_call_prefixes(*a.value, encoding(), &pre).ok());
+  EXPECT_TRUE(pre.empty());
+  // the responses form names the function at the top level
+  auto resp = parse_responses_request(
+      *parse_body(R"({"input": "hi", "tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "function", "name": "f"}})").value);
+  ASSERT_TRUE(resp.ok()) << resp.error.message;
+  EXPECT_EQ(resp.value->forced_tool, "f");
+  // refused: an unknown function, a forced call without tools, a bad shape
+  for (const std::string& body : {std::string(R"({"messages": [{"role": "user", "content": "hi"}], )") + tools +
+                                      R"(, "tool_choice": {"type": "function", "function": {"name": "nope"}}})",
+                                  std::string(R"({"messages": [{"role": "user", "content": "hi"}], "tool_choice": "required"})"),
+                                  std::string(R"({"messages": [{"role": "user", "content": "hi"}], "tool_choice": {"type": "function", "function": {"name": "f"}}})"),
+                                  std::string(R"({"messages": [{"role": "user", "content": "hi"}], "tool_choice": "always"})"),
+                                  std::string(R"({"messages": [{"role": "user", "content": "hi"}], "tool_choice": {"type": "function"}})"),
+                                  std::string(R"({"messages": [{"role": "user", "content": "hi"}], "tool_choice": {"type": "code", "name": "f"}})"),
+                                  std::string(R"({"messages": [{"role": "user", "content": "hi"}], "tool_choice": 3})")}) {
+    auto e = chat(body);
+    ASSERT_FALSE(e.ok()) << body;
+    EXPECT_EQ(e.error.http_status, 400);
+    EXPECT_EQ(e.error.param, "tool_choice") << body << ": " << e.error.message;
+  }
+}
+
 TEST(ServeApi, BadRequestsGiveOpenAiErrors) {
   struct Case {
     const char* body;
