@@ -136,6 +136,16 @@ TEST(ServeApi, BadRequestsGiveOpenAiErrors) {
       {R"({"messages": [{"role": "user", "content": "hi"}], "n": 2})", "n"},
       {R"({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "code"}]})", "tools[0].type"},
       {R"({"messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]})", "messages[0].tool_call_id"},
+      {R"({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f", "description": 5}}]})",
+       "tools[0].function.description"},
+      {R"({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f", "parameters": "x"}}]})",
+       "tools[0].function.parameters"},
+      {R"({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": ""}}]})", "tools[0].function.name"},
+      {R"({"messages": [{"role": "assistant", "tool_calls": [{"id": "a", "function": {"name": "f", "arguments": 5}}]}]})",
+       "messages[0].tool_calls[0].function.arguments"},
+      {R"({"messages": [{"role": "assistant", "tool_calls": [{"id": "a", "function": {"arguments": "{}"}}]}]})", "messages[0].tool_calls[0].function.name"},
+      {R"({"messages": [{"role": "assistant", "tool_calls": [{"id": "a", "function": 3}]}]})", "messages[0].tool_calls[0].function.name"},
+      {R"({"messages": [{"role": "assistant", "tool_calls": 3}]})", "messages[0].tool_calls"},
   };
   for (const auto& c : cases) {
     auto r = chat(c.body);
@@ -146,6 +156,15 @@ TEST(ServeApi, BadRequestsGiveOpenAiErrors) {
     EXPECT_TRUE(j["error"]["message"].is_string());
     EXPECT_EQ(j["error"]["type"], "invalid_request_error");
   }
+  // the exact wording of typed-field errors
+  EXPECT_EQ(chat(R"({"messages": [{"role": "assistant", "tool_calls": [{"id": "a", "function": {"name": "f", "arguments": 5}}]}]})").error.message,
+            "'messages[0].tool_calls[0].function.arguments' must be a string");
+  EXPECT_EQ(chat(R"({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f", "parameters": 1}}]})")
+                .error.message,
+            "'tools[0].function.parameters' must be a JSON Schema object");
+  EXPECT_EQ(chat(R"({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f", "description": 1}}]})")
+                .error.code,
+            "invalid_type");
   EXPECT_FALSE(parse_body("{not json").ok());
   EXPECT_EQ(parse_body("{not json").error.code, "invalid_json");
   EXPECT_FALSE(parse_body("[1, 2]").ok());
@@ -172,6 +191,8 @@ TEST(ServeApi, ResponsesInputItems) {
   EXPECT_NE(p.find("Reasoning: high"), std::string::npos);
   EXPECT_NE(p.find("# Instructions\n\nBe brief."), std::string::npos);
   EXPECT_NE(p.find("<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>rain<|end|>"), std::string::npos) << p;
+  auto no_name = parse_body(R"({"input": [{"type": "function_call", "call_id": "c", "arguments": "{}"}]})");
+  EXPECT_EQ(parse_responses_request(*no_name.value).error.param, "input[0].name");
   auto bad = parse_body(R"({"input": [{"type": "function_call_output", "call_id": "zz", "output": "x"}]})");
   EXPECT_FALSE(parse_responses_request(*bad.value).ok());
   auto prev = parse_body(R"({"input": "hi", "previous_response_id": "resp_1"})");
