@@ -138,12 +138,43 @@ int32_t Sampler::sample(const float* logits, int64_t n_vocab) {
     }
     return draw(prob_, keep);
   }
-  // top-p alone: the normaliser over every candidate in id order, then the sorted prefix grown a block at a time
-  // (select the next block from the rest, sort only it) until its running sum reaches top_p
+  // top-p alone: the normaliser over every candidate in id order; a histogram of the probability mass over the logit
+  // range estimates how many candidates the kept prefix takes (the first block); then the sorted prefix is grown a
+  // block at a time (select the next block from the rest, sort only it) until its running sum reaches top_p. The
+  // estimate only sizes the blocks: the prefix and its sums are those of the full sort whatever it says
+  constexpr int kBuckets = 512;
+  double mass[kBuckets] = {};  // [kBuckets] probability mass per logit bucket, bucket 0 at the largest logit
+  int64_t count[kBuckets] = {};
+  float lo = m;
+  for (size_t i = 0; i < n; ++i) {
+    if (std::isfinite(cand_[i].first)) lo = std::min(lo, cand_[i].first);
+  }
+  const double span = static_cast<double>(m) - static_cast<double>(lo);
+  const double scale = span > 0 && std::isfinite(span) ? kBuckets / span : 0.0;
   double z = 0.0;
-  for (size_t i = 0; i < n; ++i) z += p_of(i);
+  for (size_t i = 0; i < n; ++i) {
+    const double p = p_of(i);
+    z += p;
+    if (scale > 0) {
+      const double d = (static_cast<double>(m) - static_cast<double>(cand_[i].first)) * scale;
+      const int b = d >= kBuckets || !(d >= 0) ? kBuckets - 1 : static_cast<int>(d);
+      mass[b] += p;
+      ++count[b];
+    }
+  }
+  size_t estimate = 64;
+  if (scale > 0) {
+    double c = 0.0;
+    int64_t k = 0;
+    for (int b = 0; b < kBuckets; ++b) {
+      c += mass[b];
+      k += count[b];
+      if (c >= p_.top_p * z) break;
+    }
+    estimate = static_cast<size_t>(k) + k / 64 + 64;  // a little slack for rounding
+  }
   double cum = 0.0;
-  size_t done = 0, want = std::min<size_t>(n, 64), keep = n;
+  size_t done = 0, want = std::min(n, estimate), keep = n;
   while (done < n) {
     if (want < n) std::nth_element(at(done), at(want), cand_.end(), by_logit);
     std::sort(at(done), at(want), by_logit);
