@@ -220,6 +220,8 @@ void Server::Impl::handle_metrics(httplib::Response& res) {
   metric("oss4_sequences_cancelled_total", "counter", "Sequences cancelled (client gone, stop string).", static_cast<double>(s.n_cancelled));
   metric("oss4_requests_rejected_total", "counter", "Requests the engine refused (invalid, too long, queue full).", static_cast<double>(s.n_rejected));
   metric("oss4_decode_steps_total", "counter", "Batched decode steps.", static_cast<double>(s.n_steps));
+  metric("oss4_prefill_calls_total", "counter", "Prefill forward calls (one per sequence per step that prefilled a piece of it).",
+         static_cast<double>(s.n_prefill_calls));
   metric("oss4_queue_length", "gauge", "Requests waiting for a slot or KV memory.", static_cast<double>(s.n_waiting));
   metric("oss4_running_sequences", "gauge", "Sequences in the running batch.", static_cast<double>(s.n_running));
   metric("oss4_parked_sequences", "gauge", "Finished sequences kept for prefix reuse.", static_cast<double>(s.n_parked));

@@ -381,7 +381,11 @@ def test_ttft_prefix_reuse(s):
     c = s.client()
     # a system prompt no earlier request had: the cold request reuses only harmony's system message
     system = f"Session {time.time()}. " + " ".join(f"Rule {i}: answer politely and cite the handbook section {i}." for i in range(120))
+    calls0 = s.metrics()["oss4_prefill_calls_total"]
     cold, n_prompt, cached0 = ttft_once(c, system, "First question?")
+    # the long prompt was prefilled in pieces of --prefill-chunk (256) tokens, one per scheduler step
+    calls = s.metrics()["oss4_prefill_calls_total"] - calls0
+    assert calls >= (n_prompt - cached0) // 256, (calls, n_prompt, cached0)
     warm, n_prompt2, cached = ttft_once(c, system, "Second question?")
     assert cached0 < 100, cached0
     assert cached >= n_prompt - 16, (cached, n_prompt)  # all but the user turn
