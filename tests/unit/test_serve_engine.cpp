@@ -355,6 +355,30 @@ TEST(Engine, ChunkedPrefillInterleavesWithDecode) {
   EXPECT_EQ(odd.b, whole.b);
 }
 
+// a sequence cancelled while its prompt is still prefilling leaves at the next step with its K/V; a parked cache it
+// started from is not kept either
+TEST(Engine, CancelDuringChunkedPrefillFreesTheKv) {
+  EngineConfig c = small_config();  // chunk 16
+  c.prefill_chunk = 16;
+  auto e = *Engine::create(model(), c);
+  auto s = e->submit(greedy(prompt(100, 9), 8)).seq;
+  ASSERT_TRUE(e->step());
+  ASSERT_TRUE(e->step());
+  EngineStats st = e->stats();
+  EXPECT_EQ(st.n_running, 1);
+  EXPECT_GT(st.kv_bytes_used, 0);
+  EXPECT_EQ(st.n_prefill_calls, 2);
+  EXPECT_EQ(s->n_generated(), 0) << "still prefilling";
+  s->cancel();
+  e->step();
+  st = e->stats();
+  EXPECT_EQ(st.n_running, 0);
+  EXPECT_EQ(st.n_parked, 0) << "a half-prefilled cache is not parked";
+  EXPECT_EQ(st.kv_bytes_used, 0);
+  EXPECT_EQ(st.n_cancelled, 1);
+  EXPECT_EQ(s->finish_reason(), FinishReason::kCancelled);
+}
+
 TEST(Engine, ScriptReplacesSampling) {
   auto e = *Engine::create(model(), small_config());
   GenRequest r = greedy(prompt(10, 0), 20);
