@@ -70,6 +70,13 @@ struct Reader {
     *out = static_cast<float>(d);
     return true;
   }
+  bool object(const char* key, const char* what, const Json** out) {
+    const Json* v = get(key);
+    if (v == nullptr) return true;
+    if (!v->is_object()) return fail(key, what);
+    *out = v;
+    return true;
+  }
   bool integer(const char* key, int64_t lo, std::optional<int64_t>* out) {
     const Json* v = get(key);
     if (v == nullptr) return true;
@@ -83,6 +90,15 @@ struct Reader {
     return true;
   }
 };
+
+// a lenient read, for fields whose absence or wrong type means a default: the string at obj[key], or none when obj is
+// not an object or the field is absent, null or not a string.
+std::optional<std::string> opt_str(const Json& obj, const char* key) {
+  if (!obj.is_object()) return std::nullopt;
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
 
 // sampling fields common to all endpoints; max_key names the length field(s).
 bool read_gen(Reader& r, std::initializer_list<const char*> max_keys, GenSettings* g) {
@@ -152,8 +168,7 @@ std::optional<std::string> content_text(const Json& c, const std::string& param,
         *err = invalid("'" + pp + "' must be an object", pp, "invalid_type");
         return std::nullopt;
       }
-      auto t = p.find("type");
-      const std::string type = t != p.end() && t->is_string() ? t->get<std::string>() : "";
+      const std::string type = opt_str(p, "type").value_or("");
       if (type != "text" && type != "input_text" && type != "output_text" && type != "reasoning_text") {
         *err = invalid("'" + pp + ".type' " + (type.empty() ? "is missing" : "'" + type + "' is not supported (text only)"), pp + ".type");
         return std::nullopt;
@@ -200,51 +215,87 @@ std::optional<h::ToolDescription> read_tool(const Json& t, const std::string& pa
     return std::nullopt;
   }
   d.name = name->get<std::string>();
-  auto desc = f->find("description");
-  if (desc != f->end() && !desc->is_null()) {
-    if (!desc->is_string()) {
-      *err = invalid("'" + fp + ".description' must be a string", fp + ".description", "invalid_type");
-      return std::nullopt;
-    }
-    d.description = desc->get<std::string>();
+  Reader fr{*f, fp + ".", std::nullopt};
+  const Json* params = nullptr;
+  if (!fr.str("description", &d.description) || !fr.object("parameters", "must be a JSON Schema object", &params)) {
+    *err = fr.err;
+    return std::nullopt;
   }
-  auto params = f->find("parameters");
-  if (params != f->end() && !params->is_null()) {
-    if (!params->is_object()) {
-      *err = invalid("'" + fp + ".parameters' must be a JSON Schema object", fp + ".parameters", "invalid_type");
-      return std::nullopt;
-    }
-    d.parameters = *params;
-  }
+  if (params != nullptr) d.parameters = *params;
   return d;
 }
 
-// tools + tool_choice into the developer message; "none" leaves the tools out.
-bool read_tools(Reader& r, bool nested, h::DeveloperContent* dev, bool* has_tools) {
-  const Json* tools = r.get("tools");
-  if (tools == nullptr) return true;
-  if (!tools->is_array()) return r.fail("tools", "must be an array");
-  std::vector<h::ToolDescription> list;
-  for (size_t i = 0; i < tools->size(); ++i) {
-    auto d = read_tool((*tools)[i], "tools[" + std::to_string(i) + "]", nested, &r.err);
-    if (!d) return false;
-    list.push_back(std::move(*d));
+// tool_choice: "none", "auto", "required", or a function: {"type": "function", "function": {"name"}} (chat) or
+// {"type": "function", "name"} (responses; either form is taken on both endpoints).
+bool read_tool_choice(Reader& r, ChatRequest* req) {
+  const Json* tc = r.get("tool_choice");
+  if (tc == nullptr) return true;
+  if (tc->is_string()) {
+    const std::string s = tc->get<std::string>();
+    if (s == "none") {
+      req->tool_choice = ToolChoice::kNone;
+    } else if (s == "auto") {
+      req->tool_choice = ToolChoice::kAuto;
+    } else if (s == "required") {
+      req->tool_choice = ToolChoice::kRequired;
+    } else {
+      r.err = invalid("'tool_choice' must be none, auto, required or a function", "tool_choice");
+      return false;
+    }
+    return true;
   }
-  if (const Json* tc = r.get("tool_choice")) {
-    if (tc->is_string()) {
-      const std::string s = tc->get<std::string>();
-      if (s != "none" && s != "auto" && s != "required") {
-        r.err = invalid("'tool_choice' must be none, auto, required or a function", "tool_choice");
-        return false;
-      }
-      if (s == "none") list.clear();
-    } else if (!tc->is_object()) {
-      return r.fail("tool_choice", "must be a string or an object");
+  if (!tc->is_object()) return r.fail("tool_choice", "must be a string or an object");
+  auto ty = tc->find("type");
+  if (ty == tc->end() || !ty->is_string() || ty->get<std::string>() != "function") {
+    r.err = invalid("'tool_choice.type' must be 'function'", "tool_choice");
+    return false;
+  }
+  const Json* name = nullptr;
+  auto f = tc->find("function");
+  if (f != tc->end() && f->is_object()) {
+    auto n = f->find("name");
+    if (n != f->end()) name = &*n;
+  } else if (auto n = tc->find("name"); n != tc->end()) {
+    name = &*n;
+  }
+  if (name == nullptr || !name->is_string() || name->get<std::string>().empty()) {
+    r.err = invalid("'tool_choice' must name a function: {\"type\": \"function\", \"function\": {\"name\": \"...\"}}", "tool_choice", "invalid_type");
+    return false;
+  }
+  req->tool_choice = ToolChoice::kFunction;
+  req->forced_tool = name->get<std::string>();
+  return true;
+}
+
+// tools + tool_choice into the developer message; "none" leaves the tools out. A required or named choice needs the
+// tools (and the named one among them).
+bool read_tools(Reader& r, bool nested, h::DeveloperContent* dev, ChatRequest* req) {
+  if (!read_tool_choice(r, req)) return false;
+  std::vector<h::ToolDescription> list;
+  if (const Json* tools = r.get("tools")) {
+    if (!tools->is_array()) return r.fail("tools", "must be an array");
+    for (size_t i = 0; i < tools->size(); ++i) {
+      auto d = read_tool((*tools)[i], "tools[" + std::to_string(i) + "]", nested, &r.err);
+      if (!d) return false;
+      list.push_back(std::move(*d));
     }
   }
+  for (const auto& d : list) req->tool_names.push_back(d.name);
+  if ((req->tool_choice == ToolChoice::kRequired || req->tool_choice == ToolChoice::kFunction) && list.empty()) {
+    r.err = invalid("'tool_choice' " + std::string(req->tool_choice == ToolChoice::kRequired ? "'required'" : "naming a function") +
+                        " needs 'tools'",
+                    "tool_choice");
+    return false;
+  }
+  if (req->tool_choice == ToolChoice::kFunction &&
+      std::find(req->tool_names.begin(), req->tool_names.end(), req->forced_tool) == req->tool_names.end()) {
+    r.err = invalid("'tool_choice' names the function '" + req->forced_tool + "', which is not in 'tools'", "tool_choice");
+    return false;
+  }
+  if (req->tool_choice == ToolChoice::kNone) list.clear();
   if (!list.empty()) {
     dev->with_function_tools(std::move(list));
-    *has_tools = true;
+    req->has_tools = true;
   }
   return true;
 }
@@ -328,6 +379,25 @@ Parsed<Json> parse_body(const std::string& body) {
   return p;
 }
 
+Status tool_call_prefixes(const ChatRequest& r, const h::HarmonyEncoding& enc, std::vector<std::vector<int32_t>>* out) {
+  out->clear();
+  std::vector<std::string> names;
+  if (r.tool_choice == ToolChoice::kFunction) names.push_back(r.forced_tool);
+  if (r.tool_choice == ToolChoice::kRequired) names = r.tool_names;
+  // the header as the model writes it (channel first, then the recipient); names are ordinary text
+  const h::FormattingIds& f = enc.ids();
+  for (const auto& name : names) {
+    std::vector<int32_t> ids = {f.channel};
+    OSS4_TRY(enc.tokenizer().encode("commentary to=functions." + name, /*allow_special=*/false, &ids));
+    OSS4_TRY(enc.tokenizer().encode(" ", /*allow_special=*/false, &ids));
+    ids.push_back(f.constrain);
+    OSS4_TRY(enc.tokenizer().encode("json", /*allow_special=*/false, &ids));
+    ids.push_back(f.message);
+    out->push_back(std::move(ids));
+  }
+  return ok_status();
+}
+
 Parsed<ChatRequest> parse_chat_request(const Json& body) {
   Parsed<ChatRequest> out;
   Reader r{body, "", std::nullopt};
@@ -340,7 +410,7 @@ Parsed<ChatRequest> parse_chat_request(const Json& body) {
   bool has_dev = false;
   read_effort(r.get("reasoning_effort"), r, "reasoning_effort", &sys);
   if (r.err) return out.error = *r.err, out;
-  read_tools(r, /*nested=*/true, &dev, &req.has_tools);
+  read_tools(r, /*nested=*/true, &dev, &req);
   has_dev = req.has_tools;
   if (r.err) return out.error = *r.err, out;
   const Json* msgs = r.get("messages");
@@ -368,9 +438,9 @@ Parsed<ChatRequest> parse_chat_request(const Json& body) {
       turns.push_back(h::Message::text(h::Role::kUser, *text));
     } else if (role == "assistant") {
       for (const char* key : {"reasoning_content", "reasoning"}) {
-        auto rc = m.find(key);
-        if (rc != m.end() && rc->is_string() && !rc->get<std::string>().empty()) {
-          turns.push_back(h::Message::text(h::Role::kAssistant, rc->get<std::string>()).with_channel("analysis"));
+        const std::string rc = opt_str(m, key).value_or("");
+        if (!rc.empty()) {
+          turns.push_back(h::Message::text(h::Role::kAssistant, rc).with_channel("analysis"));
           break;
         }
       }
@@ -383,25 +453,20 @@ Parsed<ChatRequest> parse_chat_request(const Json& body) {
           const Json& call = (*tc)[k];
           const std::string cp = p + ".tool_calls[" + std::to_string(k) + "]";
           const Json* f = call.is_object() && call.contains("function") ? &call["function"] : nullptr;
-          if (f == nullptr || !f->is_object() || !f->contains("name") || !(*f)["name"].is_string()) {
-            return out.error = invalid("'" + cp + ".function.name' is required", cp + ".function.name"), out;
-          }
+          const std::optional<std::string> name = f != nullptr ? opt_str(*f, "name") : std::nullopt;
+          if (!name) return out.error = invalid("'" + cp + ".function.name' is required", cp + ".function.name"), out;
           std::string args = "{}";
-          if (f->contains("arguments") && !(*f)["arguments"].is_null()) {
-            if (!(*f)["arguments"].is_string()) return out.error = invalid("'" + cp + ".function.arguments' must be a string", cp + ".function.arguments", "invalid_type"), out;
-            args = (*f)["arguments"].get<std::string>();
-          }
-          const std::string name = (*f)["name"].get<std::string>();
-          if (call.contains("id") && call["id"].is_string()) call_names[call["id"].get<std::string>()] = name;
-          turns.push_back(tool_call_message(name, args));
+          Reader fr{*f, cp + ".function.", std::nullopt};
+          if (!fr.str("arguments", &args)) return out.error = *fr.err, out;
+          if (auto id = opt_str(call, "id")) call_names[*id] = *name;
+          turns.push_back(tool_call_message(*name, args));
         }
       }
     } else if (role == "tool") {
       std::string name;
-      auto id = m.find("tool_call_id");
-      if (id != m.end() && id->is_string() && call_names.count(id->get<std::string>()) > 0) name = call_names[id->get<std::string>()];
-      auto nm = m.find("name");
-      if (name.empty() && nm != m.end() && nm->is_string()) name = nm->get<std::string>();
+      const auto id = opt_str(m, "tool_call_id");
+      if (id && call_names.count(*id) > 0) name = call_names[*id];
+      if (name.empty()) name = opt_str(m, "name").value_or("");
       if (name.empty()) {
         return out.error = invalid("'" + p + ".tool_call_id' does not match a tool call of an earlier assistant message", p + ".tool_call_id"), out;
       }
@@ -438,7 +503,7 @@ Parsed<ChatRequest> parse_responses_request(const Json& body) {
     add_instructions(&dev, instructions);
     has_dev = true;
   }
-  read_tools(r, /*nested=*/false, &dev, &req.has_tools);
+  read_tools(r, /*nested=*/false, &dev, &req);
   has_dev = has_dev || req.has_tools;
   if (r.err) return out.error = *r.err, out;
   const Json* input = r.get("input");
@@ -453,9 +518,9 @@ Parsed<ChatRequest> parse_responses_request(const Json& body) {
       const Json& it = (*input)[i];
       const std::string p = "input[" + std::to_string(i) + "]";
       if (!it.is_object()) return out.error = invalid("'" + p + "' must be an object", p, "invalid_type"), out;
-      const std::string type = it.contains("type") && it["type"].is_string() ? it["type"].get<std::string>() : "message";
+      const std::string type = opt_str(it, "type").value_or("message");
       if (type == "message") {
-        const std::string role = it.contains("role") && it["role"].is_string() ? it["role"].get<std::string>() : "";
+        const std::string role = opt_str(it, "role").value_or("");
         auto text = content_text(it.contains("content") ? it["content"] : Json(nullptr), p + ".content", &err);
         if (!text) return out.error = *err, out;
         if (role == "system" || role == "developer") {
@@ -469,13 +534,12 @@ Parsed<ChatRequest> parse_responses_request(const Json& body) {
           return out.error = invalid("'" + p + ".role' must be system, developer, user or assistant", p + ".role"), out;
         }
       } else if (type == "function_call") {
-        if (!it.contains("name") || !it["name"].is_string()) return out.error = invalid("'" + p + ".name' is required", p + ".name"), out;
-        const std::string name = it["name"].get<std::string>();
-        const std::string args = it.contains("arguments") && it["arguments"].is_string() ? it["arguments"].get<std::string>() : "{}";
-        if (it.contains("call_id") && it["call_id"].is_string()) call_names[it["call_id"].get<std::string>()] = name;
-        turns.push_back(tool_call_message(name, args));
+        const std::optional<std::string> name = opt_str(it, "name");
+        if (!name) return out.error = invalid("'" + p + ".name' is required", p + ".name"), out;
+        if (auto id = opt_str(it, "call_id")) call_names[*id] = *name;
+        turns.push_back(tool_call_message(*name, opt_str(it, "arguments").value_or("{}")));
       } else if (type == "function_call_output") {
-        const std::string id = it.contains("call_id") && it["call_id"].is_string() ? it["call_id"].get<std::string>() : "";
+        const std::string id = opt_str(it, "call_id").value_or("");
         if (call_names.count(id) == 0) return out.error = invalid("'" + p + ".call_id' does not match an earlier function_call", p + ".call_id"), out;
         std::string text;
         if (it.contains("output")) {

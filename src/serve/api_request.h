@@ -41,10 +41,17 @@ struct ToolCall {
   std::string id, name, arguments;
 };
 
+// tool_choice: kAuto (the model decides; the default), kNone (the tools are not rendered), kRequired (the reply must
+// call one of the tools) or kFunction (it must call ChatRequest::forced_tool).
+enum class ToolChoice { kAuto, kNone, kRequired, kFunction };
+
 struct ChatRequest {
   harmony::Conversation conv;
   GenSettings gen;
   bool has_tools = false;
+  ToolChoice tool_choice = ToolChoice::kAuto;
+  std::string forced_tool;              // kFunction: the function's name
+  std::vector<std::string> tool_names;  // the function tools offered, in order
 };
 
 struct CompletionRequest {
@@ -63,6 +70,11 @@ struct Parsed {
 };
 
 Parsed<ChatRequest> parse_chat_request(const Json& body);
+
+// what a reply must begin with under tool_choice: for "required" one sequence per tool, for a named function one:
+// the tokens of "<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>" (the prompt ends with
+// "<|start|>assistant"). None for "auto" and "none". See GenRequest::prefixes.
+Status tool_call_prefixes(const ChatRequest& r, const harmony::HarmonyEncoding& enc, std::vector<std::vector<int32_t>>* out);
 Parsed<ChatRequest> parse_responses_request(const Json& body);
 Parsed<CompletionRequest> parse_completion_request(const Json& body);
 

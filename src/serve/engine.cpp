@@ -1,6 +1,8 @@
 #include "serve/engine.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <random>
 
 namespace oss4::serve {
@@ -84,6 +86,7 @@ Result<std::unique_ptr<Engine>> Engine::create(const ModelWeights& m, const Engi
   if (cfg.max_queue < 0) return error("max_queue must not be negative");
   if (cfg.ctx < 2) return error("the context size must be at least 2, got " + std::to_string(cfg.ctx));
   if (cfg.chunk < 1) return error("the prefill chunk must be at least 1");
+  if (cfg.prefill_chunk < 0) return error("the prefill budget per step must not be negative (0: whole prompts)");
   if (cfg.ctx > m.cfg.max_position_embeddings) {
     return error("context size " + std::to_string(cfg.ctx) + " exceeds the model's " + std::to_string(m.cfg.max_position_embeddings) + " positions");
   }
@@ -110,6 +113,11 @@ SubmitResult Engine::submit(GenRequest r) {
   if (n_prompt == 0) return reject(SubmitError::kInvalid, "the prompt has no tokens");
   for (int32_t id : r.prompt) {
     if (id < 0 || id >= m_.cfg.n_vocab) return reject(SubmitError::kInvalid, "token id " + std::to_string(id) + " is outside the vocabulary");
+  }
+  for (const auto& p : r.prefixes) {
+    for (int32_t id : p) {
+      if (id < 0 || id >= m_.cfg.n_vocab) return reject(SubmitError::kInvalid, "prefix token id " + std::to_string(id) + " is outside the vocabulary");
+    }
   }
   if (r.max_tokens < 1) return reject(SubmitError::kInvalid, "max_tokens must be at least 1, got " + std::to_string(r.max_tokens));
   Status sp = validate_sampler_params(r.sampling);
@@ -249,35 +257,88 @@ void Engine::admit_locked() {
   }
 }
 
-Status Engine::prefill(Slot& s) {
+int64_t Engine::prefill_budget() const {
+  if (cfg_.prefill_chunk <= 0) return INT64_MAX;
+  return std::max<int64_t>(1, cfg_.prefill_chunk / cfg_.chunk) * cfg_.chunk;
+}
+
+Status Engine::prefill(Slot& s, int64_t max_tok, int64_t* n_evaluated) {
+  *n_evaluated = 0;
   const std::vector<int32_t>& P = s.req.prompt;
-  const auto plan_pos = static_cast<int64_t>(P.size()) + s.req.max_tokens;
-  int64_t n_reused = 0;
-  if (s.cache) {
-    n_reused = static_cast<int64_t>(s.cached.size());
-    OSS4_TRY(s.cache->truncate(n_reused));
-    OSS4_TRY(s.cache->set_max_ctx(std::max<int64_t>(plan_pos, s.cache->n_pos())));
-  } else {
-    auto c = KvCache::create(m_.cfg, plan_pos, cfg_.chunk, /*sliding_ring=*/false);
-    OSS4_TRY(c.status());
-    s.cache.emplace(std::move(c).value());
-    s.cached.clear();
+  const auto n_prompt = static_cast<int64_t>(P.size());
+  if (!s.prefill_started) {
+    const int64_t plan_pos = n_prompt + s.req.max_tokens;
+    int64_t n_reused = 0;
+    if (s.cache) {
+      n_reused = static_cast<int64_t>(s.cached.size());
+      OSS4_TRY(s.cache->truncate(n_reused));
+      OSS4_TRY(s.cache->set_max_ctx(std::max<int64_t>(plan_pos, s.cache->n_pos())));
+    } else {
+      auto c = KvCache::create(m_.cfg, plan_pos, cfg_.chunk, /*sliding_ring=*/false);
+      OSS4_TRY(c.status());
+      s.cache.emplace(std::move(c).value());
+      s.cached.clear();
+    }
+    {
+      std::lock_guard<std::mutex> lk(s.seq->mu_);
+      s.seq->n_reused_ = n_reused;
+    }
+    s.n_done = n_reused;
+    s.prefill_started = true;
   }
-  {
-    std::lock_guard<std::mutex> lk(s.seq->mu_);
-    s.seq->n_reused_ = n_reused;
-  }
-  OSS4_TRY(fwd_.eval(*s.cache, P.data() + n_reused, static_cast<int64_t>(P.size()) - n_reused, LogitsMode::kLast, &logits_));
-  s.cached = P;
-  s.sampler.emplace(s.req.sampling);
-  s.prefilled = true;
+  // pieces are whole chunks (all but the prompt's last), so the forward pass sees the same chunks as one call over the
+  // whole prompt would: the result is bit-identical however the prefill is spread over steps
+  int64_t n = n_prompt - s.n_done;
+  if (n > max_tok) n = max_tok / s.cache->max_chunk() * s.cache->max_chunk();
+  if (n <= 0) return ok_status();
+  const bool last = s.n_done + n == n_prompt;
+  OSS4_TRY(fwd_.eval(*s.cache, P.data() + s.n_done, n, last ? LogitsMode::kLast : LogitsMode::kNone, last ? &logits_ : nullptr));
+  s.cached.insert(s.cached.end(), P.begin() + s.n_done, P.begin() + s.n_done + n);
+  s.n_done += n;
+  *n_evaluated = n;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    st_.n_prompt_tokens += static_cast<int64_t>(P.size());
-    st_.n_reused_tokens += n_reused;
+    ++st_.n_prefill_calls;
+    if (last) {
+      st_.n_prompt_tokens += n_prompt;
+      st_.n_reused_tokens += s.seq->n_reused();
+    }
   }
+  if (!last) return ok_status();
+  s.sampler.emplace(s.req.sampling);
+  s.alive.clear();
+  for (size_t i = 0; i < s.req.prefixes.size(); ++i) s.alive.push_back(i);
+  s.prefilled = true;
   emit(s, logits_.data());
   return ok_status();
+}
+
+int32_t Engine::constrained_token(Slot& s, const float* logits) {
+  if (s.req.prefixes.empty() || s.alive.empty()) return -1;
+  const auto k = static_cast<size_t>(s.n_gen);
+  std::vector<int32_t> allowed;  // the tokens that continue an alive prefix
+  for (size_t i : s.alive) {
+    const auto& p = s.req.prefixes[i];
+    if (p.size() <= k) {  // one is complete: free from here on
+      s.alive.clear();
+      return -1;
+    }
+    if (std::find(allowed.begin(), allowed.end(), p[k]) == allowed.end()) allowed.push_back(p[k]);
+  }
+  int32_t tok = allowed[0];
+  if (allowed.size() > 1) {
+    const auto V = static_cast<size_t>(m_.cfg.n_vocab);
+    masked_.assign(V, -INFINITY);
+    for (int32_t a : allowed) masked_[static_cast<size_t>(a)] = logits[a];
+    tok = s.sampler->sample(masked_.data(), m_.cfg.n_vocab);
+    if (std::find(allowed.begin(), allowed.end(), tok) == allowed.end()) tok = allowed[0];  // every allowed logit NaN
+  }
+  std::vector<size_t> keep;
+  for (size_t i : s.alive) {
+    if (s.req.prefixes[i][k] == tok) keep.push_back(i);
+  }
+  s.alive = std::move(keep);
+  return tok;
 }
 
 void Engine::emit(Slot& s, const float* logits) {
@@ -289,6 +350,8 @@ void Engine::emit(Slot& s, const float* logits) {
       return;
     }
     tok = s.req.script[static_cast<size_t>(s.n_gen)];
+  } else if (int32_t forced = constrained_token(s, logits); forced >= 0) {
+    tok = forced;
   } else {
     tok = s.sampler->sample(logits, m_.cfg.n_vocab);
   }
@@ -371,14 +434,22 @@ bool Engine::step() {
       return false;
     }
   }
-  // only this thread changes running_, so it is read here without the lock
+  // only this thread changes running_, so it is read here without the lock. New sequences prefill (in admission
+  // order) up to the step's budget; the rest of a long prompt waits for the next step, so the running sequences
+  // take a decode step between its chunks
+  int64_t budget = prefill_budget();
   for (auto& sp : running_) {
     Slot& s = *sp;
     if (s.prefilled || s.done || s.seq->cancelled()) continue;
-    Status st = prefill(s);
+    if (budget <= 0) break;
+    int64_t n = 0;
+    Status st = prefill(s, budget, &n);
+    budget -= n;
     if (!st.ok()) {
       s.seq->end(FinishReason::kError, st.message());
       s.done = true;
+    } else if (!s.prefilled) {
+      break;  // the budget ended inside this prompt
     }
   }
   std::vector<Slot*> live;

@@ -33,6 +33,9 @@ struct EngineConfig {
   int64_t chunk = 128;                    // prefill chunk (tokens per forward call)
   int64_t kv_budget_bytes = int64_t{4} << 30;  // K/V of running and parked sequences together
   bool prefix_reuse = true;               // park finished caches and start new prompts from the longest shared prefix
+  // prompt tokens prefilled per scheduler step (all new sequences together) before the running sequences take their
+  // decode step, in whole chunks (rounded down to a multiple of `chunk`, at least one); 0: whole prompts at once
+  int64_t prefill_chunk = 256;
 };
 
 struct GenRequest {
@@ -41,6 +44,10 @@ struct GenRequest {
   int64_t max_tokens = 256;          // most tokens to generate
   std::vector<int32_t> stop_ids;     // a sampled id in this set ends the sequence (it is still reported)
   std::vector<int32_t> script;       // test facility: when set, these ids are emitted in place of sampled ones
+  // the reply must begin with one of these token sequences (a forced tool call, tool_choice): while it is inside
+  // them, only tokens that continue one are kept: a single such token is emitted as it is, several are sampled among
+  // (the others masked). Once one sequence is complete, sampling is free.
+  std::vector<std::vector<int32_t>> prefixes;
 };
 
 enum class FinishReason { kNone, kStopToken, kLength, kCancelled, kError };
@@ -96,6 +103,7 @@ struct EngineStats {
   int64_t n_prompt_tokens = 0, n_reused_tokens = 0, n_generated_tokens = 0;
   int64_t n_finished = 0, n_cancelled = 0, n_rejected = 0;
   int64_t n_steps = 0;
+  int64_t n_prefill_calls = 0;     // forward calls of prefill (one per sequence per step that prefilled it)
   double decode_tok_per_s = 0;     // tokens per second of the last decode steps (moving average)
 };
 
@@ -131,10 +139,13 @@ class Engine {
     std::optional<KvCache> cache;
     std::vector<int32_t> cached;  // the tokens whose K/V the cache holds, in order
     std::optional<Sampler> sampler;
+    std::vector<size_t> alive;    // req.prefixes the tokens so far agree with (while constrained)
     int32_t next = -1;            // sampled, not yet evaluated
     int64_t n_gen = 0;
     int64_t plan_bytes = 0;       // K/V reserved for prompt + max_tokens
-    bool prefilled = false;
+    int64_t n_done = 0;           // prompt tokens whose K/V the cache holds (reused or prefilled so far)
+    bool prefill_started = false;
+    bool prefilled = false;       // the whole prompt is in the cache and the first token sampled
     bool done = false;
   };
   struct Parked {
@@ -147,11 +158,16 @@ class Engine {
   // moves waiting requests into the batch while slots and the KV budget allow. Holds mu_.
   void admit_locked();
   int64_t reserved_bytes_locked() const;
-  // finds the parked cache sharing the longest prefix with the prompt, or makes a new one; evaluates the rest.
-  Status prefill(Slot& s);
+  // first call: takes the parked cache sharing the longest prefix with the prompt, or makes a new one. Then evaluates
+  // at most max_tok more prompt tokens (*n_evaluated of them); once the prompt is complete, samples the first token.
+  Status prefill(Slot& s, int64_t max_tok, int64_t* n_evaluated);
+  // prompt tokens one step may prefill (whole chunks), or INT64_MAX
+  int64_t prefill_budget() const;
   Status decode_step(std::vector<Slot*>& live);
   // samples (or replays) the next token of a slot from logits [n_vocab] and reports it; may end the slot.
   void emit(Slot& s, const float* logits);
+  // the next token of a slot still inside its prefixes, or -1 when it is free to sample
+  int32_t constrained_token(Slot& s, const float* logits);
   void retire_locked();
 
   const ModelWeights& m_;
@@ -159,6 +175,7 @@ class Engine {
   int64_t bytes_per_pos_ = 0;
   CpuForward fwd_;
   std::vector<float> logits_;  // [n_running, n_vocab]
+  std::vector<float> masked_;  // [n_vocab] logits with the tokens a prefix does not allow at -inf
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

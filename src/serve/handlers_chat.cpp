@@ -9,14 +9,6 @@ namespace oss4::serve {
 
 namespace {
 
-Json usage_json(const Sequence& seq) {
-  const int64_t n_out = seq.n_generated();
-  return Json{{"prompt_tokens", seq.n_prompt()},
-              {"completion_tokens", n_out},
-              {"total_tokens", seq.n_prompt() + n_out},
-              {"prompt_tokens_details", Json{{"cached_tokens", seq.n_reused()}}}};
-}
-
 Json tool_call_json(const OutputPart& p) {
   return Json{{"id", p.call_id}, {"type", "function"}, {"function", Json{{"name", p.tool_name}, {"arguments", p.text}}}};
 }
@@ -33,6 +25,8 @@ void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& r
   Status st = enc.render_conversation_for_completion(cr.conv, harmony::Role::kAssistant, harmony::RenderConfig{}, &g.prompt);
   if (!st.ok()) return send_error(res, invalid("cannot render the conversation: " + st.message(), "messages"));
   g.stop_ids = turn_stop_ids();
+  st = tool_call_prefixes(cr, enc, &g.prefixes);
+  if (!st.ok()) return send_error(res, invalid("cannot encode the forced tool call: " + st.message(), "tool_choice"));
   auto seq = submit(std::move(g), cr.gen, "messages", res);
   if (!seq) return;
   const std::string id = new_id("chatcmpl-");
@@ -45,38 +39,34 @@ void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& r
   };
 
   if (!cr.gen.stream) {
-    HarmonyOutput out(enc, cr.gen.stop, "call_" + id.substr(9) + "_");
-    std::vector<int32_t> toks;
-    for (bool ended = false; !ended && !out.stop_hit();) {
-      toks.clear();
-      ended = next_tokens(*seq, &toks);
+    auto out = std::make_shared<HarmonyOutput>(enc, cr.gen.stop, "call_" + id.substr(9) + "_");
+    auto take = [out, is_other_eos](const std::vector<int32_t>& toks) {
       for (int32_t t : toks) {
-        if (!is_other_eos(t)) out.push(t);
-        if (out.stop_hit()) break;
+        if (!is_other_eos(t)) out->push(t);
+        if (out->stop_hit()) return false;
       }
-    }
-    if (out.stop_hit()) seq->cancel();
-    out.finish();
-    Outcome o = outcome_of(*seq, out.stop_hit(), out.has_tool_calls());
-    if (o.error) return send_error(res, *o.error);
-    Json msg = {{"role", "assistant"}};
-    const std::string text = out.text(), reasoning = out.reasoning();
-    msg["content"] = text.empty() && out.has_tool_calls() ? Json(nullptr) : Json(text);
-    if (!reasoning.empty()) msg["reasoning_content"] = reasoning;
-    if (out.has_tool_calls()) {
-      Json calls = Json::array();
-      for (const auto& p : out.parts()) {
-        if (p.kind == PartKind::kToolCall) calls.push_back(tool_call_json(p));
+      return true;
+    };
+    auto finish = [out, seq, id, created, model]() -> Json {
+      if (out->stop_hit()) seq->cancel();
+      out->finish();
+      Outcome o = outcome_of(*seq, out->stop_hit(), out->has_tool_calls());
+      if (o.error) return api_error_json(*o.error);
+      Json msg = {{"role", "assistant"}};
+      const std::string text = out->text(), reasoning = out->reasoning();
+      msg["content"] = text.empty() && out->has_tool_calls() ? Json(nullptr) : Json(text);
+      if (!reasoning.empty()) msg["reasoning_content"] = reasoning;
+      if (out->has_tool_calls()) {
+        Json calls = Json::array();
+        for (const auto& p : out->parts()) {
+          if (p.kind == PartKind::kToolCall) calls.push_back(tool_call_json(p));
+        }
+        msg["tool_calls"] = std::move(calls);
       }
-      msg["tool_calls"] = std::move(calls);
-    }
-    Json choice = {{"index", 0}, {"message", std::move(msg)}, {"logprobs", nullptr}, {"finish_reason", o.finish_reason}};
-    send_json(res, Json{{"id", id},
-                        {"object", "chat.completion"},
-                        {"created", created},
-                        {"model", model},
-                        {"choices", Json::array({std::move(choice)})},
-                        {"usage", usage_json(*seq)}});
+      Json choice = {{"index", 0}, {"message", std::move(msg)}, {"logprobs", nullptr}, {"finish_reason", o.finish_reason}};
+      return Json{{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", model}, {"choices", Json::array({std::move(choice)})}, {"usage", usage_json(*seq)}};
+    };
+    reply_when_done(res, seq, std::move(take), std::move(finish));
     return;
   }
 
@@ -90,7 +80,7 @@ void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& r
           Json c = {{"index", 0}, {"delta", std::move(delta)}, {"logprobs", nullptr}, {"finish_reason", std::move(finish)}};
           return Json{{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model}, {"choices", Json::array({std::move(c)})}};
         };
-        SseWriter w(sink, *seq);
+        StreamWriter w(sink, *seq);
         auto write = [&](const std::string& s) { return w.write(s); };
         if (!write(sse(chunk(Json{{"role", "assistant"}, {"content", ""}}, nullptr)))) return false;
         HarmonyOutput out(enc, stops, "call_" + id.substr(9) + "_");
@@ -118,30 +108,21 @@ void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& r
           }
           return true;
         };
-        std::vector<int32_t> toks;
-        for (bool ended = false; !ended && !out.stop_hit();) {
-          toks.clear();
-          ended = next_tokens(*seq, &toks);
+        auto take = [&](const std::vector<int32_t>& toks) {
           for (int32_t t : toks) {
             if (is_other_eos(t)) continue;
-            if (!send_events(out.push(t))) return false;
-            if (out.stop_hit()) break;
+            if (!send_events(out.push(t)) || out.stop_hit()) return false;
           }
-          if (!ended && !w.keep_alive()) return false;
-        }
+          return true;
+        };
+        if (!pump(*seq, w, take)) return false;
         if (out.stop_hit()) seq->cancel();
         if (!send_events(out.finish())) return false;
         Outcome o = outcome_of(*seq, out.stop_hit(), out.has_tool_calls());
-        if (o.error) {
-          if (!write(sse(api_error_json(*o.error)))) return false;
-        } else {
-          if (!write(sse(chunk(Json::object(), o.finish_reason)))) return false;
-          if (include_usage) {
-            Json u = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model}, {"choices", Json::array()}, {"usage", usage_json(*seq)}};
-            if (!write(sse(u))) return false;
-          }
-        }
-        if (!write("data: [DONE]\n\n")) return false;
+        auto usage = [&] {
+          return Json{{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model}, {"choices", Json::array()}, {"usage", usage_json(*seq)}};
+        };
+        if (!end_sse_stream(w, o, [&](const std::string& finish) { return chunk(Json::object(), finish); }, include_usage, usage)) return false;
         sink.done();
         return true;
       },

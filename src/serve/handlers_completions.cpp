@@ -28,33 +28,31 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
   const std::string id = new_id("cmpl-");
   const int64_t created = now_unix();
   const std::string model = body->contains("model") && (*body)["model"].is_string() ? (*body)["model"].get<std::string>() : cfg.model_name;
-  auto usage = [seq] {
-    return Json{{"prompt_tokens", seq->n_prompt()},
-                {"completion_tokens", seq->n_generated()},
-                {"total_tokens", seq->n_prompt() + seq->n_generated()},
-                {"prompt_tokens_details", Json{{"cached_tokens", seq->n_reused()}}}};
-  };
   auto is_stop = [stop_ids](int32_t t) { return std::find(stop_ids.begin(), stop_ids.end(), t) != stop_ids.end(); };
 
   if (!cr.gen.stream) {
-    TextOutput out(enc.tokenizer(), cr.gen.stop);
-    std::string text;
-    std::vector<int32_t> toks;
-    for (bool ended = false; !ended && !out.stop_hit();) {
-      toks.clear();
-      ended = next_tokens(*seq, &toks);
+    struct State {
+      TextOutput out;
+      std::string text;
+    };
+    auto state = std::make_shared<State>(State{TextOutput(enc.tokenizer(), cr.gen.stop), ""});
+    auto take = [state, is_stop](const std::vector<int32_t>& toks) {
       for (int32_t t : toks) {
         if (is_stop(t)) continue;
-        text += out.push(t);
-        if (out.stop_hit()) break;
+        state->text += state->out.push(t);
+        if (state->out.stop_hit()) return false;
       }
-    }
-    if (out.stop_hit()) seq->cancel();
-    text += out.finish();
-    Outcome o = outcome_of(*seq, out.stop_hit(), false);
-    if (o.error) return send_error(res, *o.error);
-    Json choice = {{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", o.finish_reason}};
-    send_json(res, Json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", Json::array({choice})}, {"usage", usage()}});
+      return true;
+    };
+    auto finish = [state, seq, id, created, model]() -> Json {
+      if (state->out.stop_hit()) seq->cancel();
+      state->text += state->out.finish();
+      Outcome o = outcome_of(*seq, state->out.stop_hit(), false);
+      if (o.error) return api_error_json(*o.error);
+      Json choice = {{"index", 0}, {"text", state->text}, {"logprobs", nullptr}, {"finish_reason", o.finish_reason}};
+      return Json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", Json::array({choice})}, {"usage", usage_json(*seq)}};
+    };
+    reply_when_done(res, seq, std::move(take), std::move(finish));
     return;
   }
 
@@ -63,41 +61,36 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, seq, id, created, model, include_usage, stops, is_stop, usage](size_t, httplib::DataSink& sink) {
+      [this, seq, id, created, model, include_usage, stops, is_stop](size_t, httplib::DataSink& sink) {
         auto chunk = [&](const std::string& text, Json finish) {
           Json c = {{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", std::move(finish)}};
           return Json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", Json::array({std::move(c)})}};
         };
-        SseWriter w(sink, *seq);
+        StreamWriter w(sink, *seq);
         auto write = [&](const std::string& s) { return w.write(s); };
         TextOutput out(enc.tokenizer(), stops);
-        std::vector<int32_t> toks;
-        for (bool ended = false; !ended && !out.stop_hit();) {
-          toks.clear();
-          ended = next_tokens(*seq, &toks);
+        auto take = [&](const std::vector<int32_t>& toks) {
           std::string text;
+          bool more = true;
           for (int32_t t : toks) {
             if (is_stop(t)) continue;
             text += out.push(t);
-            if (out.stop_hit()) break;
+            if (out.stop_hit()) {
+              more = false;
+              break;
+            }
           }
-          if (!text.empty() && !write(sse(chunk(text, nullptr)))) return false;
-          if (!ended && !w.keep_alive()) return false;
-        }
+          return (text.empty() || write(sse(chunk(text, nullptr)))) && more;
+        };
+        if (!pump(*seq, w, take)) return false;
         if (out.stop_hit()) seq->cancel();
         const std::string rest = out.finish();
         if (!rest.empty() && !write(sse(chunk(rest, nullptr)))) return false;
         Outcome o = outcome_of(*seq, out.stop_hit(), false);
-        if (o.error) {
-          if (!write(sse(api_error_json(*o.error)))) return false;
-        } else {
-          if (!write(sse(chunk("", o.finish_reason)))) return false;
-          if (include_usage) {
-            Json u = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", Json::array()}, {"usage", usage()}};
-            if (!write(sse(u))) return false;
-          }
-        }
-        if (!write("data: [DONE]\n\n")) return false;
+        auto usage = [&] {
+          return Json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", Json::array()}, {"usage", usage_json(*seq)}};
+        };
+        if (!end_sse_stream(w, o, [&](const std::string& finish) { return chunk("", finish); }, include_usage, usage)) return false;
         sink.done();
         return true;
       },

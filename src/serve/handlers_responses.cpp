@@ -13,6 +13,7 @@ struct ResponseMeta {
   std::string id, model;
   int64_t created = 0;
   Json tools = Json::array();
+  Json tool_choice = "auto";
   float temperature = 1.0f, top_p = 1.0f;
   std::optional<int64_t> max_output_tokens;
 };
@@ -40,7 +41,7 @@ Json response_json(const ResponseMeta& m, const char* status, const Json& output
             {"model", m.model},
             {"output", output},
             {"parallel_tool_calls", true},
-            {"tool_choice", "auto"},
+            {"tool_choice", m.tool_choice},
             {"tools", m.tools},
             {"temperature", m.temperature},
             {"top_p", m.top_p},
@@ -74,6 +75,8 @@ void Server::Impl::handle_responses(const httplib::Request& req, httplib::Respon
   Status st = enc.render_conversation_for_completion(cr.conv, harmony::Role::kAssistant, harmony::RenderConfig{}, &g.prompt);
   if (!st.ok()) return send_error(res, invalid("cannot render the input: " + st.message(), "input"));
   g.stop_ids = turn_stop_ids();
+  st = tool_call_prefixes(cr, enc, &g.prefixes);
+  if (!st.ok()) return send_error(res, invalid("cannot encode the forced tool call: " + st.message(), "tool_choice"));
   auto seq = submit(std::move(g), cr.gen, "input", res);
   if (!seq) return;
   ResponseMeta meta;
@@ -81,6 +84,7 @@ void Server::Impl::handle_responses(const httplib::Request& req, httplib::Respon
   meta.created = now_unix();
   meta.model = body->contains("model") && (*body)["model"].is_string() ? (*body)["model"].get<std::string>() : cfg.model_name;
   if (body->contains("tools") && (*body)["tools"].is_array()) meta.tools = (*body)["tools"];
+  if (body->contains("tool_choice") && !(*body)["tool_choice"].is_null()) meta.tool_choice = (*body)["tool_choice"];
   meta.temperature = cr.gen.sampling.temperature;
   meta.top_p = cr.gen.sampling.top_p;
   meta.max_output_tokens = cr.gen.max_tokens;
@@ -92,24 +96,25 @@ void Server::Impl::handle_responses(const httplib::Request& req, httplib::Respon
   auto item_id = [](const std::string& resp_id, size_t part) { return "item_" + resp_id.substr(5) + "_" + std::to_string(part); };
 
   if (!cr.gen.stream) {
-    HarmonyOutput out(enc, cr.gen.stop, "call_" + meta.id.substr(5) + "_");
-    std::vector<int32_t> toks;
-    for (bool ended = false; !ended && !out.stop_hit();) {
-      toks.clear();
-      ended = next_tokens(*seq, &toks);
+    auto out = std::make_shared<HarmonyOutput>(enc, cr.gen.stop, "call_" + meta.id.substr(5) + "_");
+    auto take = [out, is_other_eos](const std::vector<int32_t>& toks) {
       for (int32_t t : toks) {
-        if (!is_other_eos(t)) out.push(t);
-        if (out.stop_hit()) break;
+        if (!is_other_eos(t)) out->push(t);
+        if (out->stop_hit()) return false;
       }
-    }
-    if (out.stop_hit()) seq->cancel();
-    out.finish();
-    Outcome o = outcome_of(*seq, out.stop_hit(), out.has_tool_calls());
-    if (o.error) return send_error(res, *o.error);
-    Json output = Json::array();
-    for (size_t i = 0; i < out.parts().size(); ++i) output.push_back(item_json(out.parts()[i], item_id(meta.id, i), true));
-    const bool incomplete = o.finish_reason == "length";
-    send_json(res, response_json(meta, incomplete ? "incomplete" : "completed", output, seq.get(), incomplete ? "max_output_tokens" : ""));
+      return true;
+    };
+    auto finish = [out, seq, meta, item_id]() -> Json {
+      if (out->stop_hit()) seq->cancel();
+      out->finish();
+      Outcome o = outcome_of(*seq, out->stop_hit(), out->has_tool_calls());
+      if (o.error) return api_error_json(*o.error);
+      Json output = Json::array();
+      for (size_t i = 0; i < out->parts().size(); ++i) output.push_back(item_json(out->parts()[i], item_id(meta.id, i), true));
+      const bool incomplete = o.finish_reason == "length";
+      return response_json(meta, incomplete ? "incomplete" : "completed", output, seq.get(), incomplete ? "max_output_tokens" : "");
+    };
+    reply_when_done(res, seq, std::move(take), std::move(finish));
     return;
   }
 
@@ -119,7 +124,7 @@ void Server::Impl::handle_responses(const httplib::Request& req, httplib::Respon
       "text/event-stream",
       [this, seq, meta, stops, is_other_eos, item_id](size_t, httplib::DataSink& sink) {
         int64_t seq_no = 0;
-        SseWriter w(sink, *seq);
+        StreamWriter w(sink, *seq);
         auto write = [&](Json ev) {
           ev["sequence_number"] = seq_no++;
           return w.write("event: " + ev["type"].get<std::string>() + "\n" + sse(ev));
@@ -161,17 +166,14 @@ void Server::Impl::handle_responses(const httplib::Request& req, httplib::Respon
           }
           return true;
         };
-        std::vector<int32_t> toks;
-        for (bool ended = false; !ended && !out.stop_hit();) {
-          toks.clear();
-          ended = next_tokens(*seq, &toks);
+        auto take = [&](const std::vector<int32_t>& toks) {
           for (int32_t t : toks) {
             if (is_other_eos(t)) continue;
-            if (!send_events(out.push(t))) return false;
-            if (out.stop_hit()) break;
+            if (!send_events(out.push(t)) || out.stop_hit()) return false;
           }
-          if (!ended && !w.keep_alive()) return false;
-        }
+          return true;
+        };
+        if (!pump(*seq, w, take)) return false;
         if (out.stop_hit()) seq->cancel();
         if (!send_events(out.finish())) return false;
         Outcome o = outcome_of(*seq, out.stop_hit(), out.has_tool_calls());

@@ -153,6 +153,51 @@ Outcome outcome_of(const Sequence& seq, bool stop_hit, bool tool_calls) {
 
 bool next_tokens(Sequence& seq, std::vector<int32_t>* out) { return seq.wait(out, std::chrono::milliseconds(500)); }
 
+bool pump(Sequence& seq, StreamWriter& w, const TakeFn& take) {
+  std::vector<int32_t> toks;
+  for (bool ended = false; !ended;) {
+    toks.clear();
+    ended = next_tokens(seq, &toks);
+    if (!take(toks)) return !w.gone();
+    if (!ended && !w.keep_alive()) return false;
+  }
+  return true;
+}
+
+Json usage_json(const Sequence& seq) {
+  const int64_t n_out = seq.n_generated();
+  return Json{{"prompt_tokens", seq.n_prompt()},
+              {"completion_tokens", n_out},
+              {"total_tokens", seq.n_prompt() + n_out},
+              {"prompt_tokens_details", Json{{"cached_tokens", seq.n_reused()}}}};
+}
+
+bool end_sse_stream(StreamWriter& w, const Outcome& o, const std::function<Json(const std::string& finish)>& final_chunk, bool include_usage,
+                    const std::function<Json()>& usage_chunk) {
+  if (o.error) {
+    if (!w.write(sse(api_error_json(*o.error)))) return false;
+  } else {
+    if (!w.write(sse(final_chunk(o.finish_reason)))) return false;
+    if (include_usage && !w.write(sse(usage_chunk()))) return false;
+  }
+  return w.write("data: [DONE]\n\n");
+}
+
+void Server::Impl::reply_when_done(httplib::Response& res, std::shared_ptr<Sequence> seq, TakeFn take, std::function<Json()> finish) {
+  res.set_chunked_content_provider(
+      "application/json",
+      [seq, take = std::move(take), finish = std::move(finish)](size_t, httplib::DataSink& sink) {
+        StreamWriter w(sink, *seq, " ");
+        if (!pump(*seq, w, take)) return false;
+        if (!w.write(dump(finish()))) return false;
+        sink.done();
+        return true;
+      },
+      [seq](bool success) {
+        if (!success) seq->cancel();
+      });
+}
+
 // ---- routes ----
 
 void Server::Impl::handle_metrics(httplib::Response& res) {
@@ -175,6 +220,8 @@ void Server::Impl::handle_metrics(httplib::Response& res) {
   metric("oss4_sequences_cancelled_total", "counter", "Sequences cancelled (client gone, stop string).", static_cast<double>(s.n_cancelled));
   metric("oss4_requests_rejected_total", "counter", "Requests the engine refused (invalid, too long, queue full).", static_cast<double>(s.n_rejected));
   metric("oss4_decode_steps_total", "counter", "Batched decode steps.", static_cast<double>(s.n_steps));
+  metric("oss4_prefill_calls_total", "counter", "Prefill forward calls (one per sequence per step that prefilled a piece of it).",
+         static_cast<double>(s.n_prefill_calls));
   metric("oss4_queue_length", "gauge", "Requests waiting for a slot or KV memory.", static_cast<double>(s.n_waiting));
   metric("oss4_running_sequences", "gauge", "Sequences in the running batch.", static_cast<double>(s.n_running));
   metric("oss4_parked_sequences", "gauge", "Finished sequences kept for prefix reuse.", static_cast<double>(s.n_parked));

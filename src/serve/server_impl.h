@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <mutex>
 
@@ -13,6 +14,9 @@
 #include "serve/server.h"
 
 namespace oss4::serve {
+
+// takes the new tokens of one wait; returns false when no more are wanted (a stop string matched, a write failed).
+using TakeFn = std::function<bool(const std::vector<int32_t>& toks)>;
 
 struct Server::Impl {
   Impl(Engine& e, const harmony::HarmonyEncoding& h, ServerConfig c) : engine(e), enc(h), cfg(std::move(c)) {}
@@ -47,6 +51,11 @@ struct Server::Impl {
   void handle_completions(const httplib::Request& req, httplib::Response& res);
   void handle_responses(const httplib::Request& req, httplib::Response& res);
   void handle_metrics(httplib::Response& res);
+  // answers a non-streamed generation: a chunked application/json body, written while the sequence runs (a space
+  // every 0.25 s, so a client that leaves is noticed at once and its sequence cancelled), then finish()'s JSON. The
+  // status, 200, goes out first: an error found later (a failed generation, the server stopping) is an error object
+  // in that body. finish() runs once the sequence ended or take() had enough.
+  void reply_when_done(httplib::Response& res, std::shared_ptr<Sequence> seq, TakeFn take, std::function<Json()> finish);
 };
 
 // "data: {json}\n\n"
@@ -62,32 +71,50 @@ struct Outcome {
 Outcome outcome_of(const Sequence& seq, bool stop_hit, bool tool_calls);
 
 // waits (at most 0.5 s) for the next tokens of a sequence; returns true once the sequence ended and all were taken.
-// Streams write a keep-alive comment when nothing came, so that a client gone while its request waits is noticed.
 bool next_tokens(Sequence& seq, std::vector<int32_t>* out);
 
-// the writes of an SSE stream: a failed write (the client is gone) cancels the sequence at once. keep_alive() writes a
-// comment when nothing was written for 0.25 s, so a client that left while nothing streams (its request queued, or
-// the model still inside a message header) is noticed too.
-class SseWriter {
+// the writes of a response body while its sequence runs: a failed write (the client is gone) cancels the sequence
+// at once. keep_alive() writes `idle` when nothing was written for 0.25 s, so a client that left while nothing is
+// written (its request queued, the model still inside a message header, or a non-streamed reply) is noticed too:
+// an SSE comment for streams, a space (leading whitespace, valid JSON) for a plain JSON body.
+class StreamWriter {
  public:
-  SseWriter(httplib::DataSink& sink, Sequence& seq) : sink_(sink), seq_(seq), last_(std::chrono::steady_clock::now()) {}
+  StreamWriter(httplib::DataSink& sink, Sequence& seq, std::string idle = ": keep-alive\n\n")
+      : sink_(sink), seq_(seq), idle_(std::move(idle)), last_(std::chrono::steady_clock::now()) {}
   bool write(const std::string& s) {
-    if (sink_.write(s.data(), s.size())) {
+    if (!gone_ && sink_.write(s.data(), s.size())) {
       last_ = std::chrono::steady_clock::now();
       return true;
     }
+    gone_ = true;
     seq_.cancel();
     return false;
   }
   bool keep_alive() {
     if (std::chrono::steady_clock::now() - last_ < std::chrono::milliseconds(250)) return true;
-    return write(": keep-alive\n\n");
+    return write(idle_);
   }
+  bool gone() const { return gone_; }
 
  private:
   httplib::DataSink& sink_;
   Sequence& seq_;
+  std::string idle_;
   std::chrono::steady_clock::time_point last_;
+  bool gone_ = false;
 };
+
+// the stream driver of every endpoint: hands the sequence's tokens to take() as they come until the sequence ends
+// or take() has enough, keeping the connection checked in between (StreamWriter::keep_alive). False: the client is
+// gone (the sequence is cancelled).
+bool pump(Sequence& seq, StreamWriter& w, const TakeFn& take);
+
+// usage of chat completions and completions.
+Json usage_json(const Sequence& seq);
+
+// the end of a chat-completions or completions stream: the error event, or final_chunk (with finish_reason) and,
+// when include_usage, usage_chunk; then "data: [DONE]". False: the client is gone.
+bool end_sse_stream(StreamWriter& w, const Outcome& o, const std::function<Json(const std::string& finish)>& final_chunk, bool include_usage,
+                    const std::function<Json()>& usage_chunk);
 
 }  // namespace oss4::serve

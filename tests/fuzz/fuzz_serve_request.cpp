@@ -35,6 +35,23 @@ void render(const oss4::serve::Parsed<oss4::serve::ChatRequest>& r) {
   }
   std::vector<int32_t> ids;  // [n] the prompt
   (void)encoding().render_conversation_for_completion(r.value->conv, h::Role::kAssistant, h::RenderConfig{}, &ids);
+  // tool_choice: a forced call names an offered tool, and gives one header per allowed tool
+  namespace s = oss4::serve;
+  const s::ChatRequest& c = *r.value;
+  std::vector<std::vector<int32_t>> prefixes;  // [n_allowed][n] forced header tokens
+  if (!s::tool_call_prefixes(c, encoding(), &prefixes).ok()) return;
+  size_t want = 0;
+  if (c.tool_choice == s::ToolChoice::kRequired) want = c.tool_names.size();
+  if (c.tool_choice == s::ToolChoice::kFunction) {
+    want = 1;
+    bool offered = false;
+    for (const auto& n : c.tool_names) offered = offered || n == c.forced_tool;
+    if (!offered) std::abort();
+  }
+  if (prefixes.size() != want) std::abort();
+  for (const auto& p : prefixes) {
+    if (p.size() < 4 || p.front() != encoding().ids().channel || p.back() != encoding().ids().message) std::abort();
+  }
 }
 
 }  // namespace

@@ -207,6 +207,98 @@ def test_cancel_frees_slot(s):
             time.sleep(0.05)
 
 
+def test_nonstream_disconnect_frees_slot(s):
+    """a plain (non-streamed) request whose client leaves is cancelled at once: the server writes leading whitespace
+    while it generates, and the failed write cancels the sequence"""
+    import socket
+    for path, body in (("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": "Write a very long essay."}], "max_tokens": 3000, "temperature": 0}),
+                       ("/v1/completions", {"model": "tiny", "prompt": "Write a very long essay.", "max_tokens": 3000, "temperature": 0})):
+        before = s.metrics()
+        data = json.dumps(body).encode()
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+        deadline = time.time() + 30
+        while True:  # running and generating (the status line came: 200, the body is whitespace so far)
+            m = s.metrics()
+            if m["oss4_running_sequences"] >= 1 and m["oss4_decode_steps_total"] >= before["oss4_decode_steps_total"] + 3:
+                break
+            assert time.time() < deadline, f"the request never ran: {m}"
+            time.sleep(0.05)
+        head = sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 200"), head[:200]
+        t0 = time.time()
+        sock.close()
+        while True:
+            m = s.metrics()
+            if m["oss4_running_sequences"] == 0 and m["oss4_sequences_cancelled_total"] > before["oss4_sequences_cancelled_total"]:
+                print(f"  {path}: non-streamed client left, slot and KV freed in {time.time() - t0:.2f} s")
+                break
+            # 3000 tokens take minutes here: only cancellation ends it this soon
+            assert time.time() - t0 < 5, f"the abandoned non-streamed request still runs: {m}"
+            time.sleep(0.05)
+        # its K/V is freed, not parked (it may have started from a parked cache, which goes with it)
+        assert m["oss4_kv_bytes_used"] <= before["oss4_kv_bytes_used"], (m, before)
+
+
+def test_nonstream_leading_whitespace_parses(s):
+    """a plain reply long enough to get keep-alive spaces before its JSON: raw JSON parsers and the client take it"""
+    # 300 tokens take seconds here (a space goes out every 0.25 s)
+    body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "Count slowly."}], "max_tokens": 300, "temperature": 0})
+    st, data = s.raw("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+    assert st == 200, data
+    n_ws = len(data) - len(data.lstrip())
+    assert n_ws > 0 and set(data[:n_ws]) == {ord(" ")}, data[:80]
+    raw = json.loads(data)
+    r = s.client().chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Count slowly."}], max_tokens=300, temperature=0)
+    assert r.choices[0].message.content == raw["choices"][0]["message"]["content"] and r.usage.completion_tokens == raw["usage"]["completion_tokens"], (r, raw)
+    print(f"  a {raw['usage']['completion_tokens']}-token plain reply came after {n_ws} bytes of leading whitespace; the client parsed it")
+
+
+def test_tool_choice(s):
+    """the random model never calls a tool by itself; tool_choice forces the call"""
+    c = s.client()
+    msgs = [{"role": "user", "content": "What is the weather in Paris?"}]
+    tools = TOOLS + [{"type": "function", "function": {"name": "get_time", "description": "Current time in a city",
+                                                       "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+    r = c.chat.completions.create(model="tiny", messages=msgs, tools=tools, tool_choice="none", max_tokens=16, temperature=0)
+    assert not r.choices[0].message.tool_calls and r.choices[0].finish_reason in ("length", "stop"), r
+    r = c.chat.completions.create(model="tiny", messages=msgs, tools=tools, max_tokens=16, temperature=0)
+    assert not r.choices[0].message.tool_calls, r  # auto: the random model does not call
+    for name in ("get_time", "get_weather"):
+        r = c.chat.completions.create(model="tiny", messages=msgs, tools=tools, max_tokens=16, temperature=0,
+                                      tool_choice={"type": "function", "function": {"name": name}})
+        ch = r.choices[0]
+        assert ch.finish_reason == "tool_calls", ch
+        assert [t.function.name for t in ch.message.tool_calls] == [name], ch.message
+        assert ch.message.tool_calls[0].id.startswith("call_") and ch.message.tool_calls[0].type == "function"
+    for seed in (1, 2, 3):
+        r = c.chat.completions.create(model="tiny", messages=msgs, tools=tools, max_tokens=16, temperature=1.0, seed=seed, tool_choice="required")
+        ch = r.choices[0]
+        assert ch.finish_reason == "tool_calls" and len(ch.message.tool_calls) == 1, ch
+        assert ch.message.tool_calls[0].function.name in ("get_weather", "get_time"), ch.message
+    # streamed: the forced call arrives as tool_calls deltas
+    names, finish = "", None
+    for chunk in c.chat.completions.create(model="tiny", messages=msgs, tools=tools, max_tokens=16, temperature=0, stream=True,
+                                           tool_choice={"type": "function", "function": {"name": "get_time"}}):
+        for c0 in chunk.choices:
+            for tc in c0.delta.tool_calls or []:
+                names += (tc.function.name or "") if tc.function else ""
+            finish = c0.finish_reason or finish
+    assert names == "get_time" and finish == "tool_calls", (names, finish)
+    # responses: a function_call item
+    rtools = [{"type": "function", "name": t["function"]["name"], "parameters": t["function"]["parameters"]} for t in tools]
+    rr = c.responses.create(model="tiny", input="What is the weather in Paris?", tools=rtools, max_output_tokens=16, temperature=0,
+                            tool_choice={"type": "function", "name": "get_weather"})
+    fc = [o for o in rr.output if o.type == "function_call"]
+    assert len(fc) == 1 and fc[0].name == "get_weather", rr.output
+    # a function that is not offered
+    try:
+        c.chat.completions.create(model="tiny", messages=msgs, tools=tools, max_tokens=4, tool_choice={"type": "function", "function": {"name": "nope"}})
+        raise AssertionError("unknown tool_choice accepted")
+    except openai.BadRequestError as e:
+        assert e.status_code == 400 and e.param == "tool_choice", e
+
+
 def test_errors(s):
     def err(st, data, status, param=None):
         assert st == status, (st, data)
@@ -289,7 +381,11 @@ def test_ttft_prefix_reuse(s):
     c = s.client()
     # a system prompt no earlier request had: the cold request reuses only harmony's system message
     system = f"Session {time.time()}. " + " ".join(f"Rule {i}: answer politely and cite the handbook section {i}." for i in range(120))
+    calls0 = s.metrics()["oss4_prefill_calls_total"]
     cold, n_prompt, cached0 = ttft_once(c, system, "First question?")
+    # the long prompt was prefilled in pieces of --prefill-chunk (256) tokens, one per scheduler step
+    calls = s.metrics()["oss4_prefill_calls_total"] - calls0
+    assert calls >= (n_prompt - cached0) // 256, (calls, n_prompt, cached0)
     warm, n_prompt2, cached = ttft_once(c, system, "Second question?")
     assert cached0 < 100, cached0
     assert cached >= n_prompt - 16, (cached, n_prompt)  # all but the user turn
@@ -447,7 +543,8 @@ def main():
         servers = [real, scripted, limited]
         tests = [
             (test_models_health, real), (test_chat_plain_and_streamed, real), (test_completions, real), (test_responses_real, real),
-            (test_errors, real), (test_parallel_equals_sequential, real), (test_cancel_frees_slot, real), (test_ttft_prefix_reuse, real),
+            (test_errors, real), (test_parallel_equals_sequential, real), (test_cancel_frees_slot, real), (test_nonstream_disconnect_frees_slot, real),
+            (test_nonstream_leading_whitespace_parses, real), (test_tool_choice, real), (test_ttft_prefix_reuse, real),
             (test_reasoning_split, scripted), (test_tool_round_trip, scripted), (test_responses_scripted, scripted),
             (test_turn_two_reuses_turn_one, scripted), (test_auth_body_overload, limited),
             (lambda s: test_load(s, a.load_requests), real),

@@ -69,6 +69,50 @@ TEST(ServeApi, ToolChoiceNoneLeavesToolsOut) {
   EXPECT_EQ(render(r.value->conv).find("namespace functions"), std::string::npos);
 }
 
+TEST(ServeApi, ToolChoiceModes) {
+  const std::string tools = R"("tools": [{"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": "g"}}])";
+  auto with = [&](const std::string& tc) { return chat(R"({"messages": [{"role": "user", "content": "hi"}], )" + tools + ", \"tool_choice\": " + tc + "}"); };
+  auto a = with("\"auto\"");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a.value->tool_choice, ToolChoice::kAuto);
+  EXPECT_EQ(a.value->tool_names, (std::vector<std::string>{"f", "g"}));
+  auto r = with("\"required\"");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value->tool_choice, ToolChoice::kRequired);
+  EXPECT_NE(render(r.value->conv).find("namespace functions"), std::string::npos) << "the tools are rendered";
+  auto n = with(R"({"type": "function", "function": {"name": "g"}})");
+  ASSERT_TRUE(n.ok()) << n.error.message;
+  EXPECT_EQ(n.value->tool_choice, ToolChoice::kFunction);
+  EXPECT_EQ(n.value->forced_tool, "g");
+  std::vector<std::vector<int32_t>> pre;
+  ASSERT_TRUE(tool_call_prefixes(*n.value, encoding(), &pre).ok());
+  ASSERT_EQ(pre.size(), 1u);
+  EXPECT_EQ(*tokenizer().decode(pre[0]), "<|channel|>commentary to=functions.g <|constrain|>json<|message|>");
+  ASSERT_TRUE(tool_call_prefixes(*r.value, encoding(), &pre).ok());
+  EXPECT_EQ(pre.size(), 2u);
+  ASSERT_TRUE(tool_call_prefixes(*a.value, encoding(), &pre).ok());
+  EXPECT_TRUE(pre.empty());
+  // the responses form names the function at the top level
+  auto resp = parse_responses_request(
+      *parse_body(R"({"input": "hi", "tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "function", "name": "f"}})").value);
+  ASSERT_TRUE(resp.ok()) << resp.error.message;
+  EXPECT_EQ(resp.value->forced_tool, "f");
+  // refused: an unknown function, a forced call without tools, a bad shape
+  for (const std::string& body : {std::string(R"({"messages": [{"role": "user", "content": "hi"}], )") + tools +
+                                      R"(, "tool_choice": {"type": "function", "function": {"name": "nope"}}})",
+                                  std::string(R"({"messages": [{"role": "user", "content": "hi"}], "tool_choice": "required"})"),
+                                  std::string(R"({"messages": [{"role": "user", "content": "hi"}], "tool_choice": {"type": "function", "function": {"name": "f"}}})"),
+                                  std::string(R"({"messages": [{"role": "user", "content": "hi"}], "tool_choice": "always"})"),
+                                  std::string(R"({"messages": [{"role": "user", "content": "hi"}], "tool_choice": {"type": "function"}})"),
+                                  std::string(R"({"messages": [{"role": "user", "content": "hi"}], "tool_choice": {"type": "code", "name": "f"}})"),
+                                  std::string(R"({"messages": [{"role": "user", "content": "hi"}], "tool_choice": 3})")}) {
+    auto e = chat(body);
+    ASSERT_FALSE(e.ok()) << body;
+    EXPECT_EQ(e.error.http_status, 400);
+    EXPECT_EQ(e.error.param, "tool_choice") << body << ": " << e.error.message;
+  }
+}
+
 TEST(ServeApi, BadRequestsGiveOpenAiErrors) {
   struct Case {
     const char* body;
@@ -92,6 +136,16 @@ TEST(ServeApi, BadRequestsGiveOpenAiErrors) {
       {R"({"messages": [{"role": "user", "content": "hi"}], "n": 2})", "n"},
       {R"({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "code"}]})", "tools[0].type"},
       {R"({"messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]})", "messages[0].tool_call_id"},
+      {R"({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f", "description": 5}}]})",
+       "tools[0].function.description"},
+      {R"({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f", "parameters": "x"}}]})",
+       "tools[0].function.parameters"},
+      {R"({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": ""}}]})", "tools[0].function.name"},
+      {R"({"messages": [{"role": "assistant", "tool_calls": [{"id": "a", "function": {"name": "f", "arguments": 5}}]}]})",
+       "messages[0].tool_calls[0].function.arguments"},
+      {R"({"messages": [{"role": "assistant", "tool_calls": [{"id": "a", "function": {"arguments": "{}"}}]}]})", "messages[0].tool_calls[0].function.name"},
+      {R"({"messages": [{"role": "assistant", "tool_calls": [{"id": "a", "function": 3}]}]})", "messages[0].tool_calls[0].function.name"},
+      {R"({"messages": [{"role": "assistant", "tool_calls": 3}]})", "messages[0].tool_calls"},
   };
   for (const auto& c : cases) {
     auto r = chat(c.body);
@@ -102,6 +156,15 @@ TEST(ServeApi, BadRequestsGiveOpenAiErrors) {
     EXPECT_TRUE(j["error"]["message"].is_string());
     EXPECT_EQ(j["error"]["type"], "invalid_request_error");
   }
+  // the exact wording of typed-field errors
+  EXPECT_EQ(chat(R"({"messages": [{"role": "assistant", "tool_calls": [{"id": "a", "function": {"name": "f", "arguments": 5}}]}]})").error.message,
+            "'messages[0].tool_calls[0].function.arguments' must be a string");
+  EXPECT_EQ(chat(R"({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f", "parameters": 1}}]})")
+                .error.message,
+            "'tools[0].function.parameters' must be a JSON Schema object");
+  EXPECT_EQ(chat(R"({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f", "description": 1}}]})")
+                .error.code,
+            "invalid_type");
   EXPECT_FALSE(parse_body("{not json").ok());
   EXPECT_EQ(parse_body("{not json").error.code, "invalid_json");
   EXPECT_FALSE(parse_body("[1, 2]").ok());
@@ -128,6 +191,8 @@ TEST(ServeApi, ResponsesInputItems) {
   EXPECT_NE(p.find("Reasoning: high"), std::string::npos);
   EXPECT_NE(p.find("# Instructions\n\nBe brief."), std::string::npos);
   EXPECT_NE(p.find("<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>rain<|end|>"), std::string::npos) << p;
+  auto no_name = parse_body(R"({"input": [{"type": "function_call", "call_id": "c", "arguments": "{}"}]})");
+  EXPECT_EQ(parse_responses_request(*no_name.value).error.param, "input[0].name");
   auto bad = parse_body(R"({"input": [{"type": "function_call_output", "call_id": "zz", "output": "x"}]})");
   EXPECT_FALSE(parse_responses_request(*bad.value).ok());
   auto prev = parse_body(R"({"input": "hi", "previous_response_id": "resp_1"})");

@@ -216,7 +216,7 @@ TEST(Engine, RefusesWhatCannotRun) {
   EXPECT_EQ(e->submit(greedy({1, 2}, 4)).err, SubmitError::kNone);
   EXPECT_EQ(e->submit(greedy({1, 2}, 4)).err, SubmitError::kOverloaded) << "queue of 2 is full";
   EXPECT_GE(e->stats().n_rejected, 6);
-  EXPECT_FALSE(Engine::create(model(), EngineConfig{0, 1, 128, 16, 1 << 20, true}).ok());
+  EXPECT_FALSE(Engine::create(model(), EngineConfig{0, 1, 128, 16, 1 << 20, true, 256}).ok());
   EngineConfig too_big = small_config();
   too_big.ctx = 5000;
   EXPECT_FALSE(Engine::create(model(), too_big).ok()) << "beyond the model's positions";
@@ -299,6 +299,84 @@ TEST(Engine, PrefixReuseSkipsTheSharedPrefixAndChangesNothing) {
   EXPECT_EQ(s3->n_reused(), static_cast<int64_t>(p2.size()) - 1);
   EXPECT_EQ(drain(*s3), cold_out);
   EXPECT_EQ(e->stats().n_reused_tokens, 40 + static_cast<int64_t>(p2.size()) - 1);
+}
+
+// a long prompt prefills a budget of chunks per step, and the running sequence takes a decode step between them;
+// the tokens of both are those of whole-prompt prefill and of each sequence alone.
+TEST(Engine, ChunkedPrefillInterleavesWithDecode) {
+  struct Run {
+    std::vector<int32_t> a, b;
+    int n_overlap = 0;  // steps in which a got a token while b's prompt was still prefilling
+    int64_t n_prefill_calls = 0;
+  };
+  auto run = [](int64_t prefill_chunk, bool with_a) {
+    EngineConfig c = small_config();  // chunk 16
+    c.prefill_chunk = prefill_chunk;
+    c.prefix_reuse = false;
+    auto e = *Engine::create(model(), c);
+    Run r;
+    std::shared_ptr<Sequence> a;
+    if (with_a) {
+      a = e->submit(greedy(prompt(10, 5), 30)).seq;
+      EXPECT_TRUE(e->step());
+      auto got = drain(*a);
+      r.a.insert(r.a.end(), got.begin(), got.end());
+      EXPECT_EQ(r.a.size(), 2u) << "a is running: its prefill's token and one decode step";
+    }
+    auto b = e->submit(greedy(prompt(100, 6), 8)).seq;
+    for (int i = 0; i < 1000 && e->step(); ++i) {
+      const size_t before = r.a.size();
+      if (a) {
+        auto got = drain(*a);
+        r.a.insert(r.a.end(), got.begin(), got.end());
+      }
+      if (b->n_generated() == 0 && r.a.size() > before) ++r.n_overlap;
+    }
+    r.b = drain(*b);
+    r.n_prefill_calls = e->stats().n_prefill_calls;
+    return r;
+  };
+  const Run whole = run(0, true), alone_b = run(0, false);
+  EXPECT_EQ(whole.n_overlap, 0) << "whole-prompt prefill: b's prompt is done in the step that admits it";
+  EXPECT_EQ(whole.n_prefill_calls, 2);
+  EXPECT_EQ(whole.b, alone_b.b);
+  ASSERT_EQ(whole.a.size(), 30u);
+  ASSERT_EQ(whole.b.size(), 8u);
+  // 16 tokens a step: 100 = 6 x 16 + 4, so a decodes in the 6 steps before the one that ends b's prompt
+  const Run chunked = run(16, true);
+  EXPECT_EQ(chunked.n_overlap, 6);
+  EXPECT_EQ(chunked.n_prefill_calls, 1 + 7);
+  EXPECT_EQ(chunked.a, whole.a);
+  EXPECT_EQ(chunked.b, whole.b);
+  // a budget that is not a multiple of the chunk rounds down to whole chunks (40 -> 32: 3 steps of b before the last)
+  const Run odd = run(40, true);
+  EXPECT_EQ(odd.n_overlap, 3);
+  EXPECT_EQ(odd.a, whole.a);
+  EXPECT_EQ(odd.b, whole.b);
+}
+
+// a sequence cancelled while its prompt is still prefilling leaves at the next step with its K/V; a parked cache it
+// started from is not kept either
+TEST(Engine, CancelDuringChunkedPrefillFreesTheKv) {
+  EngineConfig c = small_config();  // chunk 16
+  c.prefill_chunk = 16;
+  auto e = *Engine::create(model(), c);
+  auto s = e->submit(greedy(prompt(100, 9), 8)).seq;
+  ASSERT_TRUE(e->step());
+  ASSERT_TRUE(e->step());
+  EngineStats st = e->stats();
+  EXPECT_EQ(st.n_running, 1);
+  EXPECT_GT(st.kv_bytes_used, 0);
+  EXPECT_EQ(st.n_prefill_calls, 2);
+  EXPECT_EQ(s->n_generated(), 0) << "still prefilling";
+  s->cancel();
+  e->step();
+  st = e->stats();
+  EXPECT_EQ(st.n_running, 0);
+  EXPECT_EQ(st.n_parked, 0) << "a half-prefilled cache is not parked";
+  EXPECT_EQ(st.kv_bytes_used, 0);
+  EXPECT_EQ(st.n_cancelled, 1);
+  EXPECT_EQ(s->finish_reason(), FinishReason::kCancelled);
 }
 
 TEST(Engine, ScriptReplacesSampling) {

@@ -17,7 +17,7 @@ namespace {
 struct ServeArgs {
   std::string model, tokenizer, host = "127.0.0.1", api_key, model_name, script;
   int port = 8080;
-  int64_t max_seqs = 16, max_queue = 256, ctx = 4096, chunk = 128;
+  int64_t max_seqs = 16, max_queue = 256, ctx = 4096, chunk = 128, prefill_chunk = 256;
   double kv_gib = 4.0, max_body_mib = 8.0;
   bool no_prefix_reuse = false, quiet = false;
 };
@@ -53,6 +53,7 @@ int run_serve(const ServeArgs& a) {
   ec.max_queue = a.max_queue;
   ec.ctx = std::min<int64_t>(a.ctx, m->cfg.max_position_embeddings);
   ec.chunk = a.chunk;
+  ec.prefill_chunk = a.prefill_chunk;
   ec.kv_budget_bytes = static_cast<int64_t>(a.kv_gib * 1024.0 * 1024.0 * 1024.0);
   ec.prefix_reuse = !a.no_prefix_reuse;
   auto engine = serve::Engine::create(*m, ec);
@@ -102,6 +103,9 @@ void add_serve(CLI::App& app, int* rc) {
   sub->add_option("--kv-memory", a->kv_gib, "KV cache budget in GiB for running and cached sequences")->capture_default_str();
   sub->add_option("--ctx", a->ctx, "context size of one sequence (prompt + generated)")->capture_default_str();
   sub->add_option("--chunk", a->chunk, "prefill chunk size (tokens per forward call)")->capture_default_str();
+  sub->add_option("--prefill-chunk", a->prefill_chunk,
+                  "prompt tokens prefilled per scheduler step before the running sequences decode (whole --chunks; 0: whole prompts)")
+      ->capture_default_str();
   sub->add_option("--model-name", a->model_name, "model id listed by /v1/models (default: the directory name)");
   sub->add_option("--max-body", a->max_body_mib, "largest request body in MiB")->capture_default_str();
   sub->add_flag("--no-prefix-reuse", a->no_prefix_reuse, "do not keep finished sequences' KV for later prompts");
