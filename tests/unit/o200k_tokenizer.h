@@ -1,10 +1,11 @@
-// The real o200k_harmony tokenizer (data/o200k_base.tiktoken), loaded once per test binary.
+// The real o200k_harmony tokenizer (data/o200k_base.tiktoken) and its harmony encoding, made once per test binary.
 #pragma once
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
+#include "text/harmony_render.h"
 #include "text/tokenizer.h"
 
 namespace oss4::test {
@@ -19,6 +20,11 @@ inline const Tokenizer& o200k_tokenizer() {
     return new Tokenizer(std::move(t).value());
   }();
   return *tok;
+}
+
+inline const harmony::HarmonyEncoding& o200k_harmony() {
+  static const harmony::HarmonyEncoding enc = *harmony::HarmonyEncoding::create(o200k_tokenizer());
+  return enc;
 }
 
 }  // namespace oss4::test

@@ -18,10 +18,7 @@ const std::string kParseGoldens = std::string(OSS4_TEST_DATA) + "/harmony/parse.
 
 const Tokenizer& tokenizer() { return test::o200k_tokenizer(); }
 
-const HarmonyEncoding& encoding() {
-  static const HarmonyEncoding enc = *HarmonyEncoding::create(tokenizer());
-  return enc;
-}
+const HarmonyEncoding& encoding() { return test::o200k_harmony(); }
 
 std::vector<int32_t> ids(const std::string& text_with_specials) { return *tokenizer().encode(text_with_specials, true); }
 

@@ -15,10 +15,7 @@ const std::string kRenderGoldens = std::string(OSS4_TEST_DATA) + "/harmony/rende
 
 const Tokenizer& tokenizer() { return test::o200k_tokenizer(); }
 
-const HarmonyEncoding& encoding() {
-  static const HarmonyEncoding enc = *HarmonyEncoding::create(tokenizer());
-  return enc;
-}
+const HarmonyEncoding& encoding() { return test::o200k_harmony(); }
 
 Json read_json(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -2,6 +2,8 @@
 // reasoning / text / tool-call parts, stop strings.
 #include <gtest/gtest.h>
 
+#include "o200k_tokenizer.h"
+
 #include "serve/api_request.h"
 #include "serve/output.h"
 
@@ -10,19 +12,9 @@ namespace {
 
 namespace h = oss4::harmony;
 
-const Tokenizer& tokenizer() {
-  static const Tokenizer* tok = [] {
-    auto t = load_tokenizer(std::string(OSS4_DATA_DIR) + "/o200k_base.tiktoken");
-    if (!t.ok()) std::abort();
-    return new Tokenizer(std::move(t).value());
-  }();
-  return *tok;
-}
+const Tokenizer& tokenizer() { return test::o200k_tokenizer(); }
 
-const h::HarmonyEncoding& encoding() {
-  static const h::HarmonyEncoding enc = *h::HarmonyEncoding::create(tokenizer());
-  return enc;
-}
+const h::HarmonyEncoding& encoding() { return test::o200k_harmony(); }
 
 std::string render(const h::Conversation& c) {
   std::vector<int32_t> ids;

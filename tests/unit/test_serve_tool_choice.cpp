@@ -4,6 +4,8 @@
 // where the names part). The reply goes through the same harmony output parser as the server's.
 #include <gtest/gtest.h>
 
+#include "o200k_tokenizer.h"
+
 #include <filesystem>
 #include <unistd.h>
 
@@ -17,19 +19,9 @@ namespace {
 
 namespace h = oss4::harmony;
 
-const Tokenizer& tokenizer() {
-  static const Tokenizer* tok = [] {
-    auto t = load_tokenizer(std::string(OSS4_DATA_DIR) + "/o200k_base.tiktoken");
-    if (!t.ok()) std::abort();
-    return new Tokenizer(std::move(t).value());
-  }();
-  return *tok;
-}
+const Tokenizer& tokenizer() { return test::o200k_tokenizer(); }
 
-const h::HarmonyEncoding& encoding() {
-  static const h::HarmonyEncoding enc = *h::HarmonyEncoding::create(tokenizer());
-  return enc;
-}
+const h::HarmonyEncoding& encoding() { return test::o200k_harmony(); }
 
 const ModelWeights& tiny() {
   static const ModelWeights* m = [] {
