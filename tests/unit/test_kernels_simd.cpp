@@ -187,6 +187,24 @@ TEST_F(SimdRung, Fp4GemvLaneOrderKernels) {
       for (int threads : {1, 3}) check_linear(*t, n_tok, /*with_bias=*/n_tok != 2, threads);
 }
 
+TEST_F(SimdRung, ResultsDoNotDependOnTheThreadCount) {
+  // docs/architecture.md promises it: a reply must not change with -t
+  for (const TestWeight& t : {make_weight(WeightType::kNvfp4, true, 96, 2880, 31), make_weight(WeightType::kNvfp4, false, 40, 192, 32),
+                              make_weight(WeightType::kMxfp4, false, 40, 192, 33), make_weight(WeightType::kBF16, false, 40, 96, 34)}) {
+    for (int64_t n_tok : {1, 2, 4, 9}) {
+      auto x = randn(static_cast<size_t>(n_tok * t.w.n_in), 9);
+      std::vector<float> y1(static_cast<size_t>(n_tok * t.w.n_out)), yn(y1.size());
+      set_kernel_threads(1);
+      f32_linear(t.w, x.data(), n_tok, nullptr, y1.data());
+      for (int threads : {2, 3, 7}) {
+        set_kernel_threads(threads);
+        f32_linear(t.w, x.data(), n_tok, nullptr, yn.data());
+        EXPECT_EQ(std::memcmp(y1.data(), yn.data(), y1.size() * sizeof(float)), 0) << t.w.name << " n_tok " << n_tok << " threads " << threads;
+      }
+    }
+  }
+}
+
 TEST_F(SimdRung, AttentionWithSinksAndWindowMatchesReference) {
   const int64_t n_heads = 6, n_kv = 2, hd = 24, n_ctx = 40;
   for (int64_t window : {int64_t{0}, int64_t{9}}) {

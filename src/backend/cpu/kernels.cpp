@@ -137,10 +137,12 @@ void f32_linear(const LinearWeight& w, const float* x, int64_t n_tok, const floa
     a.y = y;
     ThreadPool& pool = kernel_pool();
     if (a.kind == avx2::WKind::kNvfp4InMajor && n_tok < avx2::kInMajorGemmMinTok && avx2::fp4_gemv_takes(a)) {
-      // decode GEMV of in-major NVFP4 (the experts): split along the inputs so every thread streams a contiguous
-      // range; a few parts per thread balance a busy core, and the parts are summed at the end
+      // decode GEMV of in-major NVFP4 (experts, repacked attention and lm_head): split along the inputs so every
+      // thread streams a contiguous range, the parts summed in order at the end. A fixed number of parts (not one
+      // per thread) keeps the result independent of the thread count and lets a free core take a busy one's share.
+      constexpr int64_t kParts = 16;
       const int64_t n_blk = w.n_in / 16, n = n_tok * w.n_out;
-      const int64_t n_parts = std::min<int64_t>(n_blk, 2 * pool.n_threads());
+      const int64_t n_parts = std::min<int64_t>(n_blk, kParts);
       thread_local std::vector<float> parts;  // [n_parts + 1, n_tok, n_out]: the parts, then their sum
       if (static_cast<int64_t>(parts.size()) < (n_parts + 1) * n) parts.resize(static_cast<size_t>((n_parts + 1) * n));
       float* buf = parts.data();  // a thread_local named inside the lambda would be each worker's own
