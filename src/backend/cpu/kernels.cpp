@@ -143,13 +143,22 @@ void f32_linear(const LinearWeight& w, const float* x, int64_t n_tok, const floa
       constexpr int64_t kParts = 16;
       const int64_t n_blk = w.n_in / 16, n = n_tok * w.n_out;
       const int64_t n_parts = std::min<int64_t>(n_blk, kParts);
-      thread_local std::vector<float> parts;  // [n_parts + 1, n_tok, n_out]: the parts, then their sum
-      if (static_cast<int64_t>(parts.size()) < (n_parts + 1) * n) parts.resize(static_cast<size_t>((n_parts + 1) * n));
+      thread_local std::vector<float> parts;  // [n_parts, n_tok, n_out]
+      if (static_cast<int64_t>(parts.size()) < n_parts * n) parts.resize(static_cast<size_t>(n_parts * n));
       float* buf = parts.data();  // a thread_local named inside the lambda would be each worker's own
       pool.run(n_parts, [&](int64_t p) {
         avx2::fp4_gemv_in_major_part(a, p * n_blk / n_parts, (p + 1) * n_blk / n_parts, buf + p * n);
       });
-      avx2::fp4_gemv_in_major_finish(a, buf, n_parts, buf + n_parts * n);
+      // the sum of the parts: on the caller for the model's matrices (a few thousand outputs, tens of microseconds,
+      // less than a parallel region costs), in ranges of 8192 outputs on the pool for an lm_head (201088)
+      constexpr int64_t kFinishRange = 8192;
+      if (w.n_out <= kFinishRange) {
+        avx2::fp4_gemv_in_major_finish(a, buf, n_parts, 0, w.n_out);
+      } else {
+        pool.run((w.n_out + kFinishRange - 1) / kFinishRange, [&](int64_t r) {
+          avx2::fp4_gemv_in_major_finish(a, buf, n_parts, r * kFinishRange, std::min(w.n_out, (r + 1) * kFinishRange));
+        });
+      }
       return;
     }
     // ranges of 32 outputs or more, about 4 per thread so that a busy core does not hold the others up

@@ -271,12 +271,21 @@ void fp4_gemv_in_major_part(const LinearArgs& a, int64_t b0, int64_t b1, float* 
   if (t < a.n_tok) in_major_blocks<1>(a, 0, a.n_out, b0, b1, t, part + t * a.n_out);
 }
 
-void fp4_gemv_in_major_finish(const LinearArgs& a, const float* parts, int64_t n_parts, float* sum) {
+void fp4_gemv_in_major_finish(const LinearArgs& a, const float* parts, int64_t n_parts, int64_t o0, int64_t o1) {
   const int64_t n = a.n_tok * a.n_out;
-  for (int64_t i = 0; i < n; ++i) sum[i] = parts[i];
-  for (int64_t p = 1; p < n_parts; ++p)
-    for (int64_t i = 0; i < n; ++i) sum[i] += parts[p * n + i];
-  unpermute_rows(a, 0, a.n_out, 0, a.n_tok, sum);
+  for (int64_t t = 0; t < a.n_tok; ++t)
+    for (int64_t o = o0; o < o1; o += 32) {
+      float sum[32];  // lane order
+      const float* p0 = parts + t * a.n_out + o;
+      for (int64_t j = 0; j < 32; ++j) sum[j] = p0[j];
+      for (int64_t p = 1; p < n_parts; ++p)
+        for (int64_t j = 0; j < 32; ++j) sum[j] += p0[p * n + j];
+      float* y = a.y + t * a.n_out + o;
+      for (int64_t j = 0; j < 32; ++j) {
+        const int64_t i = lane_byte(j / 8, (j % 8) / 4, j % 4);
+        y[i] = sum[j] + (a.bias ? a.bias[o + i] : 0.0f);
+      }
+    }
 }
 
 }  // namespace oss4::avx2

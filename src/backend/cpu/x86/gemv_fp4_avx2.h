@@ -26,8 +26,9 @@ void fp4_gemv_in_major(const LinearArgs& a, int64_t o0, int64_t o1, float* yp);
 // bytes are contiguous), so a thread streams one contiguous range instead of 8 short strided ones.
 // part [n_tok, n_out] = partial sums of input blocks [b0, b1) (16 inputs each) for every output, in lane order.
 void fp4_gemv_in_major_part(const LinearArgs& a, int64_t b0, int64_t b1, float* part);
-// y = sum of parts [n_parts, n_tok, n_out] in output order, plus bias; sum: scratch [n_tok, n_out].
-void fp4_gemv_in_major_finish(const LinearArgs& a, const float* parts, int64_t n_parts, float* sum);
+// y[:, o0 .. o1) = sum of parts [n_parts, n_tok, n_out] (in part order) put in output order, plus bias; o0 and o1
+// multiples of 32.
+void fp4_gemv_in_major_finish(const LinearArgs& a, const float* parts, int64_t n_parts, int64_t o0, int64_t o1);
 
 // in-major NVFP4 GEMM panels: inputs [k0, k1) (multiples of 16) of outputs o..o+31 decoded to f32 and scaled,
 // pa [k1 - k0, 16] and pb [k1 - k0, 16] (32-byte aligned), columns in lane order: column j of the 32 (pa's 16 then
