@@ -36,6 +36,18 @@ bool by_logit(const std::pair<float, int32_t>& a, const std::pair<float, int32_t
   return a.first != b.first ? a.first > b.first : a.second < b.second;
 }
 
+// how many of the sorted candidates' weights prob [n] (normaliser z) the top-p cut keeps: the shortest prefix whose
+// running share reaches top_p, or all n
+size_t top_p_keep(const std::vector<double>& prob, size_t n, double z, float top_p) {
+  if (top_p >= 1.0f) return n;
+  double cum = 0.0;
+  for (size_t i = 0; i < n; ++i) {
+    cum += prob[i] / z;
+    if (cum >= top_p) return i + 1;
+  }
+  return n;
+}
+
 }  // namespace
 
 bool Sampler::gather(const float* logits, int64_t n_vocab, float* max_logit) {
@@ -90,18 +102,7 @@ int32_t Sampler::sample_ref(const float* logits, int64_t n_vocab) {
     std::sort(cand_.begin(), cand_.end(), by_logit);
     fill();
   }
-  size_t keep = n;
-  if (p_.top_p < 1.0f) {
-    double cum = 0.0;
-    for (size_t i = 0; i < n; ++i) {
-      cum += prob[i] / z;
-      if (cum >= p_.top_p) {
-        keep = i + 1;
-        break;
-      }
-    }
-  }
-  return draw(prob, keep);
+  return draw(prob, top_p_keep(prob, n, z, p_.top_p));
 }
 
 int32_t Sampler::sample(const float* logits, int64_t n_vocab) {
@@ -125,18 +126,7 @@ int32_t Sampler::sample(const float* logits, int64_t n_vocab) {
     cand_.resize(n);
     double z = 0.0;
     for (size_t i = 0; i < n; ++i) z += prob_[i] = p_of(i);
-    size_t keep = n;
-    if (p_.top_p < 1.0f) {
-      double cum = 0.0;
-      for (size_t i = 0; i < n; ++i) {
-        cum += prob_[i] / z;
-        if (cum >= p_.top_p) {
-          keep = i + 1;
-          break;
-        }
-      }
-    }
-    return draw(prob_, keep);
+    return draw(prob_, top_p_keep(prob_, n, z, p_.top_p));
   }
   // top-p alone: the normaliser over every candidate in id order; a histogram of the probability mass over the logit
   // range estimates how many candidates the kept prefix takes (the first block); then the sorted prefix is grown a

@@ -178,6 +178,17 @@ def test_parallel_equals_sequential(s):
     print(f"  16 parallel greedy streams == 16 sequential requests ({int(steps)} decode steps for the parallel run)")
 
 
+def wait_cancelled(s, before, t0, what, limit_s):
+    """waits until no sequence runs and one more was cancelled than in `before`; returns those metrics"""
+    while True:
+        m = s.metrics()
+        if m["oss4_running_sequences"] == 0 and m["oss4_sequences_cancelled_total"] > before["oss4_sequences_cancelled_total"]:
+            print(f"  {what}, slot and KV freed in {time.time() - t0:.2f} s")
+            return m
+        assert time.time() - t0 < limit_s, f"{what}, but its sequence still runs: {m}"
+        time.sleep(0.05)
+
+
 def test_cancel_frees_slot(s):
     c = s.client()
     # chat: the random model rarely closes a harmony header, so only the first chunk arrives before the client leaves;
@@ -198,13 +209,7 @@ def test_cancel_frees_slot(s):
                 break
         t0 = time.time()
         stream.close()
-        while True:
-            m = s.metrics()
-            if m["oss4_running_sequences"] == 0 and m["oss4_sequences_cancelled_total"] > before["oss4_sequences_cancelled_total"]:
-                print(f"  {kind}: client left mid-stream, slot and KV freed in {time.time() - t0:.2f} s")
-                break
-            assert time.time() - t0 < 20, f"the cancelled {kind} stream still runs: {m}"
-            time.sleep(0.05)
+        wait_cancelled(s, before, t0, f"{kind}: client left mid-stream", 20)
 
 
 def test_nonstream_disconnect_frees_slot(s):
@@ -228,14 +233,8 @@ def test_nonstream_disconnect_frees_slot(s):
         assert head.startswith(b"HTTP/1.1 200"), head[:200]
         t0 = time.time()
         sock.close()
-        while True:
-            m = s.metrics()
-            if m["oss4_running_sequences"] == 0 and m["oss4_sequences_cancelled_total"] > before["oss4_sequences_cancelled_total"]:
-                print(f"  {path}: non-streamed client left, slot and KV freed in {time.time() - t0:.2f} s")
-                break
-            # 3000 tokens take minutes here: only cancellation ends it this soon
-            assert time.time() - t0 < 5, f"the abandoned non-streamed request still runs: {m}"
-            time.sleep(0.05)
+        # 3000 tokens take minutes here: only cancellation ends it this soon
+        m = wait_cancelled(s, before, t0, f"{path}: non-streamed client left", 5)
         # its K/V is freed, not parked (it may have started from a parked cache, which goes with it)
         assert m["oss4_kv_bytes_used"] <= before["oss4_kv_bytes_used"], (m, before)
 

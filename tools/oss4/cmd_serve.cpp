@@ -23,6 +23,14 @@ struct ServeArgs {
 };
 
 int run_serve(const ServeArgs& a) {
+  // SIGINT / SIGTERM stop the server from a thread of their own. Blocked first, before any thread starts (loading
+  // starts the kernel thread pool), so every thread inherits the mask and only sigwait below receives them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
   if (a.port < 0 || a.port > 65535) return fail(error("--port: expected 0..65535, got " + std::to_string(a.port)));
   if (!(a.kv_gib > 0)) return fail(error("--kv-memory: expected a positive number of GiB"));
   if (!(a.max_body_mib > 0)) return fail(error("--max-body: expected a positive number of MiB"));
@@ -58,14 +66,6 @@ int run_serve(const ServeArgs& a) {
   ec.prefix_reuse = !a.no_prefix_reuse;
   auto engine = serve::Engine::create(*m, ec);
   if (!engine.ok()) return fail(engine.status());
-
-  // SIGINT / SIGTERM stop the server from a thread of their own (blocked here, before any other thread starts)
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
 
   serve::Server server(**engine, *enc, sc);
   Status s = server.bind();
