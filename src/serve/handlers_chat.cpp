@@ -21,17 +21,11 @@ void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& r
   auto parsed = parse_chat_request(*body);
   if (!parsed.ok()) return send_error(res, parsed.error);
   ChatRequest& cr = *parsed.value;
-  GenRequest g;
-  Status st = enc.render_conversation_for_completion(cr.conv, harmony::Role::kAssistant, harmony::RenderConfig{}, &g.prompt);
-  if (!st.ok()) return send_error(res, invalid("cannot render the conversation: " + st.message(), "messages"));
-  g.stop_ids = turn_stop_ids();
-  st = tool_call_prefixes(cr, enc, &g.prefixes);
-  if (!st.ok()) return send_error(res, invalid("cannot encode the forced tool call: " + st.message(), "tool_choice"));
-  auto seq = submit(std::move(g), cr.gen, "messages", res);
+  auto seq = submit_conversation(cr, "messages", res);
   if (!seq) return;
   const std::string id = new_id("chatcmpl-");
   const int64_t created = now_unix();
-  const std::string model = body->contains("model") && (*body)["model"].is_string() ? (*body)["model"].get<std::string>() : cfg.model_name;
+  const std::string model = request_model(*body);
   const std::vector<int32_t> harmony_stops = enc.stop_tokens_for_assistant_actions();
   const std::vector<int32_t> eos = turn_stop_ids();
   auto is_other_eos = [eos, harmony_stops](int32_t tok) {

@@ -27,7 +27,7 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
   if (!seq) return;
   const std::string id = new_id("cmpl-");
   const int64_t created = now_unix();
-  const std::string model = body->contains("model") && (*body)["model"].is_string() ? (*body)["model"].get<std::string>() : cfg.model_name;
+  const std::string model = request_model(*body);
   auto is_stop = [stop_ids](int32_t t) { return std::find(stop_ids.begin(), stop_ids.end(), t) != stop_ids.end(); };
 
   if (!cr.gen.stream) {

@@ -91,6 +91,26 @@ std::vector<int32_t> Server::Impl::script_for(const std::vector<int32_t>& prompt
   return {};
 }
 
+std::shared_ptr<Sequence> Server::Impl::submit_conversation(const ChatRequest& cr, const char* param, httplib::Response& res) {
+  GenRequest g;
+  Status st = enc.render_conversation_for_completion(cr.conv, harmony::Role::kAssistant, harmony::RenderConfig{}, &g.prompt);
+  if (!st.ok()) {
+    send_error(res, invalid(std::string("cannot render the ") + (std::string(param) == "input" ? "input" : "conversation") + ": " + st.message(), param));
+    return nullptr;
+  }
+  g.stop_ids = turn_stop_ids();
+  st = tool_call_prefixes(cr, enc, &g.prefixes);
+  if (!st.ok()) {
+    send_error(res, invalid("cannot encode the forced tool call: " + st.message(), "tool_choice"));
+    return nullptr;
+  }
+  return submit(std::move(g), cr.gen, param, res);
+}
+
+std::string Server::Impl::request_model(const Json& body) const {
+  return body.contains("model") && body["model"].is_string() ? body["model"].get<std::string>() : cfg.model_name;
+}
+
 std::shared_ptr<Sequence> Server::Impl::submit(GenRequest r, const GenSettings& g, const char* prompt_param, httplib::Response& res) {
   const auto n_prompt = static_cast<int64_t>(r.prompt.size());
   const int64_t ctx = engine.config().ctx;

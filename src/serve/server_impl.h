@@ -41,6 +41,11 @@ struct Server::Impl {
   // queues a generation; on a refusal writes the error and returns null.
   // prompt_param: the field a too-long prompt is blamed on ("messages", "prompt", "input").
   std::shared_ptr<Sequence> submit(GenRequest r, const GenSettings& g, const char* prompt_param, httplib::Response& res);
+  // renders a parsed chat / responses request as an assistant completion (forced tool-call prefixes included) and
+  // submits it; null after an error reply. param: the request field the conversation came from.
+  std::shared_ptr<Sequence> submit_conversation(const ChatRequest& cr, const char* param, httplib::Response& res);
+  // the request's "model" when it is a string, else the served model's name
+  std::string request_model(const Json& body) const;
   // the chat prompt of a conversation, and the ids that end an assistant turn.
   std::vector<int32_t> turn_stop_ids() const;
   std::vector<int32_t> script_for(const std::vector<int32_t>& prompt) const;
