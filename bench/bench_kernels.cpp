@@ -62,8 +62,8 @@ BenchWeight make(WeightType type, bool in_major, int64_t n_out, int64_t n_in) {
   return b;
 }
 
-// args: weight type, in_major, n_out, n_in, n_tok, rung (0 ref, 1 best)
-void BM_linear(benchmark::State& state, WeightType type, bool in_major) {
+// args: weight type, in_major, activation precision; n_out, n_in, n_tok, rung (0 ref, 1 best)
+void BM_linear(benchmark::State& state, WeightType type, bool in_major, ActPrecision act) {
   const int64_t n_out = state.range(0), n_in = state.range(1), n_tok = state.range(2);
   const bool ref = state.range(3) == 0;
   BenchWeight b = make(type, in_major, n_out, n_in);
@@ -76,6 +76,7 @@ void BM_linear(benchmark::State& state, WeightType type, bool in_major) {
     c.w.scales = c.scales.empty() ? nullptr : c.scales.data();
   }
   std::vector<float> x(static_cast<size_t>(n_tok * n_in), 0.5f), y(static_cast<size_t>(n_tok * n_out));
+  set_act_precision(act);
   if (!set_kernel_isa(ref ? KernelIsa::kRef : best_kernel_isa()).ok()) {
     state.SkipWithError("rung not available");
     return;
@@ -90,8 +91,9 @@ void BM_linear(benchmark::State& state, WeightType type, bool in_major) {
   const double bytes = static_cast<double>(b.w.nbytes()), flops = 2.0 * static_cast<double>(n_out * n_in * n_tok);
   state.counters["GB/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
   state.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(kernel_isa_name(kernel_isa()));
+  state.SetLabel(std::string(kernel_isa_name(kernel_isa())) + " " + act_precision_name(act));
   (void)set_kernel_isa(best_kernel_isa());
+  set_act_precision(ActPrecision::kF32);
 }
 
 // gpt-oss-20b shapes: expert gate_up [5760, 2880], down [2880, 2880]; attention q [4096, 2880]; ref rung only at one token
@@ -105,11 +107,13 @@ void shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"n_out", "n_in", "n_tok", "simd"})->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
-BENCHMARK_CAPTURE(BM_linear, nvfp4w, WeightType::kNvfp4, false)->Apply(shapes);
-BENCHMARK_CAPTURE(BM_linear, nvfp4w_in_major, WeightType::kNvfp4, true)->Apply(shapes);
-BENCHMARK_CAPTURE(BM_linear, mxfp4w, WeightType::kMxfp4, false)->Apply(shapes);
-BENCHMARK_CAPTURE(BM_linear, bf16w, WeightType::kBF16, false)->Apply(shapes);
-BENCHMARK_CAPTURE(BM_linear, bf16w_in_major, WeightType::kBF16, true)->Apply(shapes);
+constexpr ActPrecision kF32 = ActPrecision::kF32;
+BENCHMARK_CAPTURE(BM_linear, nvfp4w, WeightType::kNvfp4, false, kF32)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_linear, nvfp4w_in_major, WeightType::kNvfp4, true, kF32)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_linear, nvfp4w_in_major_q8a, WeightType::kNvfp4, true, ActPrecision::kQ8)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_linear, mxfp4w, WeightType::kMxfp4, false, kF32)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_linear, bf16w, WeightType::kBF16, false, kF32)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_linear, bf16w_in_major, WeightType::kBF16, true, kF32)->Apply(shapes);
 
 // attention of one chunk: 64 heads, 8 KV heads, head_dim 64 at a KV depth; args: n_tok, depth, window, rung
 void BM_sdpa(benchmark::State& state) {

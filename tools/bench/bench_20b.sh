@@ -20,15 +20,16 @@ while [ $# -gt 0 ]; do
   esac
 done
 bin=$(dirname "$0")/../../build/oss4
-run() {  # dir lm_head threads label
-  echo "== $4: $1 lm_head $2 threads $3 (load average $(cut -d' ' -f1 /proc/loadavg))" >&2
-  "$bin" bench -m "$1" -p "$p" -n "$n" -r "$r" -t "$3" --lm-head "$2" --json |
-    python3 -c "import json,sys; d=json.load(sys.stdin); d['label']='$4'; d['loadavg_after']=open('/proc/loadavg').read().split()[0]; print(json.dumps(d))"
+run() {  # dir lm_head activations threads label
+  echo "== $5: $1 lm_head $2 activations $3 threads $4 (load average $(cut -d' ' -f1 /proc/loadavg))" >&2
+  "$bin" bench -m "$1" -p "$p" -n "$n" -r "$r" -t "$4" --lm-head "$2" --activations "$3" --json |
+    python3 -c "import json,sys; d=json.load(sys.stdin); d['label']='$5'; d['loadavg_after']=open('/proc/loadavg').read().split()[0]; print(json.dumps(d))"
 }
 cat "$nv"/*.safetensors > /dev/null
 for t in $threads; do
-  run "$nv" bf16 "$t" "NVFP4 default (bf16 lm_head)"
-  run "$nv" nvfp4 "$t" "NVFP4 fastest (nvfp4 lm_head)"
+  run "$nv" bf16 f32 "$t" "NVFP4 default (W4A16, bf16 lm_head)"
+  run "$nv" nvfp4 f32 "$t" "NVFP4 W4A16, nvfp4 lm_head"
+  run "$nv" nvfp4 q8 "$t" "NVFP4 fastest (8-bit activations, nvfp4 lm_head)"
 done
 cat "$mx"/*.safetensors > /dev/null
-for t in $threads; do run "$mx" bf16 "$t" "MXFP4 (release layout)"; done
+for t in $threads; do run "$mx" bf16 f32 "$t" "MXFP4 (release layout)"; done

@@ -23,7 +23,8 @@ namespace oss4::cli {
 
 namespace {
 struct BenchArgs {
-  std::string model, depths = "0", kernels, lm_head = "bf16";
+  std::string model, depths = "0", kernels;
+  RunOptions run;
   int64_t n_prompt = 512, n_gen = 128, chunk = 512, reps = 5;
   int threads = 0;
   bool json = false, quiet = false;
@@ -86,7 +87,7 @@ int run_bench(const BenchArgs& a) {
   const ReadBandwidth bw = measure_read_bandwidth(static_cast<size_t>(a.probe_mib) << 20, 5);
 
   const auto t_load = std::chrono::steady_clock::now();
-  auto m = load_with_lm_head(a.model, a.quiet || a.json, a.lm_head);
+  auto m = load_to_run(a.model, a.quiet || a.json, a.run);
   if (!m.ok()) return fail(m.status());
   const double load_s = seconds_since(t_load);
   const ModelConfig& c = m->cfg;
@@ -181,6 +182,7 @@ int run_bench(const BenchArgs& a) {
     j["threads"] = threads;
     j["kernels"] = kernel_isa_name(kernel_isa());
     j["lm_head"] = weight_type_name(m->lm_head.type);
+    j["activations"] = act_precision_name(act_precision());
     j["cpu_features"] = cpu_features_string();
     j["weight_bytes_per_token"] = wbytes;
     j["read_bw_gb_s"] = bw.median_gb_s;
@@ -193,17 +195,17 @@ int run_bench(const BenchArgs& a) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
-  std::printf("| model | size | lm_head | kernels | threads | test | t/s |\n|---|---:|---|---|---:|---:|---:|\n");
+  std::printf("| model | size | lm_head | act | kernels | threads | test | t/s |\n|---|---:|---|---|---|---:|---:|---:|\n");
   for (const auto& r : results) {
     const Stat pp = stat(r.prefill_tok_s), tg = stat(r.decode_tok_s);
     const std::string at = r.depth > 0 ? " @ d" + std::to_string(r.depth) : "";
     if (a.n_prompt > 0)
-      std::printf("| %s | %s | %s | %s | %d | pp%lld%s | %.2f ± %.2f |\n", m->checkpoint_kind.c_str(), format_bytes(model_bytes).c_str(),
-                  weight_type_name(m->lm_head.type),
+      std::printf("| %s | %s | %s | %s | %s | %d | pp%lld%s | %.2f ± %.2f |\n", m->checkpoint_kind.c_str(), format_bytes(model_bytes).c_str(),
+                  weight_type_name(m->lm_head.type), act_precision_name(act_precision()),
                   kernel_isa_name(kernel_isa()), threads, static_cast<long long>(a.n_prompt), at.c_str(), pp.mean, pp.stddev);
     if (a.n_gen > 0)
-      std::printf("| %s | %s | %s | %s | %d | tg%lld%s | %.2f ± %.2f |\n", m->checkpoint_kind.c_str(), format_bytes(model_bytes).c_str(),
-                  weight_type_name(m->lm_head.type),
+      std::printf("| %s | %s | %s | %s | %s | %d | tg%lld%s | %.2f ± %.2f |\n", m->checkpoint_kind.c_str(), format_bytes(model_bytes).c_str(),
+                  weight_type_name(m->lm_head.type), act_precision_name(act_precision()),
                   kernel_isa_name(kernel_isa()), threads, static_cast<long long>(a.n_gen), at.c_str(), tg.mean, tg.stddev);
   }
   const DepthResult& r0 = results.front();
@@ -233,7 +235,7 @@ void add_bench(CLI::App& app, int* rc) {
   sub->add_option("--depth", a->depths, "KV cache depths to test at, comma-separated")->capture_default_str();
   sub->add_option("-r,--repetitions", a->reps, "repetitions of each test")->capture_default_str();
   sub->add_option("--chunk", a->chunk, "prefill chunk size")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--lm-head", a->lm_head, kLmHeadHelp)->capture_default_str();
+  add_run_options(sub, &a->run);
   sub->add_option("--kernels", a->kernels, "kernel rung: ref or avx2 (default: the best this CPU runs)");
   sub->add_option("--probe-mib", a->probe_mib, "size of the read-bandwidth probe buffer in MiB")->capture_default_str()->check(CLI::Range(16, 8192));
   sub->add_flag("--json", a->json, "print one JSON object");

@@ -23,6 +23,7 @@ namespace h = oss4::harmony;
 
 struct ChatArgs {
   std::string model, tokenizer, system, developer, effort = "medium";
+  RunOptions run;
   bool has_system = false, has_developer = false, hide_reasoning = false, quiet = false;
   int64_t n_predict = 2048, ctx = 8192, chunk = 128;
   SamplerParams sp;
@@ -180,7 +181,7 @@ int run_chat(ChatArgs a) {
   if (!tok.ok()) return fail(tok.status());
   auto enc = h::HarmonyEncoding::create(*tok);
   if (!enc.ok()) return fail(enc.status().with_context(a.tokenizer));
-  auto m = load_with_lm_head(a.model, a.quiet, "bf16");
+  auto m = load_to_run(a.model, a.quiet, a.run);
   if (!m.ok()) return fail(m.status());
   if (m->cfg.n_vocab <= enc->ids().call) {
     return fail(error(a.model + ": vocabulary of " + std::to_string(m->cfg.n_vocab) + " ids has no room for the harmony tokens of " + a.tokenizer));
@@ -213,6 +214,7 @@ void add_chat(CLI::App& app, int* rc) {
   auto a = std::make_shared<ChatArgs>();
   CLI::App* sub = app.add_subcommand("chat", "multi-turn harmony chat: one user turn per line of stdin; replies stream to stdout");
   sub->add_option("-m,--model", a->model, "checkpoint directory")->required();
+  add_run_options(sub, &a->run);
   sub->add_option("--tokenizer", a->tokenizer, "tokenizer.json or .tiktoken (default: the model's tokenizer.json, else data/o200k_base.tiktoken)");
   CLI::Option* sys = sub->add_option("--system", a->system, "model identity line of the system message (default: harmony's)");
   CLI::Option* dev = sub->add_option("--developer", a->developer, "developer instructions (the usual 'system prompt')");

@@ -14,7 +14,7 @@ namespace oss4::cli {
 namespace {
 struct CompareArgs {
   std::vector<std::string> models;
-  std::string ids, text, tokenizer, lm_head_b = "bf16";
+  std::string ids, text, tokenizer, lm_head_b = "bf16", activations_b = "f32";
   int64_t chunk = 128;
   bool json = false, per_position = false, quiet = false;
 };
@@ -26,8 +26,8 @@ constexpr const char* kDefaultText =
     "Le renard brun saute par-dessus le chien paresseux. 東京は日本の首都です。";
 
 Result<std::vector<float>> model_logits(const std::string& dir, const std::vector<int32_t>& ids, int64_t chunk, bool quiet,
-                                        const std::string& lm_head, int64_t* n_vocab) {
-  OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_with_lm_head(dir, quiet, lm_head));
+                                        const RunOptions& run, int64_t* n_vocab) {
+  OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_to_run(dir, quiet, run));
   const auto n = static_cast<int64_t>(ids.size());
   OSS4_ASSIGN_OR_RETURN(KvCache cache, KvCache::create(m.cfg, n, chunk));
   CpuForward fwd(m);
@@ -51,15 +51,17 @@ int run_compare(const CompareArgs& a) {
   if (!ids.ok()) return fail(ids.status());
   if (ids->empty()) return fail(error("no tokens to compare"));
   int64_t va = 0, vb = 0;
-  auto la = model_logits(a.models[0], *ids, a.chunk, a.quiet, "bf16", &va);  // one model in memory at a time
+  // A runs as stored on the default path; B with the options under test. One model in memory at a time.
+  auto la = model_logits(a.models[0], *ids, a.chunk, a.quiet, RunOptions{}, &va);
   if (!la.ok()) return fail(la.status());
-  auto lb = model_logits(a.models[1], *ids, a.chunk, a.quiet, a.lm_head_b, &vb);
+  auto lb = model_logits(a.models[1], *ids, a.chunk, a.quiet, RunOptions{a.lm_head_b, a.activations_b}, &vb);
   if (!lb.ok()) return fail(lb.status());
   if (va != vb) return fail(error("vocabulary sizes differ: " + std::to_string(va) + " vs " + std::to_string(vb)));
   const auto n = static_cast<int64_t>(ids->size());
   CompareSummary s = compare_logits(la->data(), lb->data(), n, va);
   if (a.json) {
     nlohmann::json j = {{"a", a.models[0]},          {"b", a.models[1]},          {"n_positions", n},
+                        {"b_lm_head", a.lm_head_b},  {"b_activations", a.activations_b},
                         {"mean_kl", s.mean_kl},      {"max_kl", s.max_kl},        {"top1_agreement", s.top1_agreement},
                         {"max_abs_diff", s.max_abs_diff}, {"max_rel_diff", s.max_rel_diff}};
     if (a.per_position) {
@@ -94,6 +96,9 @@ void add_compare(CLI::App& app, int* rc) {
   sub->add_option("--chunk", a->chunk, "prefill chunk size")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--lm-head-b", a->lm_head_b, "lm_head of B: bf16 (as stored) or nvfp4 (requantized at load); "
                                                "-m X -m X --lm-head-b nvfp4 shows what the NVFP4 lm_head costs")
+      ->capture_default_str();
+  sub->add_option("--activations-b", a->activations_b, "activations of B's NVFP4 matmuls: f32 or q8; -m X -m X --activations-b q8 "
+                                                       "shows what the 8-bit-activation fast path costs")
       ->capture_default_str();
   sub->add_flag("--per-position", a->per_position, "print every position, not only the summary");
   sub->add_flag("--json", a->json, "print one JSON object");

@@ -14,7 +14,8 @@ namespace oss4::cli {
 
 namespace {
 struct GenerateArgs {
-  std::string model, ids, prompt, tokenizer, lm_head = "bf16";
+  std::string model, ids, prompt, tokenizer;
+  RunOptions run;
   bool print_ids = false, literal_specials = false;
   int64_t n_predict = 32, ctx = 4096, chunk = 128;
   int threads = 0;
@@ -37,7 +38,7 @@ int run_generate(const GenerateArgs& a) {
   if (!ids.ok()) return fail(ids.status().with_context("--prompt"));
   if (ids->empty()) return fail(error("--prompt: the prompt has no tokens"));
   set_kernel_threads(a.threads);
-  auto m = load_with_lm_head(a.model, a.quiet, a.lm_head);
+  auto m = load_to_run(a.model, a.quiet, a.run);
   if (!m.ok()) return fail(m.status());
   const ModelConfig& c = m->cfg;
   const int64_t ctx = std::min<int64_t>(a.ctx, c.max_position_embeddings);
@@ -117,7 +118,7 @@ void add_generate(CLI::App& app, int* rc) {
   sub->add_option("--seed", a->sp.seed, "sampling seed")->capture_default_str();
   sub->add_option("--ctx", a->ctx, "context size (KV cache positions)")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--chunk", a->chunk, "prefill chunk size (tokens per forward call)")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--lm-head", a->lm_head, kLmHeadHelp)->capture_default_str();
+  add_run_options(sub, &a->run);
   sub->add_option("-t,--threads", a->threads, "threads (default: OSS4_THREADS or every core)")->check(CLI::NonNegativeNumber);
   sub->add_flag("--ignore-eos", a->ignore_eos, "keep going past end-of-sequence tokens");
   sub->add_flag("-q,--quiet", a->quiet, "no progress or timing on stderr");

@@ -12,6 +12,7 @@ namespace oss4::cli {
 namespace {
 struct LogitsArgs {
   std::string model, ids, out;
+  RunOptions run;
   int64_t chunk = 128;
   bool quiet = false;
 };
@@ -19,7 +20,7 @@ struct LogitsArgs {
 int run_logits(const LogitsArgs& a) {
   auto ids = parse_ids(a.ids);
   if (!ids.ok()) return fail(ids.status());
-  auto m = load_with_lm_head(a.model, a.quiet, "bf16");
+  auto m = load_to_run(a.model, a.quiet, a.run);
   if (!m.ok()) return fail(m.status());
   const int64_t n = static_cast<int64_t>(ids->size());
   if (n > m->cfg.max_position_embeddings)
@@ -41,6 +42,7 @@ void add_logits(CLI::App& app, int* rc) {
   auto a = std::make_shared<LogitsArgs>();
   CLI::App* sub = app.add_subcommand("logits", "write float32 logits of every position to a .npy file, shape [n_ids, vocab_size]");
   sub->add_option("-m,--model", a->model, "checkpoint directory (no tokenizer files needed)")->required();
+  add_run_options(sub, &a->run);
   sub->add_option("--ids", a->ids, "token ids, comma-separated")->required();
   sub->add_option("--out", a->out, "output .npy path (written atomically)")->required();
   sub->add_option("--chunk", a->chunk, "prefill chunk size (tokens per forward call)")->capture_default_str()->check(CLI::PositiveNumber);

@@ -16,6 +16,7 @@ namespace oss4::cli {
 namespace {
 struct ServeArgs {
   std::string model, tokenizer, host = "127.0.0.1", api_key, model_name, script;
+  RunOptions run;
   int port = 8080;
   int64_t max_seqs = 16, max_queue = 256, ctx = 4096, chunk = 128, prefill_chunk = 256;
   double kv_gib = 4.0, max_body_mib = 8.0;
@@ -51,7 +52,7 @@ int run_serve(const ServeArgs& a) {
     if (!s.ok()) return fail(s.status().with_context("--script"));
     sc.script = std::move(s).value();
   }
-  auto m = load_with_lm_head(a.model, a.quiet, "bf16");
+  auto m = load_to_run(a.model, a.quiet, a.run);
   if (!m.ok()) return fail(m.status());
   if (m->cfg.n_vocab <= enc->ids().call) {
     return fail(error(a.model + ": vocabulary of " + std::to_string(m->cfg.n_vocab) + " ids has no room for the harmony tokens"));
@@ -94,6 +95,7 @@ void add_serve(CLI::App& app, int* rc) {
   auto a = std::make_shared<ServeArgs>();
   CLI::App* sub = app.add_subcommand("serve", "OpenAI-compatible HTTP server: /v1/chat/completions, /v1/completions, /v1/responses (docs/serving.md)");
   sub->add_option("-m,--model", a->model, "checkpoint directory")->required();
+  add_run_options(sub, &a->run);
   sub->add_option("--tokenizer", a->tokenizer, "tokenizer.json or .tiktoken (default: the model's tokenizer.json, else data/o200k_base.tiktoken)");
   sub->add_option("--host", a->host, "address to listen on (loopback unless told otherwise)")->capture_default_str();
   sub->add_option("--port", a->port, "port (0: any free port, printed at start)")->capture_default_str();

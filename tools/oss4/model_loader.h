@@ -1,9 +1,12 @@
 // Loading a model for a command, with progress and one-line errors.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <memory>
+#include <string>
 
+#include "backend/cpu/kernels.h"
 #include "core/progress.h"
 #include "model/lm_head.h"
 #include "model/repack.h"
@@ -32,5 +35,27 @@ inline Result<ModelWeights> load_with_lm_head(const std::string& dir, bool quiet
 }
 
 inline constexpr const char* kLmHeadHelp = "lm_head weights: bf16 (as stored) or nvfp4 (requantized at load; see oss4 compare --lm-head-b)";
+inline constexpr const char* kActivationsHelp =
+    "activations of the NVFP4 matmuls: f32 (default, W4A16) or q8 (opt-in fast path: quantized to 8 bits per 16 inputs; "
+    "see oss4 compare --activations-b)";
+
+// how a command runs the model: the numeric options every running command takes
+struct RunOptions {
+  std::string lm_head = "bf16";
+  std::string activations = "f32";
+};
+
+inline void add_run_options(CLI::App* sub, RunOptions* o) {
+  sub->add_option("--lm-head", o->lm_head, kLmHeadHelp)->capture_default_str();
+  sub->add_option("--activations", o->activations, kActivationsHelp)->capture_default_str();
+}
+
+// sets the activation precision (process-wide, like the kernel rung) and loads the model with the lm_head option.
+inline Result<ModelWeights> load_to_run(const std::string& dir, bool quiet, const RunOptions& o) {
+  auto act = parse_act_precision(o.activations.c_str());
+  if (!act.ok()) return act.status().with_context("--activations");
+  set_act_precision(*act);
+  return load_with_lm_head(dir, quiet, o.lm_head);
+}
 
 }  // namespace oss4::cli

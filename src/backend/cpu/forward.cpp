@@ -48,9 +48,10 @@ Status CpuForward::eval(KvCache& cache, const int32_t* ids, int64_t n_tok, Logit
 void CpuForward::attention(const LayerWeights& L, int64_t il, KvCache& cache, int64_t n_tok) {
   const ModelConfig& c = m_.cfg;
   auto bias = [](const std::vector<float>& b) { return b.empty() ? nullptr : b.data(); };
-  f32_linear(L.wq, h_.data(), n_tok, bias(L.bq), q_.data());
-  f32_linear(L.wk, h_.data(), n_tok, bias(L.bk), k_.data());
-  f32_linear(L.wv, h_.data(), n_tok, bias(L.bv), v_.data());
+  const LinearJob qkv[3] = {{&L.wq, h_.data(), n_tok, bias(L.bq), q_.data()},
+                            {&L.wk, h_.data(), n_tok, bias(L.bk), k_.data()},
+                            {&L.wv, h_.data(), n_tok, bias(L.bv), v_.data()}};
+  f32_linear_jobs(qkv, 3);
   f32_rope_ref(q_.data(), pos_.data(), n_tok, c.n_heads, m_.rope);
   f32_rope_ref(k_.data(), pos_.data(), n_tok, c.n_kv_heads, m_.rope);
   const int64_t kvd = c.kv_dim();
@@ -79,24 +80,31 @@ void CpuForward::moe(const LayerWeights& L, int64_t il, int64_t n_tok) {
   std::vector<int64_t> order(static_cast<size_t>(n_tok * K));  // [n_tok * K] (t * K + k), grouped by expert
   std::vector<int64_t> fill(start.begin(), start.end() - 1);
   for (int64_t i = 0; i < n_tok * K; ++i) order[static_cast<size_t>(fill[static_cast<size_t>(sel_[i])]++)] = i;
+  // every expert's rows, grouped: pair r of order (token order[r] / K) is row r of xe_, gu_ and act_. The
+  // experts' gate_up matmuls run as one parallel region, then their down matmuls as another: at decode each expert
+  // has a token or two, too little work to keep every thread busy to the end of a region of its own.
+  const int64_t n_pairs = n_tok * K;
+  for (int64_t r = 0; r < n_pairs; ++r)
+    std::memcpy(xe_.data() + r * H, h_.data() + order[static_cast<size_t>(r)] / K * H, static_cast<size_t>(H) * sizeof(float));
+  std::vector<LinearJob> jobs;
+  jobs.reserve(static_cast<size_t>(E));
   for (int64_t e = 0; e < E; ++e) {
     const int64_t b = start[static_cast<size_t>(e)], n_e = start[static_cast<size_t>(e + 1)] - b;
-    if (n_e == 0) continue;
-    for (int64_t r = 0; r < n_e; ++r) {
-      const int64_t t = order[static_cast<size_t>(b + r)] / K;
-      std::memcpy(xe_.data() + r * H, h_.data() + t * H, static_cast<size_t>(H) * sizeof(float));
-    }
-    f32_linear(L.gate_up[static_cast<size_t>(e)], xe_.data(), n_e, L.gate_up_bias.data() + e * 2 * F, gu_.data());
-    for (int64_t r = 0; r < n_e; ++r)
-      f32_swiglu_ref(gu_.data() + r * 2 * F, F, static_cast<float>(c.swiglu_alpha), static_cast<float>(c.swiglu_limit),
-                     act_.data() + r * F);
-    if (trace_) (*trace_)("expert_act", il, act_.data(), n_e, F);
-    f32_linear(L.down[static_cast<size_t>(e)], act_.data(), n_e, L.down_bias.data() + e * H, y_.data());
-    for (int64_t r = 0; r < n_e; ++r) {
-      const int64_t i = order[static_cast<size_t>(b + r)];
-      std::memcpy(ye_.data() + i * H, y_.data() + r * H, static_cast<size_t>(H) * sizeof(float));
-    }
+    if (n_e > 0) jobs.push_back({&L.gate_up[static_cast<size_t>(e)], xe_.data() + b * H, n_e, L.gate_up_bias.data() + e * 2 * F, gu_.data() + b * 2 * F});
   }
+  f32_linear_jobs(jobs.data(), static_cast<int64_t>(jobs.size()));
+  for (int64_t r = 0; r < n_pairs; ++r)
+    f32_swiglu_ref(gu_.data() + r * 2 * F, F, static_cast<float>(c.swiglu_alpha), static_cast<float>(c.swiglu_limit), act_.data() + r * F);
+  if (trace_) (*trace_)("expert_act", il, act_.data(), n_pairs, F);
+  jobs.clear();
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t b = start[static_cast<size_t>(e)], n_e = start[static_cast<size_t>(e + 1)] - b;
+    // the down outputs reuse xe_, whose inputs gate_up has consumed
+    if (n_e > 0) jobs.push_back({&L.down[static_cast<size_t>(e)], act_.data() + b * F, n_e, L.down_bias.data() + e * H, xe_.data() + b * H});
+  }
+  f32_linear_jobs(jobs.data(), static_cast<int64_t>(jobs.size()));
+  for (int64_t r = 0; r < n_pairs; ++r)
+    std::memcpy(ye_.data() + order[static_cast<size_t>(r)] * H, xe_.data() + r * H, static_cast<size_t>(H) * sizeof(float));
   // weighted sum in slot order (the reference's order), independent of the grouping
   for (int64_t t = 0; t < n_tok; ++t) {
     float* o = out_.data() + t * H;
@@ -124,10 +132,9 @@ void CpuForward::fit_scratch(int64_t n_tok) {
   fit(out_, n_tok * H);
   fit(router_, n_tok * c.n_experts);
   const int64_t n_slots = n_tok * c.n_experts_used;  // (token, expert) pairs of the chunk; an expert sees each token once
-  fit(gu_, n_tok * 2 * c.n_ff);
-  fit(act_, n_tok * c.n_ff);
-  fit(y_, n_tok * H);
-  fit(xe_, n_tok * H);
+  fit(gu_, n_slots * 2 * c.n_ff);
+  fit(act_, n_slots * c.n_ff);
+  fit(xe_, n_slots * H);
   fit(ye_, n_slots * H);
   if (static_cast<int64_t>(sel_.size()) < n_slots) {
     sel_.resize(static_cast<size_t>(n_slots));

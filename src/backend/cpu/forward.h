@@ -16,8 +16,8 @@ enum class LogitsMode { kNone, kLast, kAll };
 
 // called with named intermediates: "embed" (layer -1), "layer_out" (residual after each layer), "final_norm";
 // and the inputs of the quantized linears (calibration): "attn_in" (normed input of q/k/v), "attn_out" (input of
-// o_proj), "mlp_in" (normed input of the router and experts' gate_up) and "expert_act" (input of one expert's
-// down_proj, one routed token at a time). data is [n_tok, n] f32 for the tokens of the current chunk.
+// o_proj), "mlp_in" (normed input of the router and experts' gate_up) and "expert_act" (inputs of the experts'
+// down_proj, one row per routed (token, expert) pair, grouped by expert). data is [n_tok, n] f32 for the rows given.
 using TraceFn = std::function<void(const char* name, int64_t layer, const float* data, int64_t n_tok, int64_t n)>;
 
 class CpuForward {
@@ -54,10 +54,9 @@ class CpuForward {
   std::vector<float> attn_;   // [n_tok, n_heads * head_dim]
   std::vector<float> out_;    // [n_tok, n_embd] block output
   std::vector<float> router_; // [n_tok, n_experts]
-  std::vector<float> xe_;     // [n_tok, n_embd] inputs of the tokens routed to one expert
-  std::vector<float> gu_;     // [n_tok, 2 * n_ff] their gate_up outputs
-  std::vector<float> act_;    // [n_tok, n_ff] their SwiGLU outputs
-  std::vector<float> y_;      // [n_tok, n_embd] their down outputs
+  std::vector<float> xe_;     // [n_tok * n_experts_used, n_embd] (token, expert) inputs grouped by expert, then their down outputs
+  std::vector<float> gu_;     // [n_tok * n_experts_used, 2 * n_ff] their gate_up outputs
+  std::vector<float> act_;    // [n_tok * n_experts_used, n_ff] their SwiGLU outputs
   std::vector<float> ye_;     // [n_tok, n_experts_used, n_embd] expert outputs by (token, slot)
   std::vector<int32_t> sel_;  // [n_tok, n_experts_used] selected experts
   std::vector<float> sel_w_;  // [n_tok, n_experts_used] their routing weights

@@ -49,9 +49,10 @@ Status CpuForward::decode_batch(KvCache* const* caches, const int32_t* ids, int6
 void CpuForward::attention_batch(const LayerWeights& L, int64_t il, KvCache* const* caches, int64_t n_seq) {
   const ModelConfig& c = m_.cfg;
   auto bias = [](const std::vector<float>& b) { return b.empty() ? nullptr : b.data(); };
-  f32_linear(L.wq, h_.data(), n_seq, bias(L.bq), q_.data());
-  f32_linear(L.wk, h_.data(), n_seq, bias(L.bk), k_.data());
-  f32_linear(L.wv, h_.data(), n_seq, bias(L.bv), v_.data());
+  const LinearJob qkv[3] = {{&L.wq, h_.data(), n_seq, bias(L.bq), q_.data()},
+                            {&L.wk, h_.data(), n_seq, bias(L.bk), k_.data()},
+                            {&L.wv, h_.data(), n_seq, bias(L.bv), v_.data()}};
+  f32_linear_jobs(qkv, 3);
   f32_rope_ref(q_.data(), pos_.data(), n_seq, c.n_heads, m_.rope);
   f32_rope_ref(k_.data(), pos_.data(), n_seq, c.n_kv_heads, m_.rope);
   const int64_t kvd = c.kv_dim(), qd = c.q_dim();

@@ -1,11 +1,13 @@
 #include "backend/cpu/kernels.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "backend/cpu/q8_ref.h"
 #include "core/cpu_features.h"
 #include "core/thread_pool.h"
 #include "quant/float_formats.h"
@@ -13,6 +15,7 @@
 #if defined(OSS4_HAVE_AVX2)
 #include "backend/cpu/x86/gemv_fp4_avx2.h"
 #include "backend/cpu/x86/kernels_avx2.h"
+#include "backend/cpu/x86/q8_avx2.h"
 #endif
 
 namespace oss4 {
@@ -41,6 +44,10 @@ KernelIsa& isa_slot() {
   static KernelIsa isa = initial_isa();
   return isa;
 }
+
+std::atomic<ActPrecision> g_act{ActPrecision::kF32};
+
+bool q8_applies(const LinearWeight& w) { return g_act.load(std::memory_order_relaxed) == ActPrecision::kQ8 && w.type == WeightType::kNvfp4 && w.in_major; }
 
 #if defined(OSS4_HAVE_AVX2)
 struct Luts {
@@ -91,6 +98,148 @@ bool avx2_args(const LinearWeight& w, avx2::LinearArgs* a) {
   a->e8m0_lut = luts().e8m0;
   return true;
 }
+
+// y = the sum of the in-major GEMV's parts [n_parts, n_tok, n_out], in output order, plus bias: on the caller for the
+// model's matrices (a few thousand outputs, tens of microseconds, less than a parallel region costs), in ranges of 8192
+// outputs on the pool for an lm_head (201088)
+void finish_parts(const avx2::LinearArgs& a, const float* parts, int64_t n_parts) {
+  constexpr int64_t kFinishRange = 8192;
+  if (a.n_out <= kFinishRange) {
+    avx2::fp4_gemv_in_major_finish(a, parts, n_parts, 0, a.n_out);
+    return;
+  }
+  kernel_pool().run((a.n_out + kFinishRange - 1) / kFinishRange, [&](int64_t r) {
+    avx2::fp4_gemv_in_major_finish(a, parts, n_parts, r * kFinishRange, std::min(a.n_out, (r + 1) * kFinishRange));
+  });
+}
+
+// How one weight's matmul runs inside a parallel region:
+//  kRanges   f32_linear_range over ranges of 32 outputs (every layout; GEMV or GEMM by token count)
+//  kParts    in-major NVFP4 decode GEMV split along the inputs into a fixed number of parts, summed after the region
+//            (every thread streams a contiguous range; the fixed count keeps results independent of the thread count)
+//  kQ8Parts  the same with 8-bit activations (ActPrecision::kQ8)
+//  kQ8Gemm   in-major NVFP4 GEMM with 8-bit activations, ranges of 32 outputs
+enum class JobMode { kRanges, kParts, kQ8Parts, kQ8Gemm };
+
+constexpr int64_t kParts = 16;
+
+struct JobPlan {
+  avx2::LinearArgs a;
+  JobMode mode = JobMode::kRanges;
+  int64_t first = 0, n_tasks = 0;  // the job's tasks are first .. first + n_tasks - 1 of the region
+  int64_t per_task = 0;            // 32-output units per task (kRanges, kQ8Gemm)
+  int64_t n_parts = 0;             // kParts, kQ8Parts
+  float* parts = nullptr;          // [n_parts, n_tok, n_out] partial sums
+  avx2::Q8Act q8;                  // kQ8Parts, kQ8Gemm
+};
+
+// activations of one q8 job, quantized once before the region
+struct Q8Buffers {
+  std::vector<int8_t> q;     // [n_tok, n_in]
+  std::vector<float> d;      // [n_tok, n_in / 16]
+  std::vector<uint32_t> pr;  // [n_tok, n_in / 2] pairs, then (GEMV) [n_tok, n_in / 2] sign flips
+};
+
+void q8_prepare(JobPlan& p, Q8Buffers& b) {
+  const int64_t n_tok = p.a.n_tok, n_in = p.a.n_in, half = n_tok * n_in / 2;
+  const bool gemv = p.mode == JobMode::kQ8Parts;
+  b.q.resize(static_cast<size_t>(n_tok * n_in));
+  b.d.resize(static_cast<size_t>(n_tok * n_in / 16));
+  b.pr.resize(static_cast<size_t>(half * (gemv ? 2 : 1)));
+  avx2::q8_quantize(p.a.x, n_tok, n_in, b.q.data(), b.d.data());
+  avx2::q8_pairs(b.q.data(), n_tok, n_in, b.pr.data(), gemv ? b.pr.data() + half : nullptr);
+  p.q8.d = b.d.data();
+  p.q8.pair = b.pr.data();
+  p.q8.flip = gemv ? b.pr.data() + half : nullptr;
+}
+
+bool plan_job(const LinearJob& j, int n_threads, JobPlan* p) {
+  if (!avx2_args(*j.w, &p->a)) return false;
+  p->a.x = j.x;
+  p->a.n_tok = j.n_tok;
+  p->a.bias = j.bias;
+  p->a.y = j.y;
+  const bool gemv = j.n_tok < avx2::kInMajorGemmMinTok;
+  if (q8_applies(*j.w) && avx2::nvfp4_q8_takes(p->a)) {
+    p->mode = gemv ? JobMode::kQ8Parts : JobMode::kQ8Gemm;
+  } else if (p->a.kind == avx2::WKind::kNvfp4InMajor && gemv && avx2::fp4_gemv_takes(p->a)) {
+    p->mode = JobMode::kParts;
+  } else {
+    p->mode = JobMode::kRanges;
+  }
+  if (p->mode == JobMode::kParts || p->mode == JobMode::kQ8Parts) {
+    p->n_parts = std::min<int64_t>(j.w->n_in / 16, kParts);
+    p->n_tasks = p->n_parts;
+  } else {
+    // about 4 ranges per thread, so that a busy core does not hold the others up
+    const int64_t n_units = (j.w->n_out + 31) / 32;
+    p->per_task = std::max<int64_t>(1, n_units / (4 * n_threads));
+    p->n_tasks = (n_units + p->per_task - 1) / p->per_task;
+  }
+  return true;
+}
+
+void run_task(const JobPlan& p, int64_t task) {
+  const avx2::LinearArgs& a = p.a;
+  switch (p.mode) {
+    case JobMode::kParts:
+    case JobMode::kQ8Parts: {
+      const int64_t n_blk = a.n_in / 16, b0 = task * n_blk / p.n_parts, b1 = (task + 1) * n_blk / p.n_parts;
+      float* part = p.parts + task * a.n_tok * a.n_out;
+      if (p.mode == JobMode::kParts) {
+        avx2::fp4_gemv_in_major_part(a, b0, b1, part);
+      } else {
+        avx2::nvfp4_q8_gemv_in_major_part(a, p.q8, b0, b1, part);
+      }
+      return;
+    }
+    case JobMode::kRanges:
+    case JobMode::kQ8Gemm: {
+      const int64_t o0 = task * p.per_task * 32, o1 = std::min(a.n_out, (task + 1) * p.per_task * 32);
+      if (p.mode == JobMode::kRanges) {
+        avx2::f32_linear_range(a, o0, o1, thread_scratch(avx2::linear_scratch_floats(a.n_in, a.n_out)));
+      } else {
+        avx2::nvfp4_q8_gemm_in_major(a, p.q8, o0, o1, reinterpret_cast<uint8_t*>(thread_scratch(avx2::nvfp4_q8_gemm_scratch_bytes() / 4)));
+      }
+      return;
+    }
+  }
+}
+
+// every job's tasks in one parallel region, then the parts' sums; false (nothing done) if a weight has no AVX2 kernel
+bool linear_jobs_avx2(const LinearJob* jobs, int64_t n_jobs) {
+  thread_local std::vector<JobPlan> plans;
+  thread_local std::vector<Q8Buffers> q8_bufs;
+  thread_local std::vector<float> parts;
+  ThreadPool& pool = kernel_pool();
+  plans.assign(static_cast<size_t>(n_jobs), JobPlan{});
+  if (static_cast<int64_t>(q8_bufs.size()) < n_jobs) q8_bufs.resize(static_cast<size_t>(n_jobs));
+  int64_t n_tasks = 0, n_part_floats = 0;
+  for (int64_t j = 0; j < n_jobs; ++j) {
+    JobPlan& p = plans[static_cast<size_t>(j)];
+    if (!plan_job(jobs[j], pool.n_threads(), &p)) return false;
+    p.first = n_tasks;
+    n_tasks += p.n_tasks;
+    n_part_floats += p.n_parts * p.a.n_tok * p.a.n_out;
+  }
+  if (static_cast<int64_t>(parts.size()) < n_part_floats) parts.resize(static_cast<size_t>(n_part_floats));
+  int64_t off = 0;
+  for (int64_t j = 0; j < n_jobs; ++j) {
+    JobPlan& p = plans[static_cast<size_t>(j)];
+    p.parts = parts.data() + off;
+    off += p.n_parts * p.a.n_tok * p.a.n_out;
+    if (p.mode == JobMode::kQ8Parts || p.mode == JobMode::kQ8Gemm) q8_prepare(p, q8_bufs[static_cast<size_t>(j)]);
+  }
+  const JobPlan* pl = plans.data();  // a thread_local named inside the lambda would be each worker's own
+  pool.run(n_tasks, [pl, n_jobs](int64_t task) {
+    int64_t j = 0;
+    while (j + 1 < n_jobs && task >= pl[j + 1].first) ++j;
+    run_task(pl[j], task - pl[j].first);
+  });
+  for (int64_t j = 0; j < n_jobs; ++j)
+    if (pl[j].n_parts > 0) finish_parts(pl[j].a, pl[j].parts, pl[j].n_parts);
+  return true;
+}
 #endif
 
 }  // namespace
@@ -127,53 +276,35 @@ Status set_kernel_isa(KernelIsa isa) {
   return ok_status();
 }
 
-void f32_linear(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y) {
+const char* act_precision_name(ActPrecision p) { return p == ActPrecision::kQ8 ? "q8" : "f32"; }
+
+Result<ActPrecision> parse_act_precision(const char* name) {
+  const std::string s = name;
+  if (s == "f32") return ActPrecision::kF32;
+  if (s == "q8") return ActPrecision::kQ8;
+  return error("unknown activation precision '" + s + "' (expected f32 or q8)");
+}
+
+ActPrecision act_precision() { return g_act.load(std::memory_order_relaxed); }
+void set_act_precision(ActPrecision p) { g_act.store(p, std::memory_order_relaxed); }
+
+void f32_linear_jobs(const LinearJob* jobs, int64_t n_jobs) {
 #if defined(OSS4_HAVE_AVX2)
-  avx2::LinearArgs a;
-  if (kernel_isa() == KernelIsa::kAvx2 && avx2_args(w, &a)) {
-    a.x = x;
-    a.n_tok = n_tok;
-    a.bias = bias;
-    a.y = y;
-    ThreadPool& pool = kernel_pool();
-    if (a.kind == avx2::WKind::kNvfp4InMajor && n_tok < avx2::kInMajorGemmMinTok && avx2::fp4_gemv_takes(a)) {
-      // decode GEMV of in-major NVFP4 (experts, repacked attention and lm_head): split along the inputs so every
-      // thread streams a contiguous range, the parts summed in order at the end. A fixed number of parts (not one
-      // per thread) keeps the result independent of the thread count and lets a free core take a busy one's share.
-      constexpr int64_t kParts = 16;
-      const int64_t n_blk = w.n_in / 16, n = n_tok * w.n_out;
-      const int64_t n_parts = std::min<int64_t>(n_blk, kParts);
-      thread_local std::vector<float> parts;  // [n_parts, n_tok, n_out]
-      if (static_cast<int64_t>(parts.size()) < n_parts * n) parts.resize(static_cast<size_t>(n_parts * n));
-      float* buf = parts.data();  // a thread_local named inside the lambda would be each worker's own
-      pool.run(n_parts, [&](int64_t p) {
-        avx2::fp4_gemv_in_major_part(a, p * n_blk / n_parts, (p + 1) * n_blk / n_parts, buf + p * n);
-      });
-      // the sum of the parts: on the caller for the model's matrices (a few thousand outputs, tens of microseconds,
-      // less than a parallel region costs), in ranges of 8192 outputs on the pool for an lm_head (201088)
-      constexpr int64_t kFinishRange = 8192;
-      if (w.n_out <= kFinishRange) {
-        avx2::fp4_gemv_in_major_finish(a, buf, n_parts, 0, w.n_out);
-      } else {
-        pool.run((w.n_out + kFinishRange - 1) / kFinishRange, [&](int64_t r) {
-          avx2::fp4_gemv_in_major_finish(a, buf, n_parts, r * kFinishRange, std::min(w.n_out, (r + 1) * kFinishRange));
-        });
-      }
-      return;
-    }
-    // ranges of 32 outputs or more, about 4 per thread so that a busy core does not hold the others up
-    const int64_t n_units = (w.n_out + 31) / 32;
-    const int64_t per_task = std::max<int64_t>(1, n_units / (4 * pool.n_threads()));
-    const int64_t n_tasks = (n_units + per_task - 1) / per_task;
-    const int64_t scratch_n = avx2::linear_scratch_floats(w.n_in, w.n_out);
-    pool.run(n_tasks, [&](int64_t task) {
-      const int64_t o0 = task * per_task * 32, o1 = std::min(w.n_out, (task + 1) * per_task * 32);
-      avx2::f32_linear_range(a, o0, o1, thread_scratch(scratch_n));
-    });
-    return;
-  }
+  if (kernel_isa() == KernelIsa::kAvx2 && linear_jobs_avx2(jobs, n_jobs)) return;
 #endif
-  f32_linear_ref(w, x, n_tok, bias, y);
+  for (int64_t j = 0; j < n_jobs; ++j) {
+    const LinearJob& jb = jobs[j];
+    if (q8_applies(*jb.w)) {
+      f32_nvfp4w_q8a_linear_ref(*jb.w, jb.x, jb.n_tok, jb.bias, jb.y);
+    } else {
+      f32_linear_ref(*jb.w, jb.x, jb.n_tok, jb.bias, jb.y);
+    }
+  }
+}
+
+void f32_linear(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y) {
+  const LinearJob job{&w, x, n_tok, bias, y};
+  f32_linear_jobs(&job, 1);
 }
 
 void f32_sdpa_sink(const float* q, const int64_t* pos, int64_t n_tok, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,

@@ -24,8 +24,31 @@ Status set_kernel_isa(KernelIsa isa);
 // "ref" / "avx2" -> rung; error for anything else.
 Result<KernelIsa> parse_kernel_isa(const char* name);
 
+// numeric path of the 4-bit matmuls. kF32 (default): activations stay f32, W4A16 as the checkpoint specifies.
+// kQ8 (opt-in, faster): activations are quantized to int8 per 16 inputs before every in-major NVFP4 matmul (the
+// experts of NVFP4 checkpoints, and the attention and lm_head after load's repack), see q8_ref.h; other weights keep
+// f32 activations. `oss4 compare --activations-b q8` reports what it costs.
+enum class ActPrecision { kF32, kQ8 };
+const char* act_precision_name(ActPrecision p);
+// "f32" / "q8" -> precision; error for anything else.
+Result<ActPrecision> parse_act_precision(const char* name);
+ActPrecision act_precision();
+void set_act_precision(ActPrecision p);
+
 // y = x W^T (+ bias): x [n_tok, n_in] f32, bias [n_out] or null, y [n_tok, n_out] f32.
 void f32_linear(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y);
+
+// several independent y = x W^T (+ bias), as f32_linear each, in one parallel region: the projections that share an
+// input (q, k, v) and the experts a decoded token routes to, which one at a time are too small to keep every thread
+// busy to the end. Results are those of f32_linear on each job.
+struct LinearJob {
+  const LinearWeight* w = nullptr;
+  const float* x = nullptr;  // [n_tok, n_in]
+  int64_t n_tok = 0;
+  const float* bias = nullptr;  // [n_out] or null
+  float* y = nullptr;           // [n_tok, n_out]
+};
+void f32_linear_jobs(const LinearJob* jobs, int64_t n_jobs);
 
 // as f32_sdpa_sink_ref; parallel over (token, head).
 void f32_sdpa_sink(const float* q, const int64_t* pos, int64_t n_tok, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,

@@ -11,6 +11,7 @@
 #include <immintrin.h>
 
 #include "backend/cpu/x86/gemv_fp4_avx2.h"
+#include "backend/cpu/x86/simd_avx2.h"
 
 namespace oss4::avx2 {
 
@@ -51,31 +52,6 @@ inline void decode32(const uint8_t* p, const Tables& t, __m256 lo[4], __m256 hi[
   const __m256i il = _mm256_and_si256(v, t.low4), ih = _mm256_and_si256(_mm256_srli_epi16(v, 4), t.low4);
   spread(_mm256_shuffle_epi8(t.next, il), _mm256_shuffle_epi8(t.top, il), lo);
   spread(_mm256_shuffle_epi8(t.next, ih), _mm256_shuffle_epi8(t.top, ih), hi);
-}
-
-// 32 bytes -> d[4] with one byte per 32-bit lane, lane order
-inline void bytes_to_dwords(const uint8_t* p, __m256i d[4]) {
-  const __m256i z = _mm256_setzero_si256(), v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  const __m256i wa = _mm256_unpacklo_epi8(v, z), wb = _mm256_unpackhi_epi8(v, z), lo16 = _mm256_set1_epi32(0xFFFF);
-  d[0] = _mm256_and_si256(wa, lo16);
-  d[1] = _mm256_srli_epi32(wa, 16);
-  d[2] = _mm256_and_si256(wb, lo16);
-  d[3] = _mm256_srli_epi32(wb, 16);
-}
-
-// E4M3 bytes (one per 32-bit lane) -> f32 times s2. The byte's exponent and mantissa moved into an f32 (sign to bit 31,
-// the rest to bits 20..26) read as 2^-120 times the E4M3 value, subnormals included; loaders reject the NaN bytes.
-inline __m256 e4m3_times(__m256i v, __m256 s2) {
-  const __m256i bits = _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x80)), 24),
-                                       _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x7f)), 20));
-  return _mm256_mul_ps(_mm256_castsi256_ps(bits), _mm256_mul_ps(s2, _mm256_set1_ps(0x1p120f)));
-}
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
 }
 
 // ---- row-major: [n_out, n_in/2] codes, NVFP4 (E4M3 per 16 inputs) or MXFP4 (E8M0 per 32) ----

@@ -7,6 +7,7 @@
 
 #include "backend/cpu/x86/gemv_fp4_avx2.h"
 #include "backend/cpu/x86/kernels_avx2.h"
+#include "backend/cpu/x86/simd_avx2.h"
 
 namespace oss4::avx2 {
 
@@ -47,13 +48,6 @@ inline float bf16_scalar(uint16_t h) {
   } c;
   c.u = static_cast<uint32_t>(h) << 16;
   return c.f;
-}
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
 }
 
 // f32 factor of 8-byte group g (16 elements) of a row-major 4-bit row
@@ -295,15 +289,9 @@ void gemm_rows(const LinearArgs& a, int64_t o0, int64_t o1, float* scratch) {
 // ---- in-major weights ([n_in, n_out]): vectors run along outputs, 16 at a time ----
 
 // factors of input block b for outputs o..o+7 of an in-major NVFP4 weight: e4m3(s) * scale2 for 8 scale bytes.
-// E4M3 -> f32 without a table: the byte's exponent and mantissa moved into an f32 (sign to bit 31, the rest to bits
-// 20..26) read as 2^-120 times the E4M3 value, subnormals included, so one exact multiply by 2^120 gives it. Loaders
-// reject the NaN byte 0x7f/0xff, which this would turn into 480.
 inline __m256 in_major_factors(const LinearArgs& a, int64_t b, int64_t o) {
-  const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a.scales + b * a.n_out + o)));
-  const __m256i bits = _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x80)), 24),
-                                       _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x7f)), 20));
-  const __m256 e4m3 = _mm256_mul_ps(_mm256_castsi256_ps(bits), _mm256_set1_ps(0x1p120f));
-  return _mm256_mul_ps(e4m3, _mm256_set1_ps(a.scale2));
+  return e4m3_times(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a.scales + b * a.n_out + o))),
+                    _mm256_set1_ps(a.scale2));
 }
 
 // in-major GEMV. The loops run over input blocks outside and output tiles inside, so that each pass reads 8 (NVFP4)

@@ -1,0 +1,40 @@
+// Small AVX2 helpers shared by the x86 kernel files. Included only by files compiled with -mavx2 -mfma -mf16c (see
+// kernels_avx2.h for why no other file may see these).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace oss4::avx2 {
+
+// sum of the 8 lanes
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// E4M3 bytes (one per 32-bit lane) -> f32 times s2. The byte's exponent and mantissa moved into an f32 (sign to bit 31,
+// the rest to bits 20..26) read as 2^-120 times the E4M3 value, subnormals included, so one exact multiply by 2^120
+// gives it; the product with s2 is then rounded once, as the reference's f32(e4m3(s) * scale2). Loaders reject the NaN
+// bytes 0x7f / 0xff, which this would turn into 480.
+inline __m256 e4m3_times(__m256i v, __m256 s2) {
+  const __m256i bits = _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x80)), 24),
+                                       _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x7f)), 20));
+  return _mm256_mul_ps(_mm256_mul_ps(_mm256_castsi256_ps(bits), _mm256_set1_ps(0x1p120f)), s2);
+}
+
+// 32 bytes -> d[4] with one byte per 32-bit lane in "lane order": vector q (0..3), 128-bit lane l (0..1), element e
+// (0..3) holds byte 16l + 8(q/2) + 2e + q%2 (see gemv_fp4_avx2.cpp).
+inline void bytes_to_dwords(const uint8_t* p, __m256i d[4]) {
+  const __m256i z = _mm256_setzero_si256(), v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i wa = _mm256_unpacklo_epi8(v, z), wb = _mm256_unpackhi_epi8(v, z), lo16 = _mm256_set1_epi32(0xFFFF);
+  d[0] = _mm256_and_si256(wa, lo16);
+  d[1] = _mm256_srli_epi32(wa, 16);
+  d[2] = _mm256_and_si256(wb, lo16);
+  d[3] = _mm256_srli_epi32(wb, 16);
+}
+
+}  // namespace oss4::avx2
