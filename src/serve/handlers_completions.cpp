@@ -1,6 +1,4 @@
 // POST /v1/completions: a raw prompt (text or token ids), no chat format; text comes back decoded as it is.
-#include <algorithm>
-
 #include "serve/output.h"
 #include "serve/server_impl.h"
 
@@ -28,75 +26,38 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
   const std::string id = new_id("cmpl-");
   const int64_t created = now_unix();
   const std::string model = request_model(*body);
-  auto is_stop = [stop_ids](int32_t t) { return std::find(stop_ids.begin(), stop_ids.end(), t) != stop_ids.end(); };
+  const bool include_usage = cr.gen.include_usage;
+  const std::vector<std::string> stops = cr.gen.stop;
 
   if (!cr.gen.stream) {
-    struct State {
-      TextOutput out;
+    stream_body(res, seq, false, [this, seq, id, created, model, stop_ids, stops](StreamWriter& w) {
+      TextOutput out(enc.tokenizer(), stops);
       std::string text;
-    };
-    auto state = std::make_shared<State>(State{TextOutput(enc.tokenizer(), cr.gen.stop), ""});
-    auto take = [state, is_stop](const std::vector<int32_t>& toks) {
-      for (int32_t t : toks) {
-        if (is_stop(t)) continue;
-        state->text += state->out.push(t);
-        if (state->out.stop_hit()) return false;
-      }
-      return true;
-    };
-    auto finish = [state, seq, id, created, model]() -> Json {
-      if (state->out.stop_hit()) seq->cancel();
-      state->text += state->out.finish();
-      Outcome o = outcome_of(*seq, state->out.stop_hit(), false);
-      if (o.error) return api_error_json(*o.error);
-      Json choice = {{"index", 0}, {"text", state->text}, {"logprobs", nullptr}, {"finish_reason", o.finish_reason}};
-      return Json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", Json::array({choice})}, {"usage", usage_json(*seq)}};
-    };
-    reply_when_done(res, seq, std::move(take), std::move(finish));
+      const std::optional<Outcome> o = text_turn(*seq, w, out, stop_ids, [&](const std::string& t) {
+        text += t;
+        return true;
+      });
+      if (!o) return false;
+      if (o->error) return w.write(dump(api_error_json(*o->error)));
+      Json choice = {{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", o->finish_reason}};
+      return w.write(dump(Json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", Json::array({choice})}, {"usage", usage_json(*seq)}}));
+    });
     return;
   }
 
-  const bool include_usage = cr.gen.include_usage;
-  const std::vector<std::string> stops = cr.gen.stop;
-  res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [this, seq, id, created, model, include_usage, stops, is_stop](size_t, httplib::DataSink& sink) {
-        auto chunk = [&](const std::string& text, Json finish) {
-          Json c = {{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", std::move(finish)}};
-          return Json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", Json::array({std::move(c)})}};
-        };
-        StreamWriter w(sink, *seq);
-        auto write = [&](const std::string& s) { return w.write(s); };
-        TextOutput out(enc.tokenizer(), stops);
-        auto take = [&](const std::vector<int32_t>& toks) {
-          std::string text;
-          bool more = true;
-          for (int32_t t : toks) {
-            if (is_stop(t)) continue;
-            text += out.push(t);
-            if (out.stop_hit()) {
-              more = false;
-              break;
-            }
-          }
-          return (text.empty() || write(sse(chunk(text, nullptr)))) && more;
-        };
-        if (!pump(*seq, w, take)) return false;
-        if (out.stop_hit()) seq->cancel();
-        const std::string rest = out.finish();
-        if (!rest.empty() && !write(sse(chunk(rest, nullptr)))) return false;
-        Outcome o = outcome_of(*seq, out.stop_hit(), false);
-        auto usage = [&] {
-          return Json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", Json::array()}, {"usage", usage_json(*seq)}};
-        };
-        if (!end_sse_stream(w, o, [&](const std::string& finish) { return chunk("", finish); }, include_usage, usage)) return false;
-        sink.done();
-        return true;
-      },
-      [seq](bool success) {
-        if (!success) seq->cancel();
-      });
+  stream_body(res, seq, true, [this, seq, id, created, model, include_usage, stop_ids, stops](StreamWriter& w) {
+    auto chunk = [&](const std::string& text, Json finish) {
+      Json c = {{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", std::move(finish)}};
+      return Json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", Json::array({std::move(c)})}};
+    };
+    TextOutput out(enc.tokenizer(), stops);
+    const std::optional<Outcome> o = text_turn(*seq, w, out, stop_ids, [&](const std::string& text) { return w.write(sse(chunk(text, nullptr))); });
+    if (!o) return false;
+    auto usage = [&] {
+      return Json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model}, {"choices", Json::array()}, {"usage", usage_json(*seq)}};
+    };
+    return end_sse_stream(w, *o, [&](const std::string& finish) { return chunk("", finish); }, include_usage, usage);
+  });
 }
 
 }  // namespace oss4::serve

@@ -1,7 +1,5 @@
 // POST /v1/responses: input items -> harmony prompt; output items: reasoning (analysis), message (output_text) and
 // function_call, one per harmony message. Streamed as the Responses API's typed SSE events. Nothing is stored.
-#include <algorithm>
-
 #include "serve/output.h"
 #include "serve/server_impl.h"
 
@@ -17,6 +15,9 @@ struct ResponseMeta {
   float temperature = 1.0f, top_p = 1.0f;
   std::optional<int64_t> max_output_tokens;
 };
+
+// "item_<the response id's hex>_<part>"
+std::string output_item_id(const std::string& resp_id, size_t part) { return "item_" + resp_id.substr(5) + "_" + std::to_string(part); }
 
 // one output item for a part, as it stands.
 Json item_json(const OutputPart& p, const std::string& item_id, bool done) {
@@ -63,6 +64,14 @@ Json response_json(const ResponseMeta& m, const char* status, const Json& output
   return r;
 }
 
+// the response once the turn ended: every part as a completed item; "incomplete" when max_output_tokens cut it.
+Json finished_response_json(const ResponseMeta& m, const HarmonyOutput& out, const Outcome& o, const Sequence& seq) {
+  Json output = Json::array();
+  for (size_t i = 0; i < out.parts().size(); ++i) output.push_back(item_json(out.parts()[i], output_item_id(m.id, i), true));
+  const bool incomplete = o.finish_reason == "length";
+  return response_json(m, incomplete ? "incomplete" : "completed", output, &seq, incomplete ? "max_output_tokens" : "");
+}
+
 }  // namespace
 
 void Server::Impl::handle_responses(const httplib::Request& req, httplib::Response& res) {
@@ -82,112 +91,73 @@ void Server::Impl::handle_responses(const httplib::Request& req, httplib::Respon
   meta.temperature = cr.gen.sampling.temperature;
   meta.top_p = cr.gen.sampling.top_p;
   meta.max_output_tokens = cr.gen.max_tokens;
-  const std::vector<int32_t> harmony_stops = enc.stop_tokens_for_assistant_actions();
-  const std::vector<int32_t> eos = turn_stop_ids();
-  auto is_other_eos = [eos, harmony_stops](int32_t tok) {
-    return std::find(eos.begin(), eos.end(), tok) != eos.end() && std::find(harmony_stops.begin(), harmony_stops.end(), tok) == harmony_stops.end();
-  };
-  auto item_id = [](const std::string& resp_id, size_t part) { return "item_" + resp_id.substr(5) + "_" + std::to_string(part); };
+  const std::vector<int32_t> skip = other_eos_ids();
+  const std::vector<std::string> stops = cr.gen.stop;
 
   if (!cr.gen.stream) {
-    auto out = std::make_shared<HarmonyOutput>(enc, cr.gen.stop, "call_" + meta.id.substr(5) + "_");
-    auto take = [out, is_other_eos](const std::vector<int32_t>& toks) {
-      for (int32_t t : toks) {
-        if (!is_other_eos(t)) out->push(t);
-        if (out->stop_hit()) return false;
-      }
-      return true;
-    };
-    auto finish = [out, seq, meta, item_id]() -> Json {
-      if (out->stop_hit()) seq->cancel();
-      out->finish();
-      Outcome o = outcome_of(*seq, out->stop_hit(), out->has_tool_calls());
-      if (o.error) return api_error_json(*o.error);
-      Json output = Json::array();
-      for (size_t i = 0; i < out->parts().size(); ++i) output.push_back(item_json(out->parts()[i], item_id(meta.id, i), true));
-      const bool incomplete = o.finish_reason == "length";
-      return response_json(meta, incomplete ? "incomplete" : "completed", output, seq.get(), incomplete ? "max_output_tokens" : "");
-    };
-    reply_when_done(res, seq, std::move(take), std::move(finish));
+    stream_body(res, seq, false, [this, seq, meta, stops, skip](StreamWriter& w) {
+      HarmonyOutput out(enc, stops, "call_" + meta.id.substr(5) + "_");
+      const std::optional<Outcome> o = harmony_turn(*seq, w, out, skip, nullptr);
+      if (!o) return false;
+      if (o->error) return w.write(dump(api_error_json(*o->error)));
+      return w.write(dump(finished_response_json(meta, out, *o, *seq)));
+    });
     return;
   }
 
-  const std::vector<std::string> stops = cr.gen.stop;
-  res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [this, seq, meta, stops, is_other_eos, item_id](size_t, httplib::DataSink& sink) {
-        int64_t seq_no = 0;
-        StreamWriter w(sink, *seq);
-        auto write = [&](Json ev) {
-          ev["sequence_number"] = seq_no++;
-          return w.write("event: " + ev["type"].get<std::string>() + "\n" + sse(ev));
-        };
-        if (!write(Json{{"type", "response.created"}, {"response", response_json(meta, "in_progress", Json::array(), nullptr, "")}})) return false;
-        if (!write(Json{{"type", "response.in_progress"}, {"response", response_json(meta, "in_progress", Json::array(), nullptr, "")}})) return false;
-        HarmonyOutput out(enc, stops, "call_" + meta.id.substr(5) + "_");
-        auto send_events = [&](const std::vector<OutputEvent>& evs) {
-          for (const auto& e : evs) {
-            const OutputPart& p = out.parts()[e.part];
-            const std::string iid = item_id(meta.id, e.part);
-            const auto idx = static_cast<int64_t>(e.part);
-            if (e.type == OutputEvent::Type::kOpen) {
-              if (!write(Json{{"type", "response.output_item.added"}, {"output_index", idx}, {"item", item_json(p, iid, false)}})) return false;
-              if (p.kind == PartKind::kText) {
-                Json part = {{"type", "output_text"}, {"text", ""}, {"annotations", Json::array()}};
-                if (!write(Json{{"type", "response.content_part.added"}, {"item_id", iid}, {"output_index", idx}, {"content_index", 0}, {"part", part}})) return false;
-              }
-            } else if (e.type == OutputEvent::Type::kDelta) {
-              const char* type = p.kind == PartKind::kText        ? "response.output_text.delta"
-                                 : p.kind == PartKind::kReasoning ? "response.reasoning_text.delta"
-                                                                  : "response.function_call_arguments.delta";
-              Json ev = {{"type", type}, {"item_id", iid}, {"output_index", idx}, {"delta", e.text}};
-              if (p.kind != PartKind::kToolCall) ev["content_index"] = 0;
-              if (p.kind == PartKind::kText) ev["logprobs"] = Json::array();
-              if (!write(std::move(ev))) return false;
-            } else {
-              if (p.kind == PartKind::kText) {
-                if (!write(Json{{"type", "response.output_text.done"}, {"item_id", iid}, {"output_index", idx}, {"content_index", 0}, {"text", p.text}, {"logprobs", Json::array()}})) return false;
-                Json part = {{"type", "output_text"}, {"text", p.text}, {"annotations", Json::array()}};
-                if (!write(Json{{"type", "response.content_part.done"}, {"item_id", iid}, {"output_index", idx}, {"content_index", 0}, {"part", part}})) return false;
-              } else if (p.kind == PartKind::kReasoning) {
-                if (!write(Json{{"type", "response.reasoning_text.done"}, {"item_id", iid}, {"output_index", idx}, {"content_index", 0}, {"text", p.text}})) return false;
-              } else {
-                if (!write(Json{{"type", "response.function_call_arguments.done"}, {"item_id", iid}, {"output_index", idx}, {"arguments", p.text}})) return false;
-              }
-              if (!write(Json{{"type", "response.output_item.done"}, {"output_index", idx}, {"item", item_json(p, iid, true)}})) return false;
-            }
+  stream_body(res, seq, true, [this, seq, meta, stops, skip](StreamWriter& w) {
+    int64_t seq_no = 0;
+    auto write = [&](Json ev) {
+      ev["sequence_number"] = seq_no++;
+      return w.write("event: " + ev["type"].get<std::string>() + "\n" + sse(ev));
+    };
+    if (!write(Json{{"type", "response.created"}, {"response", response_json(meta, "in_progress", Json::array(), nullptr, "")}})) return false;
+    if (!write(Json{{"type", "response.in_progress"}, {"response", response_json(meta, "in_progress", Json::array(), nullptr, "")}})) return false;
+    HarmonyOutput out(enc, stops, "call_" + meta.id.substr(5) + "_");
+    auto send_events = [&](const std::vector<OutputEvent>& evs) {
+      for (const auto& e : evs) {
+        const OutputPart& p = out.parts()[e.part];
+        const std::string iid = output_item_id(meta.id, e.part);
+        const auto idx = static_cast<int64_t>(e.part);
+        if (e.type == OutputEvent::Type::kOpen) {
+          if (!write(Json{{"type", "response.output_item.added"}, {"output_index", idx}, {"item", item_json(p, iid, false)}})) return false;
+          if (p.kind == PartKind::kText) {
+            Json part = {{"type", "output_text"}, {"text", ""}, {"annotations", Json::array()}};
+            if (!write(Json{{"type", "response.content_part.added"}, {"item_id", iid}, {"output_index", idx}, {"content_index", 0}, {"part", part}})) return false;
           }
-          return true;
-        };
-        auto take = [&](const std::vector<int32_t>& toks) {
-          for (int32_t t : toks) {
-            if (is_other_eos(t)) continue;
-            if (!send_events(out.push(t)) || out.stop_hit()) return false;
-          }
-          return true;
-        };
-        if (!pump(*seq, w, take)) return false;
-        if (out.stop_hit()) seq->cancel();
-        if (!send_events(out.finish())) return false;
-        Outcome o = outcome_of(*seq, out.stop_hit(), out.has_tool_calls());
-        if (o.error) {
-          Json r = response_json(meta, "failed", Json::array(), seq.get(), "");
-          r["error"] = Json{{"code", "server_error"}, {"message", o.error->message}};
-          if (!write(Json{{"type", "response.failed"}, {"response", r}})) return false;
+        } else if (e.type == OutputEvent::Type::kDelta) {
+          const char* type = p.kind == PartKind::kText        ? "response.output_text.delta"
+                             : p.kind == PartKind::kReasoning ? "response.reasoning_text.delta"
+                                                              : "response.function_call_arguments.delta";
+          Json ev = {{"type", type}, {"item_id", iid}, {"output_index", idx}, {"delta", e.text}};
+          if (p.kind != PartKind::kToolCall) ev["content_index"] = 0;
+          if (p.kind == PartKind::kText) ev["logprobs"] = Json::array();
+          if (!write(std::move(ev))) return false;
         } else {
-          Json output = Json::array();
-          for (size_t i = 0; i < out.parts().size(); ++i) output.push_back(item_json(out.parts()[i], item_id(meta.id, i), true));
-          const bool incomplete = o.finish_reason == "length";
-          Json r = response_json(meta, incomplete ? "incomplete" : "completed", output, seq.get(), incomplete ? "max_output_tokens" : "");
-          if (!write(Json{{"type", incomplete ? "response.incomplete" : "response.completed"}, {"response", r}})) return false;
+          if (p.kind == PartKind::kText) {
+            if (!write(Json{{"type", "response.output_text.done"}, {"item_id", iid}, {"output_index", idx}, {"content_index", 0}, {"text", p.text}, {"logprobs", Json::array()}})) return false;
+            Json part = {{"type", "output_text"}, {"text", p.text}, {"annotations", Json::array()}};
+            if (!write(Json{{"type", "response.content_part.done"}, {"item_id", iid}, {"output_index", idx}, {"content_index", 0}, {"part", part}})) return false;
+          } else if (p.kind == PartKind::kReasoning) {
+            if (!write(Json{{"type", "response.reasoning_text.done"}, {"item_id", iid}, {"output_index", idx}, {"content_index", 0}, {"text", p.text}})) return false;
+          } else {
+            if (!write(Json{{"type", "response.function_call_arguments.done"}, {"item_id", iid}, {"output_index", idx}, {"arguments", p.text}})) return false;
+          }
+          if (!write(Json{{"type", "response.output_item.done"}, {"output_index", idx}, {"item", item_json(p, iid, true)}})) return false;
         }
-        sink.done();
-        return true;
-      },
-      [seq](bool success) {
-        if (!success) seq->cancel();
-      });
+      }
+      return true;
+    };
+    const std::optional<Outcome> o = harmony_turn(*seq, w, out, skip, send_events);
+    if (!o) return false;
+    if (o->error) {
+      Json r = response_json(meta, "failed", Json::array(), seq.get(), "");
+      r["error"] = Json{{"code", "server_error"}, {"message", o->error->message}};
+      return write(Json{{"type", "response.failed"}, {"response", r}});
+    }
+    const bool incomplete = o->finish_reason == "length";
+    return write(Json{{"type", incomplete ? "response.incomplete" : "response.completed"}, {"response", finished_response_json(meta, out, *o, *seq)}});
+  });
 }
 
 }  // namespace oss4::serve

@@ -94,33 +94,26 @@ void HarmonyOutput::route(const h::ParseDelta& d, std::vector<OutputEvent>* ev) 
     const h::Message& m = msgs[mi].message;
     const bool tool = m.recipient && *m.recipient != "all" && *m.recipient != "assistant";
     if (part_of_msg_[mi] < 0 && !tool) continue;
-    const size_t pi = open_part(mi);
-    OutputPart& p = parts_[pi];
-    if (p.kind == PartKind::kText) {
-      std::string rest = stop_.flush();
-      if (!rest.empty()) {
-        p.text += rest;
-        ev->push_back(OutputEvent{OutputEvent::Type::kDelta, pi, std::move(rest)});
-      }
-    }
-    p.closed = true;
-    ev->push_back(OutputEvent{OutputEvent::Type::kClose, pi, ""});
+    close_part(open_part(mi), ev);
   }
+}
+
+void HarmonyOutput::close_part(size_t pi, std::vector<OutputEvent>* ev) {
+  OutputPart& p = parts_[pi];
+  if (p.kind == PartKind::kText) {
+    std::string rest = stop_.flush();
+    if (!rest.empty()) {
+      p.text += rest;
+      ev->push_back(OutputEvent{OutputEvent::Type::kDelta, pi, std::move(rest)});
+    }
+  }
+  p.closed = true;
+  ev->push_back(OutputEvent{OutputEvent::Type::kClose, pi, ""});
 }
 
 void HarmonyOutput::close_open(std::vector<OutputEvent>* ev) {
   for (size_t pi = 0; pi < parts_.size(); ++pi) {
-    OutputPart& p = parts_[pi];
-    if (p.closed) continue;
-    if (p.kind == PartKind::kText) {
-      std::string rest = stop_.flush();
-      if (!rest.empty()) {
-        p.text += rest;
-        ev->push_back(OutputEvent{OutputEvent::Type::kDelta, pi, std::move(rest)});
-      }
-    }
-    p.closed = true;
-    ev->push_back(OutputEvent{OutputEvent::Type::kClose, pi, ""});
+    if (!parts_[pi].closed) close_part(pi, ev);
   }
 }
 

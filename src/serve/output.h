@@ -63,6 +63,8 @@ class HarmonyOutput {
 
  private:
   void route(const harmony::ParseDelta& d, std::vector<OutputEvent>* ev);
+  // closes part pi: a text part first releases what the stop matcher held (a delta), then the close event.
+  void close_part(size_t pi, std::vector<OutputEvent>* ev);
   void close_open(std::vector<OutputEvent>* ev);
 
   harmony::HarmonyParser parser_;

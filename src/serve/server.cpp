@@ -1,5 +1,6 @@
 #include "serve/server.h"
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -78,6 +79,15 @@ std::optional<Json> Server::Impl::read_body(const httplib::Request& req, httplib
 std::vector<int32_t> Server::Impl::turn_stop_ids() const {
   std::vector<int32_t> ids = enc.stop_tokens_for_assistant_actions();
   for (int64_t e : engine.model().cfg.eos_token_ids) ids.push_back(static_cast<int32_t>(e));
+  return ids;
+}
+
+std::vector<int32_t> Server::Impl::other_eos_ids() const {
+  const std::vector<int32_t> harmony_stops = enc.stop_tokens_for_assistant_actions();
+  std::vector<int32_t> ids;
+  for (int32_t t : turn_stop_ids()) {
+    if (std::find(harmony_stops.begin(), harmony_stops.end(), t) == harmony_stops.end()) ids.push_back(t);
+  }
   return ids;
 }
 
@@ -203,19 +213,62 @@ bool end_sse_stream(StreamWriter& w, const Outcome& o, const std::function<Json(
   return w.write("data: [DONE]\n\n");
 }
 
-void Server::Impl::reply_when_done(httplib::Response& res, std::shared_ptr<Sequence> seq, TakeFn take, std::function<Json()> finish) {
+void stream_body(httplib::Response& res, std::shared_ptr<Sequence> seq, bool event_stream, BodyFn body) {
+  if (event_stream) res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
-      "application/json",
-      [seq, take = std::move(take), finish = std::move(finish)](size_t, httplib::DataSink& sink) {
-        StreamWriter w(sink, *seq, " ");
-        if (!pump(*seq, w, take)) return false;
-        if (!w.write(dump(finish()))) return false;
+      event_stream ? "text/event-stream" : "application/json",
+      [seq, event_stream, body = std::move(body)](size_t, httplib::DataSink& sink) {
+        StreamWriter w = event_stream ? StreamWriter(sink, *seq) : StreamWriter(sink, *seq, " ");
+        if (!body(w)) return false;
         sink.done();
         return true;
       },
       [seq](bool success) {
         if (!success) seq->cancel();
       });
+}
+
+namespace {
+
+bool contains(const std::vector<int32_t>& ids, int32_t t) { return std::find(ids.begin(), ids.end(), t) != ids.end(); }
+
+}  // namespace
+
+std::optional<Outcome> harmony_turn(Sequence& seq, StreamWriter& w, HarmonyOutput& out, const std::vector<int32_t>& skip, const EventsFn& on_events) {
+  auto send = [&](const std::vector<OutputEvent>& evs) { return !on_events || on_events(evs); };
+  auto take = [&](const std::vector<int32_t>& toks) {
+    for (int32_t t : toks) {
+      if (contains(skip, t)) continue;
+      if (!send(out.push(t)) || out.stop_hit()) return false;
+    }
+    return true;
+  };
+  if (!pump(seq, w, take)) return std::nullopt;
+  if (out.stop_hit()) seq.cancel();
+  if (!send(out.finish())) return std::nullopt;
+  return outcome_of(seq, out.stop_hit(), out.has_tool_calls());
+}
+
+std::optional<Outcome> text_turn(Sequence& seq, StreamWriter& w, TextOutput& out, const std::vector<int32_t>& skip, const TextFn& on_text) {
+  // one piece of text per wait, not per token: a streamed completion sends a chunk per wait
+  auto take = [&](const std::vector<int32_t>& toks) {
+    std::string text;
+    bool more = true;
+    for (int32_t t : toks) {
+      if (contains(skip, t)) continue;
+      text += out.push(t);
+      if (out.stop_hit()) {
+        more = false;
+        break;
+      }
+    }
+    return (text.empty() || on_text(text)) && more;
+  };
+  if (!pump(seq, w, take)) return std::nullopt;
+  if (out.stop_hit()) seq.cancel();
+  const std::string rest = out.finish();
+  if (!rest.empty() && !on_text(rest)) return std::nullopt;
+  return outcome_of(seq, out.stop_hit(), false);
 }
 
 // ---- routes ----

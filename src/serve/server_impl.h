@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "serve/api_request.h"
+#include "serve/output.h"
 #include "serve/server.h"
 
 namespace oss4::serve {
@@ -48,6 +49,9 @@ struct Server::Impl {
   std::string request_model(const Json& body) const;
   // the chat prompt of a conversation, and the ids that end an assistant turn.
   std::vector<int32_t> turn_stop_ids() const;
+  // the ids of turn_stop_ids() that are not harmony stops (the model's other eos ids): chat and responses keep them
+  // from the harmony parser.
+  std::vector<int32_t> other_eos_ids() const;
   std::vector<int32_t> script_for(const std::vector<int32_t>& prompt) const;
   // the body of a generation request, authorized and parsed as a JSON object; null after writing an error.
   std::optional<Json> read_body(const httplib::Request& req, httplib::Response& res);
@@ -56,11 +60,6 @@ struct Server::Impl {
   void handle_completions(const httplib::Request& req, httplib::Response& res);
   void handle_responses(const httplib::Request& req, httplib::Response& res);
   void handle_metrics(httplib::Response& res);
-  // answers a non-streamed generation: a chunked application/json body, written while the sequence runs (a space
-  // every 0.25 s, so a client that leaves is noticed at once and its sequence cancelled), then finish()'s JSON. The
-  // status, 200, goes out first: an error found later (a failed generation, the server stopping) is an error object
-  // in that body. finish() runs once the sequence ended or take() had enough.
-  void reply_when_done(httplib::Response& res, std::shared_ptr<Sequence> seq, TakeFn take, std::function<Json()> finish);
 };
 
 // "data: {json}\n\n"
@@ -113,6 +112,29 @@ class StreamWriter {
 // or take() has enough, keeping the connection checked in between (StreamWriter::keep_alive). False: the client is
 // gone (the sequence is cancelled).
 bool pump(Sequence& seq, StreamWriter& w, const TakeFn& take);
+
+// the body of a generation reply (StreamWriter), written by body() while it returns true.
+using BodyFn = std::function<bool(StreamWriter& w)>;
+
+// answers a generation with a chunked body that body() writes while the sequence runs; a client that leaves (a
+// failed write, the connection closed) cancels the sequence. event_stream: SSE (text/event-stream, not cached),
+// kept alive with SSE comments; else an application/json body kept alive with spaces (a space every 0.25 s, so a
+// client that leaves is noticed at once). The status, 200, goes out first: an error found later (a failed
+// generation, the server stopping) is an error object or event in that body.
+void stream_body(httplib::Response& res, std::shared_ptr<Sequence> seq, bool event_stream, BodyFn body);
+
+// the events of one token, or of the end, of a harmony turn; false: no more are wanted (a write failed).
+using EventsFn = std::function<bool(const std::vector<OutputEvent>& evs)>;
+// the text released by one wait, or by the end, of a raw completion; false: no more is wanted (a write failed).
+using TextFn = std::function<bool(const std::string& text)>;
+
+// the token loop of chat and responses, plain or streamed: hands the sequence's tokens, less `skip`, to out and each
+// token's events to on_events (none for a plain reply, which reads out's parts at the end) until the sequence ends,
+// a stop string matched (then the sequence is cancelled) or on_events fails; then the events of out.finish(). The
+// outcome; none when the client is gone.
+std::optional<Outcome> harmony_turn(Sequence& seq, StreamWriter& w, HarmonyOutput& out, const std::vector<int32_t>& skip, const EventsFn& on_events);
+// the same for completions' raw text: on_text gets the text each wait released (when there is some), then the rest.
+std::optional<Outcome> text_turn(Sequence& seq, StreamWriter& w, TextOutput& out, const std::vector<int32_t>& skip, const TextFn& on_text);
 
 // usage of chat completions and completions.
 Json usage_json(const Sequence& seq);
