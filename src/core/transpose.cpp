@@ -40,7 +40,7 @@ void transpose16(const uint8_t* src, int64_t ls, uint8_t* dst, int64_t ld) {
 
 }  // namespace
 
-void transpose_u8(const uint8_t* src, int64_t rows, int64_t cols, uint8_t* dst) {
+void transpose_u8(const uint8_t* src, int64_t rows, int64_t cols, int64_t src_ld, uint8_t* dst, int64_t dst_ld) {
   constexpr int64_t kTile = 64;  // 64 x 64 bytes: a tile of each side fits L1
   for (int64_t r0 = 0; r0 < rows; r0 += kTile)
     for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
@@ -50,12 +50,14 @@ void transpose_u8(const uint8_t* src, int64_t rows, int64_t cols, uint8_t* dst) 
       rv = r0 + (r1 - r0) / 16 * 16;
       cv = c0 + (c1 - c0) / 16 * 16;
       for (int64_t r = r0; r < rv; r += 16)
-        for (int64_t c = c0; c < cv; c += 16) transpose16(src + r * cols + c, cols, dst + c * rows + r, rows);
+        for (int64_t c = c0; c < cv; c += 16) transpose16(src + r * src_ld + c, src_ld, dst + c * dst_ld + r, dst_ld);
 #endif
       for (int64_t c = c0; c < c1; ++c)
         for (int64_t r = r0; r < r1; ++r)
-          if (r >= rv || c >= cv) dst[c * rows + r] = src[r * cols + c];
+          if (r >= rv || c >= cv) dst[c * dst_ld + r] = src[r * src_ld + c];
     }
 }
+
+void transpose_u8(const uint8_t* src, int64_t rows, int64_t cols, uint8_t* dst) { transpose_u8(src, rows, cols, cols, dst, rows); }
 
 }  // namespace oss4

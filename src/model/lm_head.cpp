@@ -6,6 +6,8 @@
 #include <mutex>
 
 #include "core/thread_pool.h"
+#include "core/transpose.h"
+#include "model/repack.h"
 #include "quant/float_formats.h"
 #include "quant/nvfp4.h"
 
@@ -48,19 +50,32 @@ Status set_lm_head_type(ModelWeights& m, const std::string& type) {
     task_amax[static_cast<size_t>(t)] = a;
   });
   const float amax = *std::max_element(task_amax.begin(), task_amax.end());
-  // pass 2: quantize block rows with that amax (every task gets the same weight_scale_2)
-  std::vector<uint8_t> packed(static_cast<size_t>(w.n_out * w.n_in / 2));              // [n_vocab, n_embd/2] u8
-  std::vector<uint8_t> scales(static_cast<size_t>(w.n_out * w.n_in / kNvfp4Block));   // [n_vocab, n_embd/16] e4m3
+  // pass 2: quantize block rows with that amax (every task gets the same weight_scale_2). Each task quantizes its
+  // rows row-major into its own buffer and transposes them into place when the CPU kernels read the input-major
+  // layout (model/repack.h), so the 0.3 GB result is written once and in parallel.
+  const bool in_major = repack_wants_in_major(w.n_out, w.n_in);
+  const int64_t n_cb = w.n_in / 2, n_sb = w.n_in / kNvfp4Block;  // code and scale bytes per row
+  std::vector<uint8_t> packed(static_cast<size_t>(w.n_out * n_cb));  // [n_vocab, n_embd/2] or [n_embd/2, n_vocab] u8
+  std::vector<uint8_t> scales(static_cast<size_t>(w.n_out * n_sb));  // [n_vocab, n_embd/16] or [n_embd/16, n_vocab] e4m3
   std::mutex mu;
   Status first_error;
   float scale2 = 0.0f;
   pool.run(n_tasks, [&](int64_t t) {
-    const int64_t r0 = t * kRowsPerTask, r1 = std::min(w.n_out, r0 + kRowsPerTask);
-    std::vector<float> rows(static_cast<size_t>((r1 - r0) * w.n_in));  // [r1 - r0, n_in] f32
+    const int64_t r0 = t * kRowsPerTask, r1 = std::min(w.n_out, r0 + kRowsPerTask), nr = r1 - r0;
+    std::vector<float> rows(static_cast<size_t>(nr * w.n_in));  // [nr, n_in] f32
     rows_f32(w, r0, r1, rows.data());
+    std::vector<uint8_t> tp, ts;  // [nr, n_cb], [nr, n_sb] row-major, when transposing
+    if (in_major) {
+      tp.resize(static_cast<size_t>(nr * n_cb));
+      ts.resize(static_cast<size_t>(nr * n_sb));
+    }
     float s2 = 0.0f;
-    Status s = nvfp4_quantize_ref(rows.data(), r1 - r0, w.n_in, amax, packed.data() + r0 * w.n_in / 2,
-                                  scales.data() + r0 * w.n_in / kNvfp4Block, &s2, w.name);
+    Status s = nvfp4_quantize_ref(rows.data(), nr, w.n_in, amax, in_major ? tp.data() : packed.data() + r0 * n_cb,
+                                  in_major ? ts.data() : scales.data() + r0 * n_sb, &s2, w.name);
+    if (s.ok() && in_major) {
+      transpose_u8(tp.data(), nr, n_cb, n_cb, packed.data() + r0, w.n_out);
+      transpose_u8(ts.data(), nr, n_sb, n_sb, scales.data() + r0, w.n_out);
+    }
     std::lock_guard<std::mutex> lk(mu);
     if (!s.ok() && first_error.ok()) first_error = s;
     scale2 = s2;
@@ -71,7 +86,7 @@ Status set_lm_head_type(ModelWeights& m, const std::string& type) {
   const uint8_t* packed_ptr = m.owned.back().data();
   m.owned.push_back(std::move(scales));
   w.type = WeightType::kNvfp4;
-  w.in_major = false;
+  w.in_major = in_major;
   w.data = packed_ptr;
   w.scales = m.owned.back().data();
   w.scale2 = scale2;

@@ -8,7 +8,7 @@ namespace oss4 {
 namespace {
 
 bool repackable(const LinearWeight& w) {
-  return w.type == WeightType::kNvfp4 && !w.in_major && w.n_out % 32 == 0 && w.n_in % 16 == 0 && w.data && w.scales;
+  return w.type == WeightType::kNvfp4 && !w.in_major && repack_wants_in_major(w.n_out, w.n_in) && w.data && w.scales;
 }
 
 // drops what the row-major copy occupied: checkpoint pages, or a buffer built at load (a requantized lm_head)
@@ -20,6 +20,8 @@ void release_source(ModelWeights& m, const LinearWeight& w) {
 }
 
 }  // namespace
+
+bool repack_wants_in_major(int64_t n_out, int64_t n_in) { return n_out % 32 == 0 && n_in % 16 == 0; }
 
 Result<size_t> repack_nvfp4_in_major(ModelWeights& m) {
   std::vector<LinearWeight*> todo;

@@ -10,6 +10,9 @@
 
 namespace oss4 {
 
+// whether an NVFP4 matrix [n_out, n_in] runs in the input-major layout (its output tile is 32 wide).
+bool repack_wants_in_major(int64_t n_out, int64_t n_in);
+
 // repacks every row-major NVFP4 attention projection and lm_head whose n_out is a multiple of 32 (the in-major
 // kernels' output tile); the copies live in m.owned and the checkpoint pages they came from are released.
 // Returns the number of bytes repacked.

@@ -38,22 +38,30 @@ inline float f16_to_f32(uint16_t h) {
   return sign ? -v : v;
 }
 
-// FP8 E4M3FN: bias 7, no infinities, 0x7f/0xff are NaN, max 448.
+// FP8 E4M3FN: bias 7, no infinities, 0x7f/0xff are NaN, max 448. Built from bits (no ldexp: the loaders and
+// quantizers call this per block scale).
 inline float e4m3_to_f32(uint8_t b) {
-  uint32_t sign = b >> 7, exp = (b >> 3) & 0xfu, mant = b & 0x7u;
+  const uint32_t exp = (b >> 3) & 0xfu, mant = b & 0x7u;
   float v;
   if (exp == 15 && mant == 7) {
     v = NAN;
   } else if (exp == 0) {
-    v = std::ldexp(static_cast<float>(mant), -9);
+    v = static_cast<float>(mant) * 0x1p-9f;  // subnormal: mant * 2^-9, exact
   } else {
-    v = std::ldexp(static_cast<float>(mant | 0x8u), static_cast<int>(exp) - 10);
+    const uint32_t bits = ((exp + 120u) << 23) | (mant << 20);  // rebias 7 -> 127
+    std::memcpy(&v, &bits, 4);
   }
-  return sign ? -v : v;
+  return (b & 0x80) ? -v : v;
 }
 
-// E8M0 (MX block scale): 2^(b-127); 255 is NaN in OCP MX and is rejected by loaders.
-inline float e8m0_to_f32(uint8_t b) { return std::ldexp(1.0f, static_cast<int>(b) - 127); }
+// E8M0 (MX block scale): 2^(b-127), built from bits; 0 is the f32 subnormal 2^-127, and 255 (NaN in OCP MX, rejected
+// by loaders) comes out as infinity.
+inline float e8m0_to_f32(uint8_t b) {
+  const uint32_t bits = b == 0 ? 0x00400000u : static_cast<uint32_t>(b) << 23;
+  float v;
+  std::memcpy(&v, &bits, 4);
+  return v;
+}
 
 // FP4 E2M1 by nibble: bit 3 sign, bits 2..0 magnitude index.
 inline constexpr float kE2m1Lut[16] = {+0.0f, +0.5f, +1.0f, +1.5f, +2.0f, +3.0f, +4.0f, +6.0f,

@@ -35,6 +35,19 @@ TEST(FloatFormats, E4m3) {
   EXPECT_EQ(e4m3_to_f32(0xb8), -1.0f);
   EXPECT_TRUE(std::isnan(e4m3_to_f32(0x7f)));
   EXPECT_TRUE(std::isnan(e4m3_to_f32(0xff)));
+  // every byte against the textbook definition: (-1)^s 2^(e-7) (1 + m/8), subnormal (-1)^s 2^-6 (m/8)
+  for (int b = 0; b < 256; ++b) {
+    const int s = b >> 7, e = (b >> 3) & 15, m = b & 7;
+    if (e == 15 && m == 7) continue;
+    const double want = (s ? -1.0 : 1.0) * (e == 0 ? std::ldexp(m / 8.0, -6) : std::ldexp(1.0 + m / 8.0, e - 7));
+    EXPECT_EQ(static_cast<double>(e4m3_to_f32(static_cast<uint8_t>(b))), want) << "byte " << b;
+    EXPECT_EQ(std::signbit(e4m3_to_f32(static_cast<uint8_t>(b))), s == 1) << "byte " << b;
+  }
+}
+
+TEST(FloatFormats, E8m0EveryByte) {
+  for (int b = 0; b < 255; ++b) EXPECT_EQ(e8m0_to_f32(static_cast<uint8_t>(b)), std::ldexp(1.0f, b - 127)) << "byte " << b;
+  EXPECT_TRUE(std::isinf(e8m0_to_f32(255)));
 }
 
 // spec §5: byte 0x21 with scale byte 127 decodes to [+0.5, +1.0] (low nibble first).
@@ -84,6 +97,20 @@ TEST(Transpose, BytesOfAnyShapeMatchTheNaiveLoop) {
     transpose_u8(src.data(), rows, cols, got.data());
     EXPECT_EQ(got, want) << rows << " x " << cols;
   }
+}
+
+TEST(Transpose, SubMatricesLandAtTheirOffsetWithinTheStrides) {
+  // a [37, 21] block at (3, 5) of a [50, 30] source -> column block at (5, 3) of a [40, 60] destination, rest untouched
+  const int64_t rows = 37, cols = 21, src_ld = 30, dst_ld = 60;
+  std::vector<uint8_t> src(50 * 30), dst(40 * 60, 0xEE);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<uint8_t>(i * 7 + 1);
+  transpose_u8(src.data() + 3 * src_ld + 5, rows, cols, src_ld, dst.data() + 5 * dst_ld + 3, dst_ld);
+  for (int64_t c = 0; c < 40; ++c)
+    for (int64_t r = 0; r < 60; ++r) {
+      const bool inside = c >= 5 && c < 5 + cols && r >= 3 && r < 3 + rows;
+      const uint8_t want = inside ? src[static_cast<size_t>(r * src_ld + c)] : 0xEE;
+      ASSERT_EQ(dst[static_cast<size_t>(c * dst_ld + r)], want) << "dst row " << c << " col " << r;
+    }
 }
 }  // namespace
 }  // namespace oss4

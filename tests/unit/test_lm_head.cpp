@@ -1,5 +1,6 @@
 // The lm_head option: requantizing a loaded BF16 lm_head to NVFP4 in row chunks on the thread pool gives exactly the
-// bytes one nvfp4_quantize_ref call over the whole tensor gives, and the forward pass runs on it.
+// bytes one nvfp4_quantize_ref call over the whole tensor gives (transposed to the input-major layout), and the
+// forward pass runs on it.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 
 #include "backend/cpu/forward.h"
 #include "core/thread_pool.h"
+#include "core/transpose.h"
 #include "model/lm_head.h"
 #include "quant/float_formats.h"
 #include "quant/nvfp4.h"
@@ -38,6 +40,13 @@ TEST(LmHead, Nvfp4RequantizationEqualsOneWholeTensorQuantization) {
   const LinearWeight& after = m->lm_head;
   EXPECT_EQ(after.type, WeightType::kNvfp4);
   EXPECT_EQ(after.scale2, s2);
+  // the vocabulary (n_out) is a multiple of 32, so the bytes come in the kernels' input-major layout (model/repack.h)
+  ASSERT_TRUE(after.in_major);
+  std::vector<uint8_t> packed_t(packed.size()), scales_t(scales.size());
+  transpose_u8(packed.data(), before.n_out, before.n_in / 2, packed_t.data());
+  transpose_u8(scales.data(), before.n_out, before.n_in / 16, scales_t.data());
+  packed.swap(packed_t);
+  scales.swap(scales_t);
   EXPECT_EQ(std::memcmp(after.data, packed.data(), packed.size()), 0);
   EXPECT_EQ(std::memcmp(after.scales, scales.data(), scales.size()), 0);
   EXPECT_EQ(m->weight_bytes_per_token(), bytes_before - before.nbytes() + after.nbytes());

@@ -69,7 +69,7 @@ inline TestWeight make_weight(WeightType type, bool in_major, int64_t n_out, int
       t.data.resize(static_cast<size_t>(n_out * n_in / 2));
       t.scales.resize(static_cast<size_t>(n_out * n_in / 16));
       for (auto& b : t.data) b = static_cast<uint8_t>(g());
-      for (auto& s : t.scales) s = static_cast<uint8_t>(g() % 0x7e);  // positive E4M3, no NaN
+      for (auto& s : t.scales) s = static_cast<uint8_t>(g() % 0x7f);  // 0x00..0x7e: non-negative E4M3, no NaN
       t.w.scale2 = 0.013f;
       for (int64_t o = 0; o < n_out; ++o)
         for (int64_t i = 0; i < n_in; ++i) {

@@ -16,14 +16,12 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// E4M3 bytes (one per 32-bit lane) -> f32 times s2. The byte's exponent and mantissa moved into an f32 (sign to bit 31,
-// the rest to bits 20..26) read as 2^-120 times the E4M3 value, subnormals included, so one exact multiply by 2^120
-// gives it; the product with s2 is then rounded once, as the reference's f32(e4m3(s) * scale2). Loaders reject the NaN
-// bytes 0x7f / 0xff, which this would turn into 480.
+// E4M3 bytes (one per 32-bit lane) -> f32 times s2. The byte's exponent and mantissa shifted to bits 20..26 of an
+// f32 read as 2^-120 times the E4M3 value, subnormals included, so one exact multiply by 2^120 gives it; the product
+// with s2 is then rounded once, as the reference's f32(e4m3(s) * scale2). Takes the bytes 0x00..0x7e only: loaders
+// reject negative and NaN block scales (check_e4m3_scales) and the quantizers never make them.
 inline __m256 e4m3_times(__m256i v, __m256 s2) {
-  const __m256i bits = _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x80)), 24),
-                                       _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x7f)), 20));
-  return _mm256_mul_ps(_mm256_mul_ps(_mm256_castsi256_ps(bits), _mm256_set1_ps(0x1p120f)), s2);
+  return _mm256_mul_ps(_mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 20)), _mm256_set1_ps(0x1p120f)), s2);
 }
 
 // 32 bytes -> d[4] with one byte per 32-bit lane in "lane order": vector q (0..3), 128-bit lane l (0..1), element e
