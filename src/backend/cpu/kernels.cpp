@@ -99,11 +99,12 @@ bool avx2_args(const LinearWeight& w, avx2::LinearArgs* a) {
   return true;
 }
 
-// y = the sum of the in-major GEMV's parts [n_parts, n_tok, n_out], in output order, plus bias: on the caller for the
-// model's matrices (a few thousand outputs, tens of microseconds, less than a parallel region costs), in ranges of 8192
-// outputs on the pool for an lm_head (201088)
+// outputs at most summed on one thread: the model's matrices (a few thousand outputs, tens of microseconds, less than a
+// parallel region costs); an lm_head (201088) is summed in ranges of this many on the pool
+constexpr int64_t kFinishRange = 8192;
+
+// y = the sum of the in-major GEMV's parts [n_parts, n_tok, n_out], in output order, plus bias
 void finish_parts(const avx2::LinearArgs& a, const float* parts, int64_t n_parts) {
-  constexpr int64_t kFinishRange = 8192;
   if (a.n_out <= kFinishRange) {
     avx2::fp4_gemv_in_major_finish(a, parts, n_parts, 0, a.n_out);
     return;
@@ -230,14 +231,24 @@ bool linear_jobs_avx2(const LinearJob* jobs, int64_t n_jobs) {
     off += p.n_parts * p.a.n_tok * p.a.n_out;
     if (p.mode == JobMode::kQ8Parts || p.mode == JobMode::kQ8Gemm) q8_prepare(p, q8_bufs[static_cast<size_t>(j)]);
   }
+  // parts of a job of at most kFinishRange outputs are summed by whichever thread completes the job's last part, inside
+  // the region (in part order, so the result does not depend on which thread it is); larger ones (an lm_head) after
+  // the region, on the pool
+  thread_local std::vector<std::atomic<int64_t>> parts_done;  // [n_jobs]
+  if (static_cast<int64_t>(parts_done.size()) < n_jobs) parts_done = std::vector<std::atomic<int64_t>>(static_cast<size_t>(n_jobs));
+  for (int64_t j = 0; j < n_jobs; ++j) parts_done[static_cast<size_t>(j)].store(0, std::memory_order_relaxed);
   const JobPlan* pl = plans.data();  // a thread_local named inside the lambda would be each worker's own
-  pool.run(n_tasks, [pl, n_jobs](int64_t task) {
+  std::atomic<int64_t>* done = parts_done.data();
+  pool.run(n_tasks, [pl, n_jobs, done](int64_t task) {
     int64_t j = 0;
     while (j + 1 < n_jobs && task >= pl[j + 1].first) ++j;
-    run_task(pl[j], task - pl[j].first);
+    const JobPlan& p = pl[j];
+    run_task(p, task - p.first);
+    if (p.n_parts > 0 && p.a.n_out <= kFinishRange && done[j].fetch_add(1, std::memory_order_acq_rel) + 1 == p.n_parts)
+      avx2::fp4_gemv_in_major_finish(p.a, p.parts, p.n_parts, 0, p.a.n_out);
   });
   for (int64_t j = 0; j < n_jobs; ++j)
-    if (pl[j].n_parts > 0) finish_parts(pl[j].a, pl[j].parts, pl[j].n_parts);
+    if (pl[j].n_parts > 0 && pl[j].a.n_out > kFinishRange) finish_parts(pl[j].a, pl[j].parts, pl[j].n_parts);
   return true;
 }
 #endif

@@ -45,13 +45,17 @@ inline void decode_pairs(__m256i v, __m256i lut, __m256i low4, __m256i& w0, __m2
   w1 = _mm256_unpackhi_epi8(lo, hi);
 }
 
-// y[0..32) (lane order) += f32(sums) * f * d, sums s0 = outputs 0..7 | 16..23 and s1 = 8..15 | 24..31 as 16 bits
-inline void add_scaled(__m256i s0, __m256i s1, const __m256 f[4], float d, float* y) {
+// y[0..32) (lane order) += f32(sums) * f * d (= when first: the first block of a part needs no zeroed buffer), sums
+// s0 = outputs 0..7 | 16..23 and s1 = 8..15 | 24..31 as 16 bits
+inline void add_scaled(__m256i s0, __m256i s1, const __m256 f[4], float d, float* y, bool first = false) {
   const __m256 dv = _mm256_set1_ps(d);
   const __m256i i32[4] = {_mm256_srai_epi32(_mm256_slli_epi32(s0, 16), 16), _mm256_srai_epi32(s0, 16),
                           _mm256_srai_epi32(_mm256_slli_epi32(s1, 16), 16), _mm256_srai_epi32(s1, 16)};
-  for (int k = 0; k < 4; ++k)
-    _mm256_storeu_ps(y + 8 * k, _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32[k]), _mm256_mul_ps(f[k], dv), _mm256_loadu_ps(y + 8 * k)));
+  for (int k = 0; k < 4; ++k) {
+    const __m256 prod_f = _mm256_mul_ps(f[k], dv);
+    const __m256 v = _mm256_cvtepi32_ps(i32[k]);
+    _mm256_storeu_ps(y + 8 * k, first ? _mm256_mul_ps(v, prod_f) : _mm256_fmadd_ps(v, prod_f, _mm256_loadu_ps(y + 8 * k)));
+  }
 }
 
 // factors e4m3 * scale2 / 2 of input block b for outputs o..o+31, lane order
@@ -93,7 +97,7 @@ void gemv_t(const LinearArgs& a, const Q8Act& x, int64_t b0, int64_t b1, int64_t
       }
       __m256 f[4];
       block_factors(a, b, o, f);
-      for (int t = 0; t < T; ++t) add_scaled(acc[t][0], acc[t][1], f, d[t], yp + t * n_out + o);
+      for (int t = 0; t < T; ++t) add_scaled(acc[t][0], acc[t][1], f, d[t], yp + t * n_out + o, b == b0);
     }
   }
 }
@@ -206,7 +210,10 @@ void q8_pairs(const int8_t* q, int64_t n_tok, int64_t n_in, uint32_t* pair, uint
 bool nvfp4_q8_takes(const LinearArgs& a) { return a.kind == WKind::kNvfp4InMajor && a.n_in % 16 == 0 && a.n_out % 32 == 0; }
 
 void nvfp4_q8_gemv_in_major_part(const LinearArgs& a, const Q8Act& x, int64_t b0, int64_t b1, float* part) {
-  for (int64_t i = 0; i < a.n_tok * a.n_out; ++i) part[i] = 0.0f;
+  if (b1 <= b0) {
+    for (int64_t i = 0; i < a.n_tok * a.n_out; ++i) part[i] = 0.0f;
+    return;
+  }
   int64_t t = 0;
   for (; t + 2 <= a.n_tok; t += 2) gemv_t<2>(a, x, b0, b1, t, part + t * a.n_out);
   if (t < a.n_tok) gemv_t<1>(a, x, b0, b1, t, part + t * a.n_out);
