@@ -16,7 +16,11 @@ void q8_quantize_ref(const float* x, int64_t n_tok, int64_t n_in, int8_t* q, flo
     for (int64_t i = 0; i < kQ8Block; ++i) amax = std::max(amax, std::fabs(xb[i]));
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     d[b] = amax / 127.0f;
-    for (int64_t i = 0; i < kQ8Block; ++i) q[b * kQ8Block + i] = static_cast<int8_t>(std::nearbyint(xb[i] * inv));
+    for (int64_t i = 0; i < kQ8Block; ++i) {
+      // finite x gives -127..127; the clamp only keeps a NaN or infinite activation (a broken model) defined
+      const float r = std::nearbyint(xb[i] * inv);
+      q[b * kQ8Block + i] = static_cast<int8_t>(r >= -127.0f && r <= 127.0f ? r : (r > 0.0f ? 127.0f : -128.0f));
+    }
   }
 }
 

@@ -14,7 +14,7 @@ constexpr int64_t kQ8Block = 16;
 
 // x [n_tok, n_in] f32 -> q [n_tok, n_in] int8, d [n_tok, n_in / 16] f32 (n_in % 16 == 0). Per block: amax = max |x|,
 // d = amax / 127, q = round-half-even(x * (127 / amax)) in [-127, 127]; an all-zero block gets d = 0 and q = 0.
-// Every rung quantizes with this function, so the rungs differ only in how they sum.
+// The AVX2 rung quantizes to the same bytes for finite x, so the rungs differ only in how they sum.
 void q8_quantize_ref(const float* x, int64_t n_tok, int64_t n_in, int8_t* q, float* d);
 
 // y = x W^T (+ bias) for an NVFP4 weight (either orientation) and x quantized by q8_quantize_ref: per input block k
