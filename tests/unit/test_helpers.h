@@ -6,18 +6,36 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
 namespace oss4::test {
 
+// the temporary directories this test process made, removed when it exits (tests write checkpoints of a hundred MB
+// and more; thousands of left-over directories once filled a CI disk). OSS4_KEEP_TEST_DIRS=1 keeps them for debugging.
+struct TempDirs {
+  std::vector<std::string> dirs;
+  ~TempDirs() {
+    if (std::getenv("OSS4_KEEP_TEST_DIRS") != nullptr) return;
+    std::error_code ec;
+    for (const std::string& d : dirs) std::filesystem::remove_all(d, ec);
+  }
+};
+inline TempDirs& temp_dirs() {
+  static TempDirs t;
+  return t;
+}
+
 inline std::string make_temp_dir() {
   std::string tmpl = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/oss4_test_XXXXXX";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   const char* d = mkdtemp(buf.data());
-  return d ? std::string(d) : std::string();
+  if (d == nullptr) return std::string();
+  temp_dirs().dirs.emplace_back(d);
+  return std::string(d);
 }
 
 inline void write_bytes(const std::string& path, const std::string& bytes) {
