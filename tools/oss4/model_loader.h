@@ -25,14 +25,6 @@ inline Result<ModelWeights> load_with_progress(const std::string& dir, bool quie
   return m;
 }
 
-// loads a model to run it: applies the --lm-head option ("bf16" keeps it as stored), then repacks row-major NVFP4
-// matrices to the layout the CPU kernels stream fastest (model/repack.h).
-inline Result<ModelWeights> load_with_lm_head(const std::string& dir, bool quiet, const std::string& lm_head) {
-  OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_with_progress(dir, quiet));
-  OSS4_TRY(set_lm_head_type(m, lm_head));
-  OSS4_TRY(repack_nvfp4_in_major(m).status());
-  return m;
-}
 
 inline constexpr const char* kLmHeadHelp = "lm_head weights: bf16 (as stored) or nvfp4 (requantized at load; see oss4 compare --lm-head-b)";
 inline constexpr const char* kActivationsHelp =
@@ -50,12 +42,17 @@ inline void add_run_options(CLI::App* sub, RunOptions* o) {
   sub->add_option("--activations", o->activations, kActivationsHelp)->capture_default_str();
 }
 
-// sets the activation precision (process-wide, like the kernel rung) and loads the model with the lm_head option.
+// loads a model to run it: sets the activation precision (process-wide, like the kernel rung), applies the
+// --lm-head option ("bf16" keeps it as stored), then repacks row-major NVFP4 matrices to the layout the CPU kernels
+// stream fastest (model/repack.h).
 inline Result<ModelWeights> load_to_run(const std::string& dir, bool quiet, const RunOptions& o) {
   auto act = parse_act_precision(o.activations.c_str());
   if (!act.ok()) return act.status().with_context("--activations");
   set_act_precision(*act);
-  return load_with_lm_head(dir, quiet, o.lm_head);
+  OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_with_progress(dir, quiet));
+  OSS4_TRY(set_lm_head_type(m, o.lm_head));
+  OSS4_TRY(repack_nvfp4_in_major(m).status());
+  return m;
 }
 
 }  // namespace oss4::cli

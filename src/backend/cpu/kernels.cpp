@@ -103,12 +103,9 @@ bool avx2_args(const LinearWeight& w, avx2::LinearArgs* a) {
 // parallel region costs); an lm_head (201088) is summed in ranges of this many on the pool
 constexpr int64_t kFinishRange = 8192;
 
-// y = the sum of the in-major GEMV's parts [n_parts, n_tok, n_out], in output order, plus bias
-void finish_parts(const avx2::LinearArgs& a, const float* parts, int64_t n_parts) {
-  if (a.n_out <= kFinishRange) {
-    avx2::fp4_gemv_in_major_finish(a, parts, n_parts, 0, a.n_out);
-    return;
-  }
+// y = the sum of the in-major GEMV's parts [n_parts, n_tok, n_out], in output order, plus bias, for a job of more than
+// kFinishRange outputs: in ranges on the pool (smaller jobs are summed inside their region, see linear_jobs_avx2)
+void finish_parts_pooled(const avx2::LinearArgs& a, const float* parts, int64_t n_parts) {
   kernel_pool().run((a.n_out + kFinishRange - 1) / kFinishRange, [&](int64_t r) {
     avx2::fp4_gemv_in_major_finish(a, parts, n_parts, r * kFinishRange, std::min(a.n_out, (r + 1) * kFinishRange));
   });
@@ -116,7 +113,7 @@ void finish_parts(const avx2::LinearArgs& a, const float* parts, int64_t n_parts
 
 // How one weight's matmul runs inside a parallel region:
 //  kRanges   f32_linear_range over ranges of 32 outputs (every layout; GEMV or GEMM by token count)
-//  kParts    in-major NVFP4 decode GEMV split along the inputs into a fixed number of parts, summed after the region
+//  kParts    in-major NVFP4 decode GEMV split along the inputs into a fixed number of parts, summed in part order
 //            (every thread streams a contiguous range; the fixed count keeps results independent of the thread count)
 //  kQ8Parts  the same with 8-bit activations (ActPrecision::kQ8)
 //  kQ8Gemm   in-major NVFP4 GEMM with 8-bit activations, ranges of 32 outputs
@@ -248,7 +245,7 @@ bool linear_jobs_avx2(const LinearJob* jobs, int64_t n_jobs) {
       avx2::fp4_gemv_in_major_finish(p.a, p.parts, p.n_parts, 0, p.a.n_out);
   });
   for (int64_t j = 0; j < n_jobs; ++j)
-    if (pl[j].n_parts > 0 && pl[j].a.n_out > kFinishRange) finish_parts(pl[j].a, pl[j].parts, pl[j].n_parts);
+    if (pl[j].n_parts > 0 && pl[j].a.n_out > kFinishRange) finish_parts_pooled(pl[j].a, pl[j].parts, pl[j].n_parts);
   return true;
 }
 #endif
