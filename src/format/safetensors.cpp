@@ -1,3 +1,4 @@
+#include "format/json_read.h"
 #include "format/safetensors.h"
 
 #include <dirent.h>
@@ -71,6 +72,8 @@ Result<SafetensorsHeader> parse_safetensors_header(const uint8_t* bytes, size_t 
     }
     return true;
   };
+  if (json_depth(std::string_view(text, hlen)) > kMaxJsonDepth)
+    return error("header nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   json h = json::parse(text, text + hlen, cb, /*allow_exceptions=*/false);
   if (h.is_discarded()) return error("header is not well-formed JSON");
   if (!h.is_object()) return error("header JSON is not an object");
@@ -184,8 +187,10 @@ Result<TensorStore> TensorStore::open_dir(const std::string& dir) {
   std::map<std::string, std::string> weight_map;
   if (file_exists(index_path)) {
     OSS4_ASSIGN_OR_RETURN(std::string text, read_text_file(index_path));
-    json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_object()) return error(index_path + ": not well-formed JSON");
+    auto parsed = parse_json(text);
+    if (!parsed.ok()) return parsed.status().with_context(index_path);
+    const json& j = parsed.value();
+    if (!j.is_object()) return error(index_path + ": not a JSON object");
     auto wm = j.find("weight_map");
     if (wm == j.end() || !wm->is_object()) return error(index_path + ": missing weight_map object");
     std::set<std::string> uniq;

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/mapped_file.h"
+#include "format/json_read.h"
 
 namespace oss4 {
 
@@ -21,6 +22,15 @@ Status get_int(const json& j, const char* key, int64_t* out, bool required, int6
   int64_t v = it->get<int64_t>();
   if (v < min_value) return error(std::string("'") + key + "' = " + std::to_string(v) + " must be >= " + std::to_string(min_value));
   *out = v;
+  return ok_status();
+}
+
+// an optional string field: absent or null leaves *out as it is; any other non-string is an error.
+Status get_string(const json& j, const char* key, std::string* out) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return ok_status();
+  if (!it->is_string()) return error(std::string("'") + key + "' must be a string, got " + it->dump());
+  *out = it->get<std::string>();
   return ok_status();
 }
 
@@ -85,15 +95,17 @@ Status parse_rope(const json& j, ModelConfig* cfg) {
         if (!t->is_boolean()) return error("rope 'truncate' must be a boolean");
         cfg->rope.truncate = t->get<bool>();
       }
-      if (cfg->rope.factor < 1.0) return error("rope 'factor' = " + std::to_string(cfg->rope.factor) + " must be >= 1");
-      if (!(cfg->rope.beta_fast > 0) || !(cfg->rope.beta_slow > 0))
-        return error("rope 'beta_fast' and 'beta_slow' must be positive");
+      if (!(cfg->rope.factor >= 1.0 && cfg->rope.factor <= 1e6))
+        return error("rope 'factor' = " + std::to_string(cfg->rope.factor) + " must be in [1, 1e6]");
+      if (!(cfg->rope.beta_fast > 0 && cfg->rope.beta_fast <= 1e6) || !(cfg->rope.beta_slow > 0 && cfg->rope.beta_slow <= 1e6))
+        return error("rope 'beta_fast' and 'beta_slow' must be in (0, 1e6]");
       cfg->rope.yarn = cfg->rope.factor > 1.0;
     } else if (type != "default") {
       return error("unsupported rope_type '" + type + "' (gpt-oss uses yarn)");
     }
   }
-  if (!(cfg->rope.theta > 1.0)) return error("'rope_theta' must be > 1");
+  // the tables are float: a base past 1e30 (real checkpoints use 1e4..1e6) would not survive the conversion.
+  if (!(cfg->rope.theta > 1.0 && cfg->rope.theta <= 1e30)) return error("'rope_theta' must be in (1, 1e30]");
   return ok_status();
 }
 
@@ -152,16 +164,19 @@ Status parse_config_json(const json& j, ModelConfig* cfg) {
   cfg->quant = CheckpointQuant::kNone;
   if (q != j.end() && !q->is_null()) {
     if (!q->is_object()) return error("'quantization_config' must be an object");
-    std::string method = q->value("quant_method", "");
-    const std::string algo = q->value("quant_algo", "");
+    std::string method, algo, format;
+    for (auto [key, out] : {std::pair{"quant_method", &method}, {"quant_algo", &algo}, {"format", &format}}) {
+      Status s = get_string(*q, key, out);
+      if (!s.ok()) return s.with_context("quantization_config");
+    }
     if (method == "mxfp4") {
       cfg->quant = CheckpointQuant::kMxfp4;
     } else if (method == "modelopt" && (algo == "NVFP4" || algo == "W4A16_NVFP4")) {
       cfg->quant = CheckpointQuant::kModeloptNvfp4;
-    } else if (method == "compressed-tensors" && q->value("format", "") == "nvfp4-pack-quantized") {
+    } else if (method == "compressed-tensors" && format == "nvfp4-pack-quantized") {
       cfg->quant = CheckpointQuant::kCompressedTensorsNvfp4;
     } else {
-      const std::string fmt = method == "compressed-tensors" ? q->value("format", "") : "";
+      const std::string fmt = method == "compressed-tensors" ? format : "";
       return error("quantization_config quant_method '" + method + "'" + (algo.empty() ? "" : " quant_algo '" + algo + "'") +
                    (fmt.empty() ? "" : " format '" + fmt + "'") +
                    " is not supported yet (supported: mxfp4; modelopt NVFP4, W4A16_NVFP4; compressed-tensors nvfp4-pack-quantized)");
@@ -183,6 +198,11 @@ Status parse_config_json(const json& j, ModelConfig* cfg) {
 
 Status validate(const ModelConfig& c) {
   auto bad = [](const std::string& s) { return error(s); };
+  // sizes first, so every product below (q_dim, ...) stays far from overflow.
+  if (c.n_embd > (1 << 20) || c.n_vocab > (1 << 24) || c.n_layers > 4096 || c.n_experts > 4096 || c.n_ff > (1 << 20) ||
+      c.n_heads > 4096 || c.n_kv_heads > 4096 || c.head_dim > 4096 || c.sliding_window > (int64_t{1} << 40) ||
+      c.max_position_embeddings > (int64_t{1} << 40) || c.rope.original_max_position_embeddings > (int64_t{1} << 40))
+    return bad("dimensions are implausibly large");
   if (static_cast<int64_t>(c.layer_types.size()) != c.n_layers)
     return bad("'layer_types' has " + std::to_string(c.layer_types.size()) + " entries but num_hidden_layers = " + std::to_string(c.n_layers));
   if (c.n_heads % c.n_kv_heads != 0)
@@ -198,21 +218,17 @@ Status validate(const ModelConfig& c) {
     return bad("MXFP4 experts need hidden_size and intermediate_size divisible by 32");
   if (c.quant == CheckpointQuant::kModeloptNvfp4 && (c.n_embd % 16 != 0 || c.n_ff % 16 != 0 || c.q_dim() % 16 != 0))
     return bad("NVFP4 weights need hidden_size, intermediate_size and the attention width divisible by 16");
-  // guard sizes so products stay far from overflow.
-  if (c.n_embd > (1 << 20) || c.n_vocab > (1 << 24) || c.n_layers > 4096 || c.n_experts > 4096 || c.n_ff > (1 << 20) ||
-      c.n_heads > 4096 || c.head_dim > 4096)
-    return bad("dimensions are implausibly large");
   for (int64_t id : c.eos_token_ids)
     if (id < 0 || id >= c.n_vocab) return bad("eos_token_id " + std::to_string(id) + " is outside the vocabulary");
-  if (c.max_position_embeddings == 0) return ok_status();
   return ok_status();
 }
 
 }  // namespace
 
 Result<ModelConfig> parse_model_config(const std::string& json_text, const std::string& source) {
-  json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return error(source + ": not well-formed JSON");
+  auto parsed = parse_json(json_text);
+  if (!parsed.ok()) return parsed.status().with_context(source);
+  const json& j = parsed.value();
   ModelConfig cfg;
   Status s = parse_config_json(j, &cfg);
   if (s.ok()) s = validate(cfg);
@@ -229,8 +245,10 @@ Result<ModelConfig> load_model_config(const std::string& dir) {
   std::string gpath = dir + "/generation_config.json";
   if (file_exists(gpath)) {
     OSS4_ASSIGN_OR_RETURN(std::string gtext, read_text_file(gpath));
-    json g = json::parse(gtext, nullptr, /*allow_exceptions=*/false);
-    if (g.is_discarded() || !g.is_object()) return error(gpath + ": not a well-formed JSON object");
+    auto parsed = parse_json(gtext);
+    if (!parsed.ok()) return parsed.status().with_context(gpath);
+    const json& g = parsed.value();
+    if (!g.is_object()) return error(gpath + ": not a JSON object");
     std::vector<int64_t> eos;
     Status s = get_token_ids(g, "eos_token_id", &eos);
     if (!s.ok()) return s.with_context(gpath);

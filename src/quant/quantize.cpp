@@ -1,3 +1,4 @@
+#include "format/json_read.h"
 #include "quant/quantize.h"
 
 #include <algorithm>
@@ -378,8 +379,9 @@ json quant_config_json(const QuantizeOptions& opt, bool with_inputs) {
 
 Status write_configs(const QuantizeOptions& opt, bool with_inputs, const std::string& tmp) {
   OSS4_ASSIGN_OR_RETURN(std::string text, read_text_file(opt.in_dir + "/config.json"));
-  json cfg = json::parse(text, nullptr, false);
-  if (cfg.is_discarded()) return error(opt.in_dir + "/config.json: not well-formed JSON");
+  auto parsed = parse_json(text);
+  if (!parsed.ok()) return parsed.status().with_context(opt.in_dir + "/config.json");
+  json cfg = std::move(parsed.value());
   cfg["quantization_config"] = quant_config_json(opt, with_inputs);
   std::string out = cfg.dump(2) + "\n";
   OSS4_TRY(write_file_atomic(tmp + "/config.json", out.data(), out.size()));

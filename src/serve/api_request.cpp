@@ -333,31 +333,6 @@ void assemble(h::SystemContent sys, const h::DeveloperContent& dev, bool has_dev
   for (auto& m : turns) conv->messages.push_back(std::move(m));
 }
 
-// the deepest nesting of arrays and objects in JSON text (strings skipped); rendering and printing recurse, so the
-// server refuses what is deeper than any real request.
-size_t json_depth(const std::string& text) {
-  size_t depth = 0, deepest = 0;
-  bool in_string = false, escaped = false;
-  for (char ch : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (ch == '\\') {
-        escaped = true;
-      } else if (ch == '"') {
-        in_string = false;
-      }
-    } else if (ch == '"') {
-      in_string = true;
-    } else if (ch == '[' || ch == '{') {
-      deepest = std::max(deepest, ++depth);
-    } else if ((ch == ']' || ch == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return deepest;
-}
-
 }  // namespace
 
 Parsed<Json> parse_body(const std::string& body) {

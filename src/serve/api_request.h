@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "format/json_read.h"
 #include "runtime/sampler.h"
 #include "text/harmony_render.h"
 
@@ -78,8 +79,8 @@ Status tool_call_prefixes(const ChatRequest& r, const harmony::HarmonyEncoding& 
 Parsed<ChatRequest> parse_responses_request(const Json& body);
 Parsed<CompletionRequest> parse_completion_request(const Json& body);
 
-// the body as JSON, or the error for malformed JSON, a body that is not an object or one nested deeper than this.
-inline constexpr size_t kMaxJsonDepth = 64;
+// the body as JSON, or the error for malformed JSON, a body that is not an object or one nested deeper than
+// kMaxJsonDepth (format/json_read.h: rendering and printing recurse).
 Parsed<Json> parse_body(const std::string& body);
 
 }  // namespace oss4::serve

@@ -1,3 +1,4 @@
+#include "format/json_read.h"
 #include "serve/server.h"
 
 #include <algorithm>
@@ -14,8 +15,10 @@ Result<std::vector<ScriptReply>> load_script(const std::string& path, const Toke
   if (!f) return error(path + ": cannot open the script");
   std::stringstream ss;
   ss << f.rdbuf();
-  Json j = Json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("replies") || !j["replies"].is_array()) {
+  auto parsed = parse_json(ss.str());
+  if (!parsed.ok()) return parsed.status().with_context(path);
+  const Json& j = parsed.value();
+  if (!j.is_object() || !j.contains("replies") || !j["replies"].is_array()) {
     return error(path + ": expected {\"replies\": [{\"when\": \"...\", \"text\": \"...\"}, ...]}");
   }
   std::vector<ScriptReply> out;

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/mapped_file.h"
+#include "format/json_read.h"
 #include "text/tokenizer.h"
 #include "text/chat_template.h"
 #include "text/utf8.h"
@@ -114,7 +115,8 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 // the Split regex of an HF pre_tokenizer (alone or inside a Sequence), or "" if there is none.
 std::string find_split_regex(const nlohmann::json& pt) {
   if (!pt.is_object()) return "";
-  const std::string type = pt.value("type", "");
+  const auto t = pt.find("type");
+  const std::string type = t != pt.end() && t->is_string() ? t->get<std::string>() : "";
   if (type == "Split" && pt.contains("pattern") && pt["pattern"].is_object() && pt["pattern"].contains("Regex") && pt["pattern"]["Regex"].is_string())
     return pt["pattern"]["Regex"].get<std::string>();
   if (type == "Sequence" && pt.contains("pretokenizers") && pt["pretokenizers"].is_array()) {
@@ -167,17 +169,16 @@ Result<Tokenizer> load_tiktoken_tokenizer(const std::string& path) {
 
 Result<Tokenizer> load_hf_tokenizer(const std::string& path) {
   OSS4_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    return error(path + ": " + e.what());
-  }
+  auto parsed = parse_json(text);
+  if (!parsed.ok()) return parsed.status().with_context(path);
+  nlohmann::json j = std::move(parsed.value());
   text.clear();
   text.shrink_to_fit();
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) return error(path + ": no \"model\" object");
   const nlohmann::json& model = j["model"];
-  if (model.value("type", "BPE") != "BPE") return error(path + ": model.type is \"" + model.value("type", "") + "\", only BPE is supported");
+  const auto type = model.find("type");
+  if (type != model.end() && !type->is_null() && !(type->is_string() && type->get<std::string>() == "BPE"))
+    return error(path + ": model.type is " + type->dump() + ", only BPE is supported");
   if (!model.contains("vocab") || !model["vocab"].is_object()) return error(path + ": model.vocab is not an object");
 
   std::vector<SpecialToken> specials;

@@ -93,6 +93,12 @@ TEST(Config, RejectsImpossibleValues) {
       {"intermediate_size", 2881, "divisible by 32"},
       {"eos_token_id", 999999999, "outside the vocabulary"},
       {"quantization_config", {{"quant_method", "gptq"}}, "not supported"},
+      // found by fuzzing: a non-string quant_method threw out of nlohmann's value(); a huge head count overflowed q_dim.
+      {"quantization_config", {{"quant_method", 5}}, "'quant_method' must be a string"},
+      {"quantization_config", {{"quant_method", "modelopt"}, {"quant_algo", nlohmann::json::array()}}, "'quant_algo' must be a string"},
+      {"num_attention_heads", int64_t{1} << 62, "implausibly large"},
+      {"rope_theta", 1e39, "rope_theta"},
+      {"hidden_size", nlohmann::json::parse(std::string(100, '[') + std::string(100, ']')), "nests deeper than 64"},
   };
   for (const auto& c : cases) {
     auto j = nlohmann::json::parse(k20bConfig);
@@ -103,6 +109,15 @@ TEST(Config, RejectsImpossibleValues) {
     EXPECT_EQ(r.status().message().rfind("config.json: ", 0), 0u) << "names the file: " << r.status().message();
   }
   EXPECT_FALSE(parse_model_config("{\"hidden_size\": ", "x").ok());
+  // a 10^6-deep value: refused before anything recurses over it (printing it in the error overflowed the stack).
+  auto deep = parse_model_config("{\"hidden_size\": " + std::string(1000000, '[') + std::string(1000000, ']') + "}", "config.json");
+  ASSERT_FALSE(deep.ok());
+  EXPECT_NE(deep.status().message().find("nests deeper than 64 levels"), std::string::npos) << deep.status().message();
+  // the parser's reason, without the raw bytes it had read.
+  auto bad = parse_model_config("{\"hidden_size\": tru\xff}", "config.json");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message().rfind("config.json: not well-formed JSON: parse error at line 1, column", 0), 0u) << bad.status().message();
+  EXPECT_EQ(bad.status().message().find('\xff'), std::string::npos) << bad.status().message();
   auto j = nlohmann::json::parse(k20bConfig);
   j.erase("num_attention_heads");
   auto r = parse_model_config(j.dump(), "config.json");

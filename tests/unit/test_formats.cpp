@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backend/cpu/kernels_ref.h"
+#include "format/json_read.h"
 #include "format/npy.h"
 #include "core/transpose.h"
 #include "quant/float_formats.h"
@@ -65,6 +66,20 @@ TEST(Mxfp4, DecodeOrderAndScale) {
   EXPECT_EQ(row[2], 1.5f);
   EXPECT_EQ(row[3], -1.5f);
   for (int n = 0; n < 16; ++n) EXPECT_EQ(kE2m1Lut[n], (n & 8 ? -1.0f : 1.0f) * kE2m1Lut[n & 7]);
+}
+
+TEST(JsonRead, DepthCountsBracketsOutsideStrings) {
+  EXPECT_EQ(json_depth("1"), 0u);
+  EXPECT_EQ(json_depth(R"({"a": [1, {"b": []}]})"), 4u);
+  EXPECT_EQ(json_depth(R"({"a": "[[[[{{{", "b": "\"[["})"), 1u);  // brackets inside strings, escaped quotes
+  EXPECT_EQ(json_depth("]]]]["), 1u);                               // unbalanced text does not underflow
+  EXPECT_TRUE(parse_json(std::string(64, '[') + std::string(64, ']')).ok());
+  auto deep = parse_json(std::string(65, '[') + std::string(65, ']'));
+  ASSERT_FALSE(deep.ok());
+  EXPECT_EQ(deep.status().message(), "JSON nests deeper than 64 levels");
+  auto bad = parse_json("[1, 2,");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message().rfind("not well-formed JSON: parse error at line 1, column 7", 0), 0u) << bad.status().message();
 }
 
 TEST(Npy, WritesWhatNumpyReads) {

@@ -267,5 +267,24 @@ TEST(Tokenizer, HfTokenizerJsonRoundTrip) {
   EXPECT_EQ(count_matches(*hf, cases), cases.size());
 }
 
+// a wrong type anywhere in tokenizer.json is an error naming the file, never an exception out of the JSON library.
+TEST(Tokenizer, HfTokenizerJsonWithWrongTypesIsAnError) {
+  const std::string dir = test::make_temp_dir();
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"model": {"type": 5, "vocab": {}}})", "model.type is 5"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": 7}})", ""},
+      {"{\"model\": " + std::string(100, '[') + std::string(100, ']') + "}", "nests deeper than 64 levels"},
+      {R"({"model": {"type": "BPE", "vocab": )", "not well-formed JSON"},
+  };
+  for (const auto& [text, expect] : cases) {
+    test::write_bytes(dir + "/tokenizer.json", text);
+    auto t = load_tokenizer(dir);
+    if (expect.empty()) continue;  // only that it returned
+    ASSERT_FALSE(t.ok()) << text;
+    EXPECT_NE(t.status().message().find(expect), std::string::npos) << t.status().message();
+    EXPECT_NE(t.status().message().find("tokenizer.json"), std::string::npos) << t.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace oss4

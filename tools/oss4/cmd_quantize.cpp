@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "core/mapped_file.h"
 #include "core/progress.h"
+#include "format/json_read.h"
 #include "quant/calibrate.h"
 #include "quant/quantize.h"
 #include "text/tokenizer.h"
@@ -35,8 +36,10 @@ Status load_calibration(const std::string& spec, const std::string& model_dir, s
       ++line_no;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       const std::string where = spec + ":" + std::to_string(line_no) + ": ";
-      const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_discarded() || !j.is_object()) return error(where + "not a JSON object");
+      auto parsed = parse_json(line);
+      if (!parsed.ok()) return parsed.status().with_context(where.substr(0, where.size() - 2));
+      const nlohmann::json& j = parsed.value();
+      if (!j.is_object()) return error(where + "not a JSON object");
       if (auto it = j.find("ids"); it != j.end()) {
         if (!it->is_array() || it->empty()) return error(where + "'ids' must be a non-empty array of token ids");
         std::vector<int32_t> ids;

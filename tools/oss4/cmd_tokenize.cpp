@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "format/json_read.h"
 #include "text/tokenizer.h"
 
 namespace oss4::cli {
@@ -29,14 +30,6 @@ void append_ids_line(const std::vector<int32_t>& ids, std::string* out) {
   out->append("]}\n");
 }
 
-// nlohmann's "[json.exception...] parse error at line 1, column 3: <reason>; last read: '<raw bytes>'" -> <reason>
-std::string json_reason(const std::string& what) {
-  size_t b = what.find(": ");
-  b = b == std::string::npos ? 0 : b + 2;
-  const size_t e = what.find("; last read");
-  return what.substr(b, e == std::string::npos ? std::string::npos : e - b);
-}
-
 // one {"ids": [...]} line per input line {"text": ..., "allow_special": bool}; allow_special defaults to the flag.
 int run_jsonl(const Tokenizer& tok, const TokenizeArgs& a) {
   std::ifstream file;
@@ -50,12 +43,9 @@ int run_jsonl(const Tokenizer& tok, const TokenizeArgs& a) {
   std::vector<int32_t> ids;
   for (size_t line_no = 1; std::getline(*in, line); ++line_no) {
     const std::string where = a.jsonl + ":" + std::to_string(line_no);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      return fail(error(where + ": invalid JSON at byte " + std::to_string(e.byte) + ": " + json_reason(e.what())));
-    }
+    auto parsed = parse_json(line);
+    if (!parsed.ok()) return fail(parsed.status().with_context(where));
+    nlohmann::json j = std::move(parsed.value());
     if (!j.is_object() || !j.contains("text") || !j["text"].is_string()) return fail(error(where + ": expected an object with a string \"text\""));
     bool allow = a.allow_special;
     if (j.contains("allow_special")) {
