@@ -129,7 +129,9 @@ TEST_F(SimdRung, ResultsDoNotDependOnTheThreadCount) {
 }
 
 TEST_F(SimdRung, AttentionWithSinksAndWindowMatchesReference) {
-  const int64_t n_heads = 6, n_kv = 2, hd = 24, n_ctx = 40;
+  const int64_t n_heads = 6, n_kv = 2, n_ctx = 40;
+  // 64 (gpt-oss) and 24: the register kernels (head_dim = 8V); 20: the general loop
+  for (int64_t hd : {64, 24, 20})
   for (int64_t window : {int64_t{0}, int64_t{9}}) {
     for (bool ring : {false, true}) {
       const int64_t cap = ring ? 17 : n_ctx;
@@ -147,7 +149,7 @@ TEST_F(SimdRung, AttentionWithSinksAndWindowMatchesReference) {
       set_kernel_threads(2);
       f32_sdpa_sink(q.data(), pos.data(), n_tok, n_heads, n_kv, hd, kv, window, sinks.data(), 0.2f, got.data());
       // outputs are convex combinations of values; scores differ by a few ulps of |q||k|
-      for (size_t i = 0; i < q.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5f) << "window " << window << " ring " << ring << " i " << i;
+      for (size_t i = 0; i < q.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5f) << "hd " << hd << " window " << window << " ring " << ring << " i " << i;
     }
   }
 }
