@@ -1,4 +1,3 @@
-#include "format/json_read.h"
 #include "format/safetensors.h"
 
 #include <dirent.h>
@@ -10,6 +9,8 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
+
+#include "format/json_read.h"
 
 namespace oss4 {
 

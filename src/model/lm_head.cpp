@@ -29,13 +29,9 @@ void rows_f32(const LinearWeight& w, int64_t r0, int64_t r1, float* out) {
 }
 }  // namespace
 
-Status set_lm_head_type(ModelWeights& m, const std::string& type) {
-  LinearWeight& w = m.lm_head;
-  if (type == "bf16") return ok_status();
-  if (type != "nvfp4") return error("--lm-head: unknown type '" + type + "' (expected bf16 or nvfp4)");
-  if (w.type == WeightType::kNvfp4) return ok_status();
+Status nvfp4_quantize_lm_head(const LinearWeight& w, bool in_major, LmHeadNvfp4* out) {
   if ((w.type != WeightType::kBF16 && w.type != WeightType::kF32) || w.in_major)
-    return error("lm_head '" + w.name + "' is " + weight_type_name(w.type) + "; only a dense [n_vocab, n_embd] BF16 or F32 lm_head can be requantized");
+    return error("lm_head '" + w.name + "' is " + weight_type_name(w.type) + "; only a dense [n_vocab, n_embd] BF16 or F32 lm_head can be quantized");
   if (w.n_in % kNvfp4Block != 0) return error("lm_head '" + w.name + "': n_embd " + std::to_string(w.n_in) + " is not a multiple of 16");
   ThreadPool& pool = kernel_pool();
   const int64_t n_tasks = (w.n_out + kRowsPerTask - 1) / kRowsPerTask;
@@ -51,12 +47,13 @@ Status set_lm_head_type(ModelWeights& m, const std::string& type) {
   });
   const float amax = *std::max_element(task_amax.begin(), task_amax.end());
   // pass 2: quantize block rows with that amax (every task gets the same weight_scale_2). Each task quantizes its
-  // rows row-major into its own buffer and transposes them into place when the CPU kernels read the input-major
-  // layout (model/repack.h), so the 0.3 GB result is written once and in parallel.
-  const bool in_major = repack_wants_in_major(w.n_out, w.n_in);
+  // rows row-major into its own buffer and, for the input-major layout, transposes them into place, so the 0.3 GB
+  // result is written once and in parallel.
   const int64_t n_cb = w.n_in / 2, n_sb = w.n_in / kNvfp4Block;  // code and scale bytes per row
-  std::vector<uint8_t> packed(static_cast<size_t>(w.n_out * n_cb));  // [n_vocab, n_embd/2] or [n_embd/2, n_vocab] u8
-  std::vector<uint8_t> scales(static_cast<size_t>(w.n_out * n_sb));  // [n_vocab, n_embd/16] or [n_embd/16, n_vocab] e4m3
+  std::vector<uint8_t>& packed = out->packed;  // [n_vocab, n_embd/2] or [n_embd/2, n_vocab] u8
+  std::vector<uint8_t>& scales = out->scales;  // [n_vocab, n_embd/16] or [n_embd/16, n_vocab] e4m3
+  packed.assign(static_cast<size_t>(w.n_out * n_cb), 0);
+  scales.assign(static_cast<size_t>(w.n_out * n_sb), 0);
   std::mutex mu;
   Status first_error;
   float scale2 = 0.0f;
@@ -80,16 +77,33 @@ Status set_lm_head_type(ModelWeights& m, const std::string& type) {
     if (!s.ok() && first_error.ok()) first_error = s;
     scale2 = s2;
   });
-  OSS4_TRY(first_error.with_context("--lm-head nvfp4"));
+  OSS4_TRY(first_error);
+  out->scale2 = scale2;
+  out->in_major = in_major;
+  return ok_status();
+}
+
+Status set_lm_head_type(ModelWeights& m, const std::string& type) {
+  LinearWeight& w = m.lm_head;
+  if (type == "stored") return ok_status();
+  if (type == "bf16") {
+    if (w.type == WeightType::kBF16 || w.type == WeightType::kF32) return ok_status();
+    return error("--lm-head bf16: lm_head '" + w.name + "' is stored as " + weight_type_name(w.type) +
+                 "; it runs as stored (--lm-head stored)");
+  }
+  if (type != "nvfp4") return error("--lm-head: unknown type '" + type + "' (expected stored, bf16 or nvfp4)");
+  if (w.type == WeightType::kNvfp4) return ok_status();
+  LmHeadNvfp4 q;
+  OSS4_TRY(nvfp4_quantize_lm_head(w, repack_wants_in_major(w.n_out, w.n_in), &q).with_context("--lm-head nvfp4"));
   if (const TensorView* t = m.store.find(w.name); t != nullptr && w.data != m.embed.data) m.store.release(*t);
-  m.owned.push_back(std::move(packed));
+  m.owned.push_back(std::move(q.packed));
   const uint8_t* packed_ptr = m.owned.back().data();
-  m.owned.push_back(std::move(scales));
+  m.owned.push_back(std::move(q.scales));
   w.type = WeightType::kNvfp4;
-  w.in_major = in_major;
+  w.in_major = q.in_major;
   w.data = packed_ptr;
   w.scales = m.owned.back().data();
-  w.scale2 = scale2;
+  w.scale2 = q.scale2;
   w.name += " (requantized to nvfp4)";
   return ok_status();
 }

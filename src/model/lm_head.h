@@ -1,16 +1,29 @@
-// The lm_head option: gpt-oss checkpoints (and ModelOpt's NVFP4 export) keep lm_head in BF16, about 1.16 GB that
-// every decoded token reads. Requantizing it to NVFP4 at load time cuts that to 0.33 GB; `oss4 compare` shows the
-// accuracy it costs (--lm-head-b nvfp4).
+// The lm_head option: gpt-oss checkpoints (and ModelOpt's NVFP4 export by default) keep lm_head in BF16, about
+// 1.16 GB that every decoded token reads. Quantizing it to NVFP4, at load time or once with `oss4 quantize --lm-head
+// nvfp4`, cuts that to 0.33 GB; `oss4 compare` shows the accuracy it costs (--lm-head-b nvfp4).
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "model/weights.h"
 
 namespace oss4 {
 
-// "bf16" (as stored: nothing to do) or "nvfp4": lm_head quantized with ModelOpt's NVFP4 rules (global amax = max |w|,
-// E4M3 block scales per 16 inputs) into memory m owns; the stored tensor's pages are released afterwards.
+// an lm_head in NVFP4 by ModelOpt's rules (global amax = max |w|, E4M3 block scales per 16 inputs), quantized in
+// parallel tasks of 256 rows
+struct LmHeadNvfp4 {
+  std::vector<uint8_t> packed;  // [n_vocab, n_embd/2] row-major, or [n_embd/2, n_vocab] in-major
+  std::vector<uint8_t> scales;  // [n_vocab, n_embd/16] or [n_embd/16, n_vocab] E4M3
+  float scale2 = 0.0f;
+  bool in_major = false;
+};
+// w: a dense [n_vocab, n_embd] BF16 or F32 lm_head; in_major: the CPU kernels' layout, else ModelOpt's export layout.
+Status nvfp4_quantize_lm_head(const LinearWeight& w, bool in_major, LmHeadNvfp4* out);
+
+// "stored" (nothing to do), "bf16" (as stored, which must be BF16 or F32) or "nvfp4": a dense lm_head quantized by
+// nvfp4_quantize_lm_head into memory m owns, and the stored tensor's pages released; an NVFP4-stored one as it is.
 Status set_lm_head_type(ModelWeights& m, const std::string& type);
 
 }  // namespace oss4

@@ -315,7 +315,8 @@ Result<ModelWeights> load_model(const std::string& dir, const ProgressFn& progre
   if (c.tie_word_embeddings && !m.store.has("lm_head.weight")) {
     m.lm_head = m.embed;
   } else {
-    OSS4_ASSIGN_OR_RETURN(m.lm_head, load_dense(m.store, "lm_head.weight", c.n_vocab, c.n_embd));
+    // BF16 as released; NVFP4 when oss4 quantize --lm-head nvfp4 (or another exporter) quantized it
+    OSS4_ASSIGN_OR_RETURN(m.lm_head, load_linear(m.store, "lm_head", c.n_vocab, c.n_embd));
   }
   OSS4_ASSIGN_OR_RETURN(m.final_norm, load_vector(m.store, "model.norm.weight", {c.n_embd}));
   m.layers.resize(static_cast<size_t>(c.n_layers));

@@ -1,4 +1,3 @@
-#include "format/json_read.h"
 #include "quant/quantize.h"
 
 #include <algorithm>
@@ -14,6 +13,8 @@
 #include "core/parallel_for.h"
 #include "core/transpose.h"
 #include "format/checkpoint_writer.h"
+#include "format/json_read.h"
+#include "model/lm_head.h"
 #include "quant/calibrate.h"
 #include "quant/float_formats.h"
 #include "quant/nvfp4.h"
@@ -264,6 +265,39 @@ class Quantizer {
     return out;
   }
 
+  // lm_head (--lm-head nvfp4): ModelOpt's rules on max |w|, whatever the method, in the export's row-major layout;
+  // the same bytes as --lm-head nvfp4 makes at load.
+  Result<std::shared_ptr<Quantized>> lm_head() {
+    if (auto it = cache_.find("lm_head"); it != cache_.end()) return it->second;
+    const LinearWeight& w = m_.lm_head;
+    LmHeadNvfp4 q;
+    OSS4_TRY(nvfp4_quantize_lm_head(w, /*in_major=*/false, &q));
+    TensorReport r;
+    r.name = "lm_head.weight";
+    r.n_blocks = w.n_out * w.n_in / 16;
+    // the error in chunks of rows: the whole matrix in f32 would take 2.3 GB for gpt-oss
+    const int64_t chunk = 1024, cb = w.n_in / 2, sb = w.n_in / 16;
+    std::vector<float> f;  // [nr, n_in]
+    Nvfp4Matrix part;      // rows [r0, r0 + nr) of q
+    part.scale2 = q.scale2;
+    double err = 0, ref = 0;
+    for (int64_t r0 = 0; r0 < w.n_out; r0 += chunk) {
+      const int64_t nr = std::min(chunk, w.n_out - r0);
+      f.resize(static_cast<size_t>(nr * w.n_in));
+      for (int64_t i = 0; i < nr * w.n_in; ++i)
+        f[static_cast<size_t>(i)] = w.type == WeightType::kBF16 ? bf16_to_f32(reinterpret_cast<const uint16_t*>(w.data)[r0 * w.n_in + i])
+                                                                : reinterpret_cast<const float*>(w.data)[r0 * w.n_in + i];
+      part.packed.assign(q.packed.begin() + r0 * cb, q.packed.begin() + (r0 + nr) * cb);
+      part.scales.assign(q.scales.begin() + r0 * sb, q.scales.begin() + (r0 + nr) * sb);
+      add_error(f.data(), part, nr, w.n_in, &err, &ref);
+    }
+    finish_report(&r, err, ref);
+    report_->tensors.push_back(r);
+    auto out = std::make_shared<Quantized>(Quantized{std::move(q.packed), std::move(q.scales), q.scale2});
+    cache_["lm_head"] = out;
+    return out;
+  }
+
   // experts `base` (model.layers.L.mlp.experts.gate_up_proj / down_proj): [E, n_in/2, n_out] + [E, n_in/16, n_out].
   Result<std::shared_ptr<Quantized>> experts(int64_t l, const std::string& proj, const std::string& base) {
     if (auto it = cache_.find(base); it != cache_.end()) return it->second;
@@ -365,7 +399,8 @@ bool layer_of(const std::string& name, int64_t* layer, std::string* rest) {
 }
 
 json quant_config_json(const QuantizeOptions& opt, bool with_inputs) {
-  json ignore = {"lm_head", "model.embed_tokens", "model.layers.*.mlp.router"};
+  json ignore = {"model.embed_tokens", "model.layers.*.mlp.router"};
+  if (!opt.lm_head_nvfp4) ignore.insert(ignore.begin(), "lm_head");
   if (opt.scope == QuantScope::kExperts) ignore.push_back("model.layers.*.self_attn*");
   const json fp4 = {{"dynamic", false}, {"num_bits", 4}, {"type", "float"}, {"group_size", 16}};
   json group = {{"weights", fp4}, {"targets", {"Linear"}}};
@@ -527,7 +562,11 @@ Status quantize_checkpoint(const QuantizeOptions& opt, const ProgressFn& progres
   LoadOptions lo;
   lo.quantize_fakequant = false;  // a ModelOpt fake-quant input is quantized here, from its BF16 weights and _amax
   OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_model(opt.in_dir, nullptr, lo));
-  if (m.checkpoint_kind == "nvfp4 (compressed-tensors)") return repack_compressed_tensors(opt, m, progress, report);
+  if (m.checkpoint_kind == "nvfp4 (compressed-tensors)") {
+    if (opt.lm_head_nvfp4)
+      return error(opt.in_dir + ": --lm-head nvfp4: a compressed-tensors checkpoint is repacked as it is, not requantized; run it with --lm-head nvfp4 instead");
+    return repack_compressed_tensors(opt, m, progress, report);
+  }
   if (m.checkpoint_kind.rfind("nvfp4", 0) == 0) return error(opt.in_dir + ": is already NVFP4 (" + m.checkpoint_kind + ")");
   const ModelConfig& c = m.cfg;
   if (c.n_embd % 16 != 0 || c.n_ff % 16 != 0 || c.q_dim() % 16 != 0)
@@ -562,6 +601,13 @@ Status quantize_checkpoint(const QuantizeOptions& opt, const ProgressFn& progres
     const float scale = nvfp4_input_scale(amax);
     return TensorPlan{name, DType::kF32, {}, [scale](SafetensorsWriter& w) { return write_bytes(w, &scale, 4); }};
   };
+  if (opt.lm_head_nvfp4) {
+    if (!m.store.has("lm_head.weight"))
+      return error(opt.in_dir + ": --lm-head nvfp4: the lm_head is tied to the embedding (no lm_head.weight), which stays as it is");
+    if (!input_amax.empty())
+      return error(opt.in_dir + ": --lm-head nvfp4 writes a weight-only lm_head, and this export has input scales (" + report->input_scales +
+                   "); quantize without calibration, or leave the lm_head in BF16");
+  }
   std::vector<TensorPlan> plan;
   const bool attn = opt.scope == QuantScope::kAll;
   for (const std::string& name : m.store.names()) {
@@ -628,6 +674,25 @@ Status quantize_checkpoint(const QuantizeOptions& opt, const ProgressFn& progres
       break;
     }
     if (in_layer && rest.empty()) continue;
+    if (opt.lm_head_nvfp4 && name == "lm_head.weight") {
+      const int64_t V = c.n_vocab, H = c.n_embd;
+      plan.push_back({name, DType::kU8, {V, H / 2}, [&qz](SafetensorsWriter& w) {
+                        OSS4_ASSIGN_OR_RETURN(auto q, qz.lm_head());
+                        return write_bytes(w, q->packed.data(), q->packed.size());
+                      }});
+      plan.push_back({"lm_head.weight_scale", DType::kF8E4M3, {V, H / 16}, [&qz](SafetensorsWriter& w) {
+                        OSS4_ASSIGN_OR_RETURN(auto q, qz.lm_head());
+                        return write_bytes(w, q->scales.data(), q->scales.size());
+                      }});
+      plan.push_back({"lm_head.weight_scale_2", DType::kF32, {}, [&qz, &m, src](SafetensorsWriter& w) {
+                        OSS4_ASSIGN_OR_RETURN(auto q, qz.lm_head());
+                        OSS4_TRY(write_bytes(w, &q->scale2, 4));
+                        qz.drop("lm_head");
+                        m.store.release(*src);
+                        return ok_status();
+                      }});
+      continue;
+    }
     // everything else as it is (router, embeddings, lm_head, norms, biases, sinks)
     plan.push_back({name, src->dtype, src->shape, [src, &m](SafetensorsWriter& w) {
                       OSS4_TRY(write_bytes(w, src->data, src->nbytes));

@@ -25,6 +25,9 @@ struct QuantizeOptions {
   // NVFP4, as ModelOpt exports a calibrated model); without, a ModelOpt fake-quant input's stored input amax is
   // used, and a model with neither is exported weight-only (W4A16_NVFP4).
   std::vector<std::vector<int32_t>> calibration;
+  // lm_head to NVFP4 too (ModelOpt's rules, whatever the method; weight-only, so not with input scales); a tied
+  // lm_head (the embedding) stays as it is.
+  bool lm_head_nvfp4 = false;
 };
 
 struct TensorReport {

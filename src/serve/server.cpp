@@ -1,4 +1,3 @@
-#include "format/json_read.h"
 #include "serve/server.h"
 
 #include <algorithm>
@@ -6,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "format/json_read.h"
 #include "serve/server_impl.h"
 
 namespace oss4::serve {

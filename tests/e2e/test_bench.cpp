@@ -72,6 +72,37 @@ TEST(LmHeadOption, CompareShowsTheCostOfAnNvfp4LmHead) {
   EXPECT_EQ(g.code, 0) << g.err;
 }
 
+// oss4 quantize --lm-head nvfp4 stores the bytes --lm-head nvfp4 would make at load: the same logits, no work at load
+TEST(LmHeadOption, QuantizeStoresWhatLoadingWouldMake) {
+  const std::string dir = test::make_temp_dir();
+  ASSERT_EQ(test::run_oss4("synth --config tiny --seed 7 --out " + dir + "/m").code, 0);
+  ASSERT_EQ(test::run_oss4("quantize -m " + dir + "/m -o " + dir + "/n --method transcode").code, 0);
+  test::CmdResult q = test::run_oss4("quantize -m " + dir + "/m -o " + dir + "/q --method transcode --lm-head nvfp4 --report");
+  ASSERT_EQ(q.code, 0) << q.err;
+  EXPECT_NE(q.out.find("| lm_head.weight |"), std::string::npos) << q.out;
+  const std::string ids = "--ids 1,5,9,200,7,3,3,40,11,12";
+  // A: the stored NVFP4 lm_head; B: the BF16 one quantized at load -> identical logits
+  test::CmdResult same = test::run_oss4("compare -q -m " + dir + "/q -m " + dir + "/n " + ids + " --lm-head-b nvfp4 --json");
+  ASSERT_EQ(same.code, 0) << same.err;
+  EXPECT_EQ(nlohmann::json::parse(same.out)["max_abs_diff"].get<double>(), 0.0) << same.out;
+  // and against the BF16 lm_head it differs as an NVFP4 lm_head does
+  test::CmdResult diff = test::run_oss4("compare -q -m " + dir + "/n -m " + dir + "/q " + ids + " --json");
+  ASSERT_EQ(diff.code, 0) << diff.err;
+  const auto j = nlohmann::json::parse(diff.out);
+  EXPECT_EQ(j["b_lm_head"].get<std::string>(), "stored");
+  EXPECT_GT(j["mean_kl"].get<double>(), 0.0);
+  EXPECT_LT(j["mean_kl"].get<double>(), 0.5);
+  // the export no longer lists lm_head among the modules left unquantized
+  const auto hf = nlohmann::json::parse(test::read_bytes(dir + "/q/hf_quant_config.json"));
+  for (const auto& m : hf["quantization"]["exclude_modules"]) EXPECT_NE(m.get<std::string>(), "lm_head");
+  test::CmdResult info = test::run_oss4("info -m " + dir + "/q");
+  EXPECT_NE(info.out.find("lm_head nvfp4"), std::string::npos) << info.out;
+  test::expect_clean_error(test::run_oss4("generate -q -m " + dir + "/q --ids 1,2 -n 1 --lm-head bf16"), "stored as nvfp4");
+  EXPECT_EQ(test::run_oss4("generate -q -m " + dir + "/q --ids 1,2 -n 2 --lm-head nvfp4").code, 0);
+  // weight-only: not with calibrated input scales
+  test::expect_clean_error(test::run_oss4("quantize -m " + dir + "/m -o " + dir + "/c --lm-head nvfp4 --calibration builtin"), "weight-only");
+}
+
 TEST(ActivationsOption, CompareShowsTheCostOfEightBitActivations) {
   const std::string dir = test::make_temp_dir();
   ASSERT_EQ(test::run_oss4("synth --config tiny --seed 6 --out " + dir + "/m").code, 0);

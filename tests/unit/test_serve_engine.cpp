@@ -54,7 +54,7 @@ TEST(DecodeBatch, MatchesPerSequenceEval) {
     next.push_back(argmax(logits.data(), V));
   }
   std::vector<float> batch_logits;  // [n_seq, n_vocab]
-  float worst = 0;
+  float worst = 0, scale = 0;  // max |difference|, max |logit|
   for (int step = 0; step < 24; ++step) {
     std::vector<KvCache*> caches;
     for (auto& c : a) caches.push_back(&c);
@@ -63,12 +63,15 @@ TEST(DecodeBatch, MatchesPerSequenceEval) {
       ASSERT_TRUE(single.eval(b[s], &next[s], 1, LogitsMode::kLast, &logits).ok());
       const float* bl = batch_logits.data() + static_cast<int64_t>(s) * V;
       worst = std::max(worst, max_abs_diff(bl, logits.data(), V));
+      for (int64_t i = 0; i < V; ++i) scale = std::max(scale, std::fabs(logits[static_cast<size_t>(i)]));
       EXPECT_EQ(a[s].n_pos(), b[s].n_pos());
       next[s] = argmax(bl, V);
     }
   }
-  EXPECT_LE(worst, 1e-5f) << "batched decode differs from per-sequence eval";
-  std::printf("[ decode_batch vs eval: max |logit difference| %.3g over 24 steps x 3 sequences ]\n", static_cast<double>(worst));
+  // the batch runs the matmuls as GEMMs, eval as GEMVs: f32 sums in another order, nothing more
+  EXPECT_LE(worst, 1e-5f * scale) << "batched decode differs from per-sequence eval";
+  std::printf("[ decode_batch vs eval: max |logit difference| %.3g (max |logit| %.3g) over 24 steps x 3 sequences ]\n",
+              static_cast<double>(worst), static_cast<double>(scale));
 }
 
 TEST(DecodeBatch, RejectsBadInput) {

@@ -14,7 +14,7 @@ namespace oss4::cli {
 namespace {
 struct CompareArgs {
   std::vector<std::string> models;
-  std::string ids, text, tokenizer, lm_head_b = "bf16", activations_b = "f32";
+  std::string ids, text, tokenizer, lm_head_b = "stored", activations_b = "f32";
   int64_t chunk = 128;
   bool json = false, per_position = false, quiet = false;
 };
@@ -94,7 +94,7 @@ void add_compare(CLI::App& app, int* rc) {
   sub->add_option("--text", a->text, "text, tokenized with A's tokenizer (default: a short built-in mixed text)");
   sub->add_option("--tokenizer", a->tokenizer, "tokenizer for --text (default: A's tokenizer.json, else the shipped vocabulary)");
   sub->add_option("--chunk", a->chunk, "prefill chunk size")->capture_default_str()->check(CLI::PositiveNumber);
-  sub->add_option("--lm-head-b", a->lm_head_b, "lm_head of B: bf16 (as stored) or nvfp4 (requantized at load); "
+  sub->add_option("--lm-head-b", a->lm_head_b, "lm_head of B: stored, bf16 or nvfp4 (a BF16 lm_head quantized at load); "
                                                "-m X -m X --lm-head-b nvfp4 shows what the NVFP4 lm_head costs")
       ->capture_default_str();
   sub->add_option("--activations-b", a->activations_b, "activations of B's NVFP4 matmuls: f32 or q8; -m X -m X --activations-b q8 "

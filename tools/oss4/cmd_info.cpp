@@ -21,7 +21,8 @@ int run_info(const std::string& dir) {
               static_cast<long long>(c.n_kv_heads), static_cast<long long>(c.head_dim));
   std::printf("experts         %lld, %lld per token, intermediate %lld\n", static_cast<long long>(c.n_experts),
               static_cast<long long>(c.n_experts_used), static_cast<long long>(c.n_ff));
-  std::printf("vocab           %lld\n", static_cast<long long>(c.n_vocab));
+  std::printf("vocab           %lld; lm_head %s%s\n", static_cast<long long>(c.n_vocab), weight_type_name(m->lm_head.type),
+              m->lm_head.data == m->embed.data ? " (tied to the embedding)" : "");
   std::printf("rope            theta %g%s", c.rope.theta, c.rope.yarn ? "" : "\n");
   if (c.rope.yarn)
     std::printf(", yarn factor %g, beta %g/%g, original ctx %lld, concentration %.6f\n", c.rope.factor, c.rope.beta_fast, c.rope.beta_slow,

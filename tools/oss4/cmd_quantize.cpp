@@ -17,7 +17,7 @@ namespace oss4::cli {
 
 namespace {
 struct QuantizeArgs {
-  std::string in, out, method = "amax", scope = "all", calibration;
+  std::string in, out, method = "amax", scope = "all", calibration, lm_head = "bf16";
   bool report = false;
 };
 
@@ -72,6 +72,7 @@ int run_quantize(const QuantizeArgs& a) {
   opt.out_dir = a.out;
   opt.method = a.method == "transcode" ? QuantMethod::kTranscode : a.method == "mse" ? QuantMethod::kMse : QuantMethod::kAmax;
   opt.scope = a.scope == "experts" ? QuantScope::kExperts : QuantScope::kAll;
+  opt.lm_head_nvfp4 = a.lm_head == "nvfp4";
   if (!a.calibration.empty()) {
     Status cs = load_calibration(a.calibration, a.in, &opt.calibration);
     if (!cs.ok()) return fail(cs);
@@ -129,6 +130,11 @@ void add_quantize(CLI::App& app, int* rc) {
                   "weight-only (W4A16_NVFP4)")
       ->expected(0, 1)
       ->default_str("builtin");
+  sub->add_option("--lm-head", a->lm_head,
+                  "bf16: the lm_head as it is (ModelOpt's default); nvfp4: quantized too (ModelOpt's rules), so that "
+                  "running with an NVFP4 lm_head needs no quantization at load. Weight-only: not with input scales")
+      ->check(CLI::IsMember({"bf16", "nvfp4"}))
+      ->capture_default_str();
   sub->add_flag("--report", a->report, "print each quantized tensor's relative MSE and SNR");
   sub->callback([a, rc] { *rc = run_quantize(*a); });
 }

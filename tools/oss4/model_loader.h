@@ -26,14 +26,16 @@ inline Result<ModelWeights> load_with_progress(const std::string& dir, bool quie
 }
 
 
-inline constexpr const char* kLmHeadHelp = "lm_head weights: bf16 (as stored) or nvfp4 (requantized at load; see oss4 compare --lm-head-b)";
+inline constexpr const char* kLmHeadHelp =
+    "lm_head weights: stored (as the checkpoint has them: BF16, or NVFP4 from oss4 quantize --lm-head nvfp4), bf16 (a BF16 "
+    "lm_head as stored), or nvfp4 (a BF16 one quantized at load; see oss4 compare --lm-head-b)";
 inline constexpr const char* kActivationsHelp =
     "activations of the NVFP4 matmuls: f32 (default, W4A16) or q8 (opt-in fast path: quantized to 8 bits per 16 inputs; "
     "see oss4 compare --activations-b)";
 
 // how a command runs the model: the numeric options every running command takes
 struct RunOptions {
-  std::string lm_head = "bf16";
+  std::string lm_head = "stored";
   std::string activations = "f32";
 };
 
@@ -43,7 +45,7 @@ inline void add_run_options(CLI::App* sub, RunOptions* o) {
 }
 
 // loads a model to run it: sets the activation precision (process-wide, like the kernel rung), applies the
-// --lm-head option ("bf16" keeps it as stored), then repacks row-major NVFP4 matrices to the layout the CPU kernels
+// --lm-head option ("stored" keeps it as it is), then repacks row-major NVFP4 matrices to the layout the CPU kernels
 // stream fastest (model/repack.h).
 inline Result<ModelWeights> load_to_run(const std::string& dir, bool quiet, const RunOptions& o) {
   auto act = parse_act_precision(o.activations.c_str());
