@@ -148,18 +148,23 @@ void in_major_t(const LinearArgs& a, int64_t o0, int64_t o1, int64_t b0, int64_t
   }
 }
 
+// y[0..32) = p[0..32) (lane order) in output order, + bias[0..32) when given. Vector q's lane L element e is output
+// 16L + 8(q/2) + 2e + q%2, so interleaving vectors 0 and 1 (2 and 3) gives outputs 0..7 | 16..23 (8..15 | 24..31).
+// y may be p.
+inline void unpermute32_to(const float* p, float* y, const float* bias) {
+  const __m256 v0 = _mm256_loadu_ps(p), v1 = _mm256_loadu_ps(p + 8), v2 = _mm256_loadu_ps(p + 16), v3 = _mm256_loadu_ps(p + 24);
+  const __m256 lo01 = _mm256_unpacklo_ps(v0, v1), hi01 = _mm256_unpackhi_ps(v0, v1);
+  const __m256 lo23 = _mm256_unpacklo_ps(v2, v3), hi23 = _mm256_unpackhi_ps(v2, v3);
+  __m256 o[4] = {_mm256_permute2f128_ps(lo01, hi01, 0x20), _mm256_permute2f128_ps(lo23, hi23, 0x20),
+                 _mm256_permute2f128_ps(lo01, hi01, 0x31), _mm256_permute2f128_ps(lo23, hi23, 0x31)};
+  for (int k = 0; k < 4; ++k) _mm256_storeu_ps(y + 8 * k, bias ? _mm256_add_ps(o[k], _mm256_loadu_ps(bias + 8 * k)) : o[k]);
+}
+
 // y[t0 + t, o0 .. o1) = yp[t] put back in output order (+ bias)
 void unpermute_rows(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0, int64_t n_tok, const float* yp) {
   const int64_t width = o1 - o0;
   for (int64_t t = 0; t < n_tok; ++t)
-    for (int64_t o = o0; o < o1; o += 32) {
-      const float* p = yp + t * width + (o - o0);
-      float* y = a.y + (t0 + t) * a.n_out + o;
-      for (int64_t j = 0; j < 32; ++j) {
-        const int64_t i = lane_byte(j / 8, (j % 8) / 4, j % 4);
-        y[i] = p[j] + (a.bias ? a.bias[o + i] : 0.0f);
-      }
-    }
+    for (int64_t o = o0; o < o1; o += 32) unpermute32_to(yp + t * width + (o - o0), a.y + (t0 + t) * a.n_out + o, a.bias ? a.bias + o : nullptr);
 }
 
 template <int T>
@@ -197,11 +202,7 @@ void fp4_in_major_panels(const LinearArgs& a, int64_t o, int64_t k0, int64_t k1,
   }
 }
 
-void fp4_unpermute32(float* y, const float* bias) {
-  float tmp[32];
-  for (int64_t j = 0; j < 32; ++j) tmp[lane_byte(j / 8, (j % 8) / 4, j % 4)] = y[j];
-  for (int64_t i = 0; i < 32; ++i) y[i] = tmp[i] + (bias ? bias[i] : 0.0f);
-}
+void fp4_unpermute32(float* y, const float* bias) { unpermute32_to(y, y, bias); }
 
 bool fp4_gemv_takes(const LinearArgs& a) {
   switch (a.kind) {
@@ -251,16 +252,12 @@ void fp4_gemv_in_major_finish(const LinearArgs& a, const float* parts, int64_t n
   const int64_t n = a.n_tok * a.n_out;
   for (int64_t t = 0; t < a.n_tok; ++t)
     for (int64_t o = o0; o < o1; o += 32) {
-      float sum[32];  // lane order
+      alignas(32) float sum[32];  // lane order
       const float* p0 = parts + t * a.n_out + o;
       for (int64_t j = 0; j < 32; ++j) sum[j] = p0[j];
       for (int64_t p = 1; p < n_parts; ++p)
         for (int64_t j = 0; j < 32; ++j) sum[j] += p0[p * n + j];
-      float* y = a.y + t * a.n_out + o;
-      for (int64_t j = 0; j < 32; ++j) {
-        const int64_t i = lane_byte(j / 8, (j % 8) / 4, j % 4);
-        y[i] = sum[j] + (a.bias ? a.bias[o + i] : 0.0f);
-      }
+      unpermute32_to(sum, a.y + t * a.n_out + o, a.bias ? a.bias + o : nullptr);
     }
 }
 
