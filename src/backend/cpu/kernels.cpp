@@ -318,6 +318,27 @@ void f32_linear(const LinearWeight& w, const float* x, int64_t n_tok, const floa
 void f32_sdpa_sink(const float* q, const int64_t* pos, int64_t n_tok, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                    const KvLayerView& kv, int64_t window, const float* sinks, float scale, float* out) {
 #if defined(OSS4_HAVE_AVX2)
+  if (kernel_isa() == KernelIsa::kAvx2 && avx2::sdpa_group_takes(head_dim)) {
+    // one task per (token, key/value head): the group's query heads share each K and V row it reads
+    const int64_t group = n_heads / n_kv_heads;
+    kernel_pool().run(n_tok * n_kv_heads, [&](int64_t task) {
+      const int64_t t = task / n_kv_heads, g = task % n_kv_heads;
+      avx2::SdpaHeadArgs a;
+      a.q = q + (t * n_heads + g * group) * head_dim;
+      a.k = kv.k + g * head_dim;
+      a.v = kv.v + g * head_dim;
+      a.kv_stride = n_kv_heads * head_dim;
+      a.capacity = kv.capacity;
+      a.ring = kv.ring;
+      a.head_dim = head_dim;
+      a.hi = pos[t];
+      a.lo = window > 0 ? std::max<int64_t>(0, pos[t] - window + 1) : 0;
+      a.scale = scale;
+      avx2::f32_sdpa_sink_group(a, group, sinks + g * group, thread_scratch(group * (a.hi - a.lo + 3)),
+                                out + (t * n_heads + g * group) * head_dim);
+    });
+    return;
+  }
   if (kernel_isa() == KernelIsa::kAvx2) {
     const int64_t group = n_heads / n_kv_heads;
     kernel_pool().run(n_tok * n_heads, [&](int64_t task) {

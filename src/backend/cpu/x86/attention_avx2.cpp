@@ -1,9 +1,11 @@
-// AVX2 + FMA attention for one (query, head): scores q.k over the visible keys, softmax with the learned sink in the
-// denominator, weighted sum of values; the order of f32_sdpa_sink_ref, with 8-wide dot products.
+// AVX2 + FMA attention with sinks and a sliding window: scores q.k over the visible keys, softmax with the learned sink
+// in the denominator, weighted sum of values; the order of f32_sdpa_sink_ref, with 8-wide dot products.
 //
-// For head_dim = 8V (V <= 16; gpt-oss has 64) the query and the output stay in V registers each: a key costs V loads
-// and V FMAs for its score (four keys' sums reduced together with hadd) and V loads and V FMAs for its value, with no
-// load or store of the output per key. Ring slots advance by an add and a compare, not a division per key.
+// For head_dim = 8V (V <= 16; gpt-oss has 64) a task takes the query heads that share one key/value head
+// (f32_sdpa_sink_group): K and V are walked in tiles of 32 rows that stay in L1 while every head of the group uses
+// them, so at a long context each row comes from memory once instead of once per query head; a head's query and
+// output stay in registers, and four keys' scores are reduced together with hadd. Ring slots advance by an add and a
+// compare, not a division per key. Other head sizes take the per-head loop (f32_sdpa_sink_head).
 // Compiled with -mavx2 -mfma -mf16c; no standard-library templates here (see kernels_avx2.h).
 #include <immintrin.h>
 
@@ -48,65 +50,90 @@ inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
   return _mm_add_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
 }
 
+constexpr int64_t kKeyTile = 32;  // keys per tile: 32 rows of K (or V) of a 64-wide head are 8 KB, within L1
+
+// head_dim = 8V: per head, the query and the output stay in V registers; a key costs V loads and V FMAs for its score
+// (four keys' sums reduced together) and V loads and V FMAs for its value. Each K and V tile serves every head of the
+// group while it is in L1.
 template <int V>
-void sdpa_head_regs(const SdpaHeadArgs& a, float* s, float* out) {
-  const int64_t n = a.hi - a.lo + 1, ks = a.kv_stride;
-  __m256 q[V];
-  for (int i = 0; i < V; ++i) q[i] = _mm256_loadu_ps(a.q + 8 * i);
-  float m = a.sink;
+void sdpa_group_regs(const SdpaHeadArgs& a, int64_t G, const float* sinks, float* s, float* out) {
+  const int64_t n = a.hi - a.lo + 1, ks = a.kv_stride, hd = 8 * V;
+  float* m = s + G * n;  // [G] running max, then 1 / denominator
+  const float* row[kKeyTile];  // the tile's K (then V) rows
+  for (int64_t g = 0; g < G; ++g) m[g] = sinks[g];
   int64_t slot = first_slot(a);
-  int64_t j = 0;
-  for (; j + 4 <= n; j += 4) {
-    const float* k[4];
-    for (int u = 0; u < 4; ++u, slot = next_slot(a, slot)) k[u] = a.k + slot * ks;
-    __m256 acc[4];
-    for (int u = 0; u < 4; ++u) acc[u] = _mm256_mul_ps(q[0], _mm256_loadu_ps(k[u]));
-    for (int i = 1; i < V; ++i)
-      for (int u = 0; u < 4; ++u) acc[u] = _mm256_fmadd_ps(q[i], _mm256_loadu_ps(k[u] + 8 * i), acc[u]);
-    _mm_storeu_ps(s + j, _mm_mul_ps(hsum4(acc[0], acc[1], acc[2], acc[3]), _mm_set1_ps(a.scale)));
-    for (int u = 0; u < 4; ++u) m = s[j + u] > m ? s[j + u] : m;
+  for (int64_t j0 = 0; j0 < n; j0 += kKeyTile) {
+    const int64_t nt = n - j0 < kKeyTile ? n - j0 : kKeyTile;
+    for (int64_t u = 0; u < nt; ++u, slot = next_slot(a, slot)) row[u] = a.k + slot * ks;
+    for (int64_t g = 0; g < G; ++g) {
+      __m256 q[V];
+      for (int i = 0; i < V; ++i) q[i] = _mm256_loadu_ps(a.q + g * hd + 8 * i);
+      float* sg = s + g * n + j0;
+      float mg = m[g];
+      int64_t j = 0;
+      for (; j + 4 <= nt; j += 4) {
+        __m256 acc[4];
+        for (int u = 0; u < 4; ++u) acc[u] = _mm256_mul_ps(q[0], _mm256_loadu_ps(row[j + u]));
+        for (int i = 1; i < V; ++i)
+          for (int u = 0; u < 4; ++u) acc[u] = _mm256_fmadd_ps(q[i], _mm256_loadu_ps(row[j + u] + 8 * i), acc[u]);
+        _mm_storeu_ps(sg + j, _mm_mul_ps(hsum4(acc[0], acc[1], acc[2], acc[3]), _mm_set1_ps(a.scale)));
+        for (int u = 0; u < 4; ++u) mg = sg[j + u] > mg ? sg[j + u] : mg;
+      }
+      for (; j < nt; ++j) {
+        __m256 acc = _mm256_mul_ps(q[0], _mm256_loadu_ps(row[j]));
+        for (int i = 1; i < V; ++i) acc = _mm256_fmadd_ps(q[i], _mm256_loadu_ps(row[j] + 8 * i), acc);
+        sg[j] = hsum(acc) * a.scale;
+        mg = sg[j] > mg ? sg[j] : mg;
+      }
+      m[g] = mg;
+    }
   }
-  for (; j < n; ++j, slot = next_slot(a, slot)) {
-    const float* k = a.k + slot * ks;
-    __m256 acc = _mm256_mul_ps(q[0], _mm256_loadu_ps(k));
-    for (int i = 1; i < V; ++i) acc = _mm256_fmadd_ps(q[i], _mm256_loadu_ps(k + 8 * i), acc);
-    s[j] = hsum(acc) * a.scale;
-    m = s[j] > m ? s[j] : m;
+  for (int64_t g = 0; g < G; ++g) {
+    float* sg = s + g * n;
+    float denom = expf(sinks[g] - m[g]);
+    for (int64_t j = 0; j < n; ++j) {
+      sg[j] = expf(sg[j] - m[g]);
+      denom += sg[j];
+    }
+    m[g] = 1.0f / denom;
   }
-  float denom = expf(a.sink - m);
-  for (j = 0; j < n; ++j) {
-    s[j] = expf(s[j] - m);
-    denom += s[j];
-  }
-  const __m256 inv = _mm256_set1_ps(1.0f / denom);
-  __m256 o[V];
-  for (int i = 0; i < V; ++i) o[i] = _mm256_setzero_ps();
   slot = first_slot(a);
-  for (j = 0; j < n; ++j, slot = next_slot(a, slot)) {
-    const float* v = a.v + slot * ks;
-    const __m256 p = _mm256_mul_ps(_mm256_broadcast_ss(s + j), inv);
-    for (int i = 0; i < V; ++i) o[i] = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8 * i), o[i]);
+  for (int64_t j0 = 0; j0 < n; j0 += kKeyTile) {
+    const int64_t nt = n - j0 < kKeyTile ? n - j0 : kKeyTile;
+    for (int64_t u = 0; u < nt; ++u, slot = next_slot(a, slot)) row[u] = a.v + slot * ks;
+    for (int64_t g = 0; g < G; ++g) {
+      __m256 o[V];
+      float* og = out + g * hd;
+      for (int i = 0; i < V; ++i) o[i] = j0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(og + 8 * i);
+      const __m256 inv = _mm256_set1_ps(m[g]);
+      const float* sg = s + g * n + j0;
+      for (int64_t u = 0; u < nt; ++u) {
+        const __m256 p = _mm256_mul_ps(_mm256_broadcast_ss(sg + u), inv);
+        for (int i = 0; i < V; ++i) o[i] = _mm256_fmadd_ps(p, _mm256_loadu_ps(row[u] + 8 * i), o[i]);
+      }
+      for (int i = 0; i < V; ++i) _mm256_storeu_ps(og + 8 * i, o[i]);
+    }
   }
-  for (int i = 0; i < V; ++i) _mm256_storeu_ps(out + 8 * i, o[i]);
 }
 
-using SdpaHeadFn = void (*)(const SdpaHeadArgs&, float*, float*);
+using SdpaGroupFn = void (*)(const SdpaHeadArgs&, int64_t, const float*, float*, float*);
 template <int... Vs>
-SdpaHeadFn sdpa_for(int64_t v, IntList<Vs...>) {
-  SdpaHeadFn f = nullptr;
-  ((f = v == Vs ? sdpa_head_regs<Vs> : f), ...);
+SdpaGroupFn sdpa_group_for(int64_t v, IntList<Vs...>) {
+  SdpaGroupFn f = nullptr;
+  ((f = v == Vs ? sdpa_group_regs<Vs> : f), ...);
   return f;
 }
+using Vs16 = IntList<1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16>;
 
 }  // namespace
 
+bool sdpa_group_takes(int64_t head_dim) { return head_dim % 8 == 0 && head_dim / 8 >= 1 && head_dim / 8 <= 16; }
+
+void f32_sdpa_sink_group(const SdpaHeadArgs& a, int64_t n_group, const float* sinks, float* s, float* out) {
+  sdpa_group_for(a.head_dim / 8, Vs16{})(a, n_group, sinks, s, out);
+}
+
 void f32_sdpa_sink_head(const SdpaHeadArgs& a, float* s, float* out) {
-  if (a.head_dim % 8 == 0) {
-    if (SdpaHeadFn f = sdpa_for(a.head_dim / 8, IntList<1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16>{})) {
-      f(a, s, out);
-      return;
-    }
-  }
   const int64_t n = a.hi - a.lo + 1;
   float m = a.sink;
   for (int64_t j = 0; j < n; ++j) {

@@ -58,4 +58,13 @@ struct SdpaHeadArgs {
 };
 void f32_sdpa_sink_head(const SdpaHeadArgs& a, float* s, float* out);
 
+// whether f32_sdpa_sink_group takes this head_dim (8V with V <= 16)
+bool sdpa_group_takes(int64_t head_dim);
+// the n_group query heads that share one key/value head (grouped-query attention), one query token: a.q [n_group,
+// head_dim] (consecutive heads), sinks [n_group], out [n_group, head_dim]; a.sink is not read. s: scratch
+// [n_group * (hi - lo + 3)]. Keys and values are walked in tiles that stay in L1 while every head of the group uses
+// them, so each row comes from memory once instead of n_group times. Per head the same operations as
+// f32_sdpa_sink_head.
+void f32_sdpa_sink_group(const SdpaHeadArgs& a, int64_t n_group, const float* sinks, float* s, float* out);
+
 }  // namespace oss4::avx2
