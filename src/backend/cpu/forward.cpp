@@ -94,13 +94,7 @@ void CpuForward::moe(const LayerWeights& L, int64_t il, int64_t n_tok) {
     if (n_e > 0) jobs.push_back({&L.gate_up[static_cast<size_t>(e)], xe_.data() + b * H, n_e, L.gate_up_bias.data() + e * 2 * F, gu_.data() + b * 2 * F});
   }
   f32_linear_jobs(jobs.data(), static_cast<int64_t>(jobs.size()));
-  // rows per task: a prompt chunk's few thousand rows of exp() are worth spreading (not on the reference rung, which
-  // stays single-threaded)
-  const int64_t swiglu_rows = kernel_isa() == KernelIsa::kRef ? std::max<int64_t>(n_pairs, 1) : 16;
-  kernel_pool().run((n_pairs + swiglu_rows - 1) / swiglu_rows, [&](int64_t task) {
-    for (int64_t r = task * swiglu_rows; r < std::min(n_pairs, (task + 1) * swiglu_rows); ++r)
-      f32_swiglu_ref(gu_.data() + r * 2 * F, F, static_cast<float>(c.swiglu_alpha), static_cast<float>(c.swiglu_limit), act_.data() + r * F);
-  });
+  f32_swiglu(gu_.data(), n_pairs, F, static_cast<float>(c.swiglu_alpha), static_cast<float>(c.swiglu_limit), act_.data());
   if (trace_) (*trace_)("expert_act", il, act_.data(), n_pairs, F);
   jobs.clear();
   for (int64_t e = 0; e < E; ++e) {

@@ -315,6 +315,21 @@ void f32_linear(const LinearWeight& w, const float* x, int64_t n_tok, const floa
   f32_linear_jobs(&job, 1);
 }
 
+void f32_swiglu(const float* gu, int64_t n_rows, int64_t n_ff, float alpha, float limit, float* out) {
+#if defined(OSS4_HAVE_AVX2)
+  if (kernel_isa() == KernelIsa::kAvx2) {
+    // rows per task: a prompt chunk's few thousand rows are worth spreading, a decode step's four are not
+    constexpr int64_t kRows = 16;
+    kernel_pool().run((n_rows + kRows - 1) / kRows, [&](int64_t task) {
+      for (int64_t r = task * kRows; r < std::min(n_rows, (task + 1) * kRows); ++r)
+        avx2::f32_swiglu(gu + r * 2 * n_ff, n_ff, alpha, limit, out + r * n_ff);
+    });
+    return;
+  }
+#endif
+  for (int64_t r = 0; r < n_rows; ++r) f32_swiglu_ref(gu + r * 2 * n_ff, n_ff, alpha, limit, out + r * n_ff);
+}
+
 void f32_sdpa_sink(const float* q, const int64_t* pos, int64_t n_tok, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                    const KvLayerView& kv, int64_t window, const float* sinks, float scale, float* out) {
 #if defined(OSS4_HAVE_AVX2)

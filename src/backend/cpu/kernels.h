@@ -50,7 +50,10 @@ struct LinearJob {
 };
 void f32_linear_jobs(const LinearJob* jobs, int64_t n_jobs);
 
-// as f32_sdpa_sink_ref; parallel over (token, head).
+// as f32_swiglu_ref, for rows [0, n_rows) of gu [n_rows, 2 n_ff] into out [n_rows, n_ff]; parallel over rows.
+void f32_swiglu(const float* gu, int64_t n_rows, int64_t n_ff, float alpha, float limit, float* out);
+
+// as f32_sdpa_sink_ref; parallel over (token, key/value head) or (token, head).
 void f32_sdpa_sink(const float* q, const int64_t* pos, int64_t n_tok, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                    const KvLayerView& kv, int64_t window, const float* sinks, float scale, float* out);
 

@@ -90,8 +90,16 @@ void sdpa_group_regs(const SdpaHeadArgs& a, int64_t G, const float* sinks, float
   }
   for (int64_t g = 0; g < G; ++g) {
     float* sg = s + g * n;
-    float denom = expf(sinks[g] - m[g]);
-    for (int64_t j = 0; j < n; ++j) {
+    const __m256 mv = _mm256_set1_ps(m[g]);
+    __m256 sum = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+      const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(sg + j), mv));
+      _mm256_storeu_ps(sg + j, e);
+      sum = _mm256_add_ps(sum, e);
+    }
+    float denom = expf(sinks[g] - m[g]) + hsum(sum);
+    for (; j < n; ++j) {
       sg[j] = expf(sg[j] - m[g]);
       denom += sg[j];
     }

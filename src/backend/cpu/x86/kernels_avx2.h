@@ -58,6 +58,9 @@ struct SdpaHeadArgs {
 };
 void f32_sdpa_sink_head(const SdpaHeadArgs& a, float* s, float* out);
 
+// f32_swiglu_ref with 8 lanes at a time (exp256 in place of expf: within a few ulp)
+void f32_swiglu(const float* gu, int64_t n_ff, float alpha, float limit, float* out);
+
 // whether f32_sdpa_sink_group takes this head_dim (8V with V <= 16)
 bool sdpa_group_takes(int64_t head_dim);
 // the n_group query heads that share one key/value head (grouped-query attention), one query token: a.q [n_group,
