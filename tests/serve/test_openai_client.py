@@ -369,10 +369,13 @@ def test_load(s, n_requests):
 
 def ttft_once(c, system, user):
     t0 = time.time()
-    for ch in c.chat.completions.create(model="tiny", messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-                                        temperature=0, max_tokens=1, stream=True, stream_options={"include_usage": True}):
-        if ch.usage:
-            return time.time() - t0, ch.usage.prompt_tokens, ch.usage.prompt_tokens_details.cached_tokens
+    # closed on leaving: a stream left to the garbage collector can be finalized inside httpcore's connection-pool lock
+    # when a later request allocates, and its close then waits on that same lock forever (this hung CI once)
+    with c.chat.completions.create(model="tiny", messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                                   temperature=0, max_tokens=1, stream=True, stream_options={"include_usage": True}) as stream:
+        for ch in stream:
+            if ch.usage:
+                return time.time() - t0, ch.usage.prompt_tokens, ch.usage.prompt_tokens_details.cached_tokens
     raise AssertionError("no usage chunk")
 
 
