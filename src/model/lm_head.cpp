@@ -15,9 +15,9 @@ namespace oss4 {
 
 namespace {
 constexpr int64_t kRowsPerTask = 256;
+}  // namespace
 
-// rows [r0, r1) of a dense lm_head as f32: out [r1 - r0, n_in]
-void rows_f32(const LinearWeight& w, int64_t r0, int64_t r1, float* out) {
+void lm_head_rows_f32(const LinearWeight& w, int64_t r0, int64_t r1, float* out) {
   const int64_t n = (r1 - r0) * w.n_in;
   if (w.type == WeightType::kBF16) {
     const uint16_t* src = reinterpret_cast<const uint16_t*>(w.data) + r0 * w.n_in;
@@ -27,7 +27,6 @@ void rows_f32(const LinearWeight& w, int64_t r0, int64_t r1, float* out) {
     for (int64_t k = 0; k < n; ++k) out[k] = src[k];
   }
 }
-}  // namespace
 
 Status nvfp4_quantize_lm_head(const LinearWeight& w, bool in_major, LmHeadNvfp4* out) {
   if ((w.type != WeightType::kBF16 && w.type != WeightType::kF32) || w.in_major)
@@ -40,7 +39,7 @@ Status nvfp4_quantize_lm_head(const LinearWeight& w, bool in_major, LmHeadNvfp4*
   pool.run(n_tasks, [&](int64_t t) {
     const int64_t r0 = t * kRowsPerTask, r1 = std::min(w.n_out, r0 + kRowsPerTask);
     std::vector<float> rows(static_cast<size_t>((r1 - r0) * w.n_in));  // [r1 - r0, n_in] f32
-    rows_f32(w, r0, r1, rows.data());
+    lm_head_rows_f32(w, r0, r1, rows.data());
     float a = 0.0f;
     for (float v : rows) a = std::max(a, std::fabs(v));
     task_amax[static_cast<size_t>(t)] = a;
@@ -60,7 +59,7 @@ Status nvfp4_quantize_lm_head(const LinearWeight& w, bool in_major, LmHeadNvfp4*
   pool.run(n_tasks, [&](int64_t t) {
     const int64_t r0 = t * kRowsPerTask, r1 = std::min(w.n_out, r0 + kRowsPerTask), nr = r1 - r0;
     std::vector<float> rows(static_cast<size_t>(nr * w.n_in));  // [nr, n_in] f32
-    rows_f32(w, r0, r1, rows.data());
+    lm_head_rows_f32(w, r0, r1, rows.data());
     std::vector<uint8_t> tp, ts;  // [nr, n_cb], [nr, n_sb] row-major, when transposing
     if (in_major) {
       tp.resize(static_cast<size_t>(nr * n_cb));

@@ -19,6 +19,9 @@ struct LmHeadNvfp4 {
   float scale2 = 0.0f;
   bool in_major = false;
 };
+// rows [r0, r1) of a dense (BF16 or F32) [n_vocab, n_embd] lm_head as f32: out [r1 - r0, n_embd]
+void lm_head_rows_f32(const LinearWeight& w, int64_t r0, int64_t r1, float* out);
+
 // w: a dense [n_vocab, n_embd] BF16 or F32 lm_head; in_major: the CPU kernels' layout, else ModelOpt's export layout.
 Status nvfp4_quantize_lm_head(const LinearWeight& w, bool in_major, LmHeadNvfp4* out);
 

@@ -284,9 +284,7 @@ class Quantizer {
     for (int64_t r0 = 0; r0 < w.n_out; r0 += chunk) {
       const int64_t nr = std::min(chunk, w.n_out - r0);
       f.resize(static_cast<size_t>(nr * w.n_in));
-      for (int64_t i = 0; i < nr * w.n_in; ++i)
-        f[static_cast<size_t>(i)] = w.type == WeightType::kBF16 ? bf16_to_f32(reinterpret_cast<const uint16_t*>(w.data)[r0 * w.n_in + i])
-                                                                : reinterpret_cast<const float*>(w.data)[r0 * w.n_in + i];
+      lm_head_rows_f32(w, r0, r0 + nr, f.data());
       part.packed.assign(q.packed.begin() + r0 * cb, q.packed.begin() + (r0 + nr) * cb);
       part.scales.assign(q.scales.begin() + r0 * sb, q.scales.begin() + (r0 + nr) * sb);
       add_error(f.data(), part, nr, w.n_in, &err, &ref);

@@ -333,31 +333,10 @@ void f32_swiglu(const float* gu, int64_t n_rows, int64_t n_ff, float alpha, floa
 void f32_sdpa_sink(const float* q, const int64_t* pos, int64_t n_tok, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                    const KvLayerView& kv, int64_t window, const float* sinks, float scale, float* out) {
 #if defined(OSS4_HAVE_AVX2)
-  if (kernel_isa() == KernelIsa::kAvx2 && avx2::sdpa_group_takes(head_dim)) {
-    // one task per (token, key/value head): the group's query heads share each K and V row it reads
-    const int64_t group = n_heads / n_kv_heads;
-    kernel_pool().run(n_tok * n_kv_heads, [&](int64_t task) {
-      const int64_t t = task / n_kv_heads, g = task % n_kv_heads;
-      avx2::SdpaHeadArgs a;
-      a.q = q + (t * n_heads + g * group) * head_dim;
-      a.k = kv.k + g * head_dim;
-      a.v = kv.v + g * head_dim;
-      a.kv_stride = n_kv_heads * head_dim;
-      a.capacity = kv.capacity;
-      a.ring = kv.ring;
-      a.head_dim = head_dim;
-      a.hi = pos[t];
-      a.lo = window > 0 ? std::max<int64_t>(0, pos[t] - window + 1) : 0;
-      a.scale = scale;
-      avx2::f32_sdpa_sink_group(a, group, sinks + g * group, thread_scratch(group * (a.hi - a.lo + 3)),
-                                out + (t * n_heads + g * group) * head_dim);
-    });
-    return;
-  }
   if (kernel_isa() == KernelIsa::kAvx2) {
     const int64_t group = n_heads / n_kv_heads;
-    kernel_pool().run(n_tok * n_heads, [&](int64_t task) {
-      const int64_t t = task / n_heads, h = task % n_heads;
+    // token t's query head h (and from it, for the group kernel, the rest of h's group) against its key/value head
+    auto args = [&](int64_t t, int64_t h) {
       avx2::SdpaHeadArgs a;
       a.q = q + (t * n_heads + h) * head_dim;
       a.k = kv.k + (h / group) * head_dim;
@@ -370,8 +349,22 @@ void f32_sdpa_sink(const float* q, const int64_t* pos, int64_t n_tok, int64_t n_
       a.lo = window > 0 ? std::max<int64_t>(0, pos[t] - window + 1) : 0;
       a.sink = sinks[h];
       a.scale = scale;
-      avx2::f32_sdpa_sink_head(a, thread_scratch(a.hi - a.lo + 1), out + (t * n_heads + h) * head_dim);
-    });
+      return a;
+    };
+    if (avx2::sdpa_group_takes(head_dim)) {
+      // one task per (token, key/value head): the group's query heads share each K and V row it reads
+      kernel_pool().run(n_tok * n_kv_heads, [&](int64_t task) {
+        const int64_t t = task / n_kv_heads, h0 = task % n_kv_heads * group;
+        const avx2::SdpaHeadArgs a = args(t, h0);
+        avx2::f32_sdpa_sink_group(a, group, sinks + h0, thread_scratch(group * (a.hi - a.lo + 3)), out + (t * n_heads + h0) * head_dim);
+      });
+    } else {
+      kernel_pool().run(n_tok * n_heads, [&](int64_t task) {
+        const int64_t t = task / n_heads, h = task % n_heads;
+        const avx2::SdpaHeadArgs a = args(t, h);
+        avx2::f32_sdpa_sink_head(a, thread_scratch(a.hi - a.lo + 1), out + (t * n_heads + h) * head_dim);
+      });
+    }
     return;
   }
 #endif
