@@ -85,7 +85,27 @@ Result<std::string> read_text_file(const std::string& path) {
   return ss.str();
 }
 
+Status make_parent_dirs(const std::string& path) {
+  std::string dir = path;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  const size_t slash = dir.rfind('/');
+  if (slash == std::string::npos || slash == 0) return ok_status();
+  dir.resize(slash);
+  // walk down from the top, creating each missing level; a level that exists as a file is an error naming it
+  for (size_t pos = 1; pos <= dir.size(); ++pos) {
+    if (pos != dir.size() && dir[pos] != '/') continue;
+    const std::string level = dir.substr(0, pos);
+    if (::mkdir(level.c_str(), 0755) == 0 || errno == EEXIST) {
+      if (!is_directory(level)) return error(level + ": exists and is not a directory; cannot create " + path);
+      continue;
+    }
+    return error(level + ": cannot create directory: " + std::strerror(errno));
+  }
+  return ok_status();
+}
+
 Status write_file_atomic(const std::string& path, const void* data, size_t n) {
+  OSS4_TRY(make_parent_dirs(path));
   std::string tmp = path + ".tmp." + std::to_string(getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return error(tmp + ": cannot create: " + std::strerror(errno));
@@ -146,6 +166,7 @@ Status write_directory_atomic(const std::string& out_dir, const std::function<St
   const bool exists = is_directory(out);
   if (exists && !dir_is_empty(out)) return error(out + ": exists and is not empty; refusing to overwrite it");
   if (!exists && file_exists(out)) return error(out + ": exists and is a file");
+  OSS4_TRY(make_parent_dirs(out));
   const std::string tmp = out + ".tmp." + std::to_string(getpid());
   if (::mkdir(tmp.c_str(), 0755) != 0) return error(tmp + ": cannot create: " + std::strerror(errno));
   Status s = fill(tmp);

@@ -38,11 +38,15 @@ class MappedFile {
 // reads a whole (small) text file, e.g. config.json.
 Result<std::string> read_text_file(const std::string& path);
 
-// writes a file atomically: path.tmp.<pid> then rename over path.
+// creates the missing folders above path (as `mkdir -p "$(dirname path)"`); every writer below calls it, so an
+// output may name a folder that does not exist yet.
+Status make_parent_dirs(const std::string& path);
+
+// writes a file atomically: path.tmp.<pid> then rename over path; missing parent folders are created.
 Status write_file_atomic(const std::string& path, const void* data, size_t n);
 
 // builds a directory atomically: fill(tmp) writes into out_dir.tmp.<pid>, which is renamed to out_dir only when
-// fill succeeds (else removed). out_dir must not exist, or be an empty directory: nothing is ever overwritten.
+// fill succeeds (else removed); missing parent folders are created. out_dir must not exist, or be an empty directory: nothing is ever overwritten.
 Status write_directory_atomic(const std::string& out_dir, const std::function<Status(const std::string& tmp_dir)>& fill);
 // copies a small file atomically (configs, tokenizer files).
 Status copy_file_atomic(const std::string& from, const std::string& to);

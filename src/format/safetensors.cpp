@@ -299,6 +299,7 @@ Status SafetensorsWriter::begin() {
   }
   std::string text = h.dump();
   while ((8 + text.size()) % 8 != 0) text.push_back(' ');  // keeps tensor data 8-byte aligned
+  OSS4_TRY(make_parent_dirs(path_));
   tmp_path_ = path_ + ".tmp." + std::to_string(getpid());
   fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) return error(tmp_path_ + ": cannot create: " + std::strerror(errno));
