@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# Installs the Debian packages named as arguments that are missing (only as root, with apt-get); else does nothing.
+# Installs the Debian packages oss4 needs (tools/debian-packages.txt, the one list), or those named as arguments,
+# that are missing. Only as root with apt-get; anywhere else it does nothing (install them yourself).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then exit 0; fi
-missing=""
-for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"; done
-if [ -n "${missing// /}" ]; then
+if [ $# -eq 0 ]; then
+  mapfile -t wanted < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' tools/debian-packages.txt | grep -v '^$')
+else
+  wanted=("$@")
+fi
+missing=()
+for p in "${wanted[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install_deps: installing ${missing[*]}" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

@@ -74,10 +74,14 @@ Result<Tokenizer> load_tiktoken_tokenizer(const std::string& path);
 // pre_tokenizer. merges are not read: ranks order the merges, as in tokenizer.json files converted from tiktoken
 // (BPE with ignore_merges and merges sorted by the rank of their result).
 Result<Tokenizer> load_hf_tokenizer(const std::string& path);
-// a model directory (its tokenizer.json), a tokenizer.json, or a .tiktoken file.
+// a model directory (its tokenizer.json), a tokenizer.json, a .tiktoken file, or kBuiltinVocab.
 Result<Tokenizer> load_tokenizer(const std::string& path);
 
-// the vocabulary shipped with oss4 (data/o200k_base.tiktoken of the source tree this binary was built from).
+// the vocabulary shipped with oss4: data/o200k_base.tiktoken of the source tree, compiled into the binary.
+// kBuiltinVocab names it wherever a tokenizer path is taken (load_tokenizer, --tokenizer); default_vocab_path()
+// returns that name, so nothing reads the source tree at run time.
+inline constexpr const char* kBuiltinVocab = "builtin:o200k_base.tiktoken";
+std::string_view builtin_vocab();
 std::string default_vocab_path();
 // the tokenizer for a model: `path` when given, else model_dir/tokenizer.json when present, else the shipped vocabulary.
 Result<Tokenizer> load_model_tokenizer(const std::string& model_dir, const std::string& path);

@@ -131,7 +131,11 @@ std::string find_split_regex(const nlohmann::json& pt) {
 }  // namespace
 
 Result<BpeRanks> read_tiktoken_ranks(const std::string& path) {
-  OSS4_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
+  std::string file_text;
+  if (path != kBuiltinVocab) {
+    OSS4_ASSIGN_OR_RETURN(file_text, read_text_file(path));
+  }
+  const std::string_view text = path == kBuiltinVocab ? builtin_vocab() : std::string_view(file_text);
   BpeRanks ranks;
   std::string bytes;
   size_t line_no = 0;
@@ -225,6 +229,7 @@ Result<Tokenizer> load_tokenizer(const std::string& path) {
     if (!file_exists(json)) return error(path + ": no tokenizer.json in this directory");
     return load_hf_tokenizer(json);
   }
+  if (path == kBuiltinVocab) return load_tiktoken_tokenizer(path);
   if (!file_exists(path)) return error(path + ": no such file or directory");
   if (ends_with(path, ".json")) return load_hf_tokenizer(path);
   return load_tiktoken_tokenizer(path);
@@ -317,7 +322,7 @@ Status write_hf_tokenizer_files(const Tokenizer& tok, const std::string& dir) {
   return write_file_atomic(dir + "/chat_template.jinja", tpl.data(), tpl.size());
 }
 
-std::string default_vocab_path() { return std::string(OSS4_DATA_DIR) + "/o200k_base.tiktoken"; }
+std::string default_vocab_path() { return kBuiltinVocab; }
 
 Result<Tokenizer> load_model_tokenizer(const std::string& model_dir, const std::string& path) {
   if (!path.empty()) return load_tokenizer(path);

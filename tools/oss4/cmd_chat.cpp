@@ -80,7 +80,7 @@ Status validate(const ChatArgs& a) {
 
 std::string default_tokenizer(const std::string& model) {
   const std::string in_model = model + "/tokenizer.json";
-  return std::filesystem::exists(in_model) ? in_model : std::string(OSS4_DATA_DIR) + "/o200k_base.tiktoken";
+  return std::filesystem::exists(in_model) ? in_model : default_vocab_path();
 }
 
 class ChatSession {
@@ -215,7 +215,7 @@ void add_chat(CLI::App& app, int* rc) {
   CLI::App* sub = app.add_subcommand("chat", "multi-turn harmony chat: one user turn per line of stdin; replies stream to stdout");
   sub->add_option("-m,--model", a->model, "checkpoint directory")->required();
   add_run_options(sub, &a->run);
-  sub->add_option("--tokenizer", a->tokenizer, "tokenizer.json or .tiktoken (default: the model's tokenizer.json, else data/o200k_base.tiktoken)");
+  sub->add_option("--tokenizer", a->tokenizer, "tokenizer.json or .tiktoken (default: the model's tokenizer.json, else the built-in o200k_base vocabulary)");
   CLI::Option* sys = sub->add_option("--system", a->system, "model identity line of the system message (default: harmony's)");
   CLI::Option* dev = sub->add_option("--developer", a->developer, "developer instructions (the usual 'system prompt')");
   sub->add_option("--reasoning-effort", a->effort, "low, medium or high")->capture_default_str();

@@ -91,6 +91,7 @@ int run_generate(const GenerateArgs& a) {
     std::fwrite(piece.data(), 1, piece.size(), stdout);
   }
   std::printf("\n");
+  std::fflush(stdout);  // the text before the stderr summary, also when both go to one pipe
   const auto t2 = clock::now();
   const double pre = std::chrono::duration<double>(t1 - t0).count(), dec = std::chrono::duration<double>(t2 - t1).count();
   if (!a.quiet) {

@@ -96,7 +96,7 @@ void add_serve(CLI::App& app, int* rc) {
   CLI::App* sub = app.add_subcommand("serve", "OpenAI-compatible HTTP server: /v1/chat/completions, /v1/completions, /v1/responses (docs/serving.md)");
   sub->add_option("-m,--model", a->model, "checkpoint directory")->required();
   add_run_options(sub, &a->run);
-  sub->add_option("--tokenizer", a->tokenizer, "tokenizer.json or .tiktoken (default: the model's tokenizer.json, else data/o200k_base.tiktoken)");
+  sub->add_option("--tokenizer", a->tokenizer, "tokenizer.json or .tiktoken (default: the model's tokenizer.json, else the built-in o200k_base vocabulary)");
   sub->add_option("--host", a->host, "address to listen on (loopback unless told otherwise)")->capture_default_str();
   sub->add_option("--port", a->port, "port (0: any free port, printed at start)")->capture_default_str();
   sub->add_option("--api-key", a->api_key, "require 'Authorization: Bearer KEY' on /v1 and /metrics");
