@@ -328,6 +328,28 @@ TEST(Cli, QuantizeThenRunTheNvfp4Checkpoint) {
   EXPECT_NE(run("quantize -m " + in + " -o " + out + "4 --method fancy").code, 0);
 }
 
+// every writing command creates the missing folders above its output, as users expect (mkdir -p), and names a
+// level that exists as a file
+TEST(Cli, WritersCreateMissingParentFolders) {
+  const std::string dir = test::make_temp_dir();
+  const std::string in = kGolden + "/c2/mxfp4";
+  CmdResult s = run("synth --config tiny --seed 1 --out " + dir + "/a/b/tiny");
+  ASSERT_EQ(s.code, 0) << s.err;
+  EXPECT_TRUE(fs::exists(dir + "/a/b/tiny/config.json"));
+  CmdResult q = run("quantize -m " + in + " -o " + dir + "/c/d/nvfp4");
+  ASSERT_EQ(q.code, 0) << q.err;
+  EXPECT_TRUE(fs::exists(dir + "/c/d/nvfp4/config.json"));
+  CmdResult l = run("logits -m " + in + " --ids 1,2,3 --out " + dir + "/e/f/l.npy");
+  ASSERT_EQ(l.code, 0) << l.err;
+  EXPECT_TRUE(fs::exists(dir + "/e/f/l.npy"));
+  test::write_bytes(dir + "/file", "x");
+  expect_clean_error(run("logits -m " + in + " --ids 1,2,3 --out " + dir + "/file/g/l.npy"), dir + "/file: exists and is not a directory");
+  expect_clean_error(run("synth --config tiny --out " + dir + "/file/m"), dir + "/file: exists and is not a directory");
+  // nothing was left behind next to the outputs (no temporaries, no partial folders)
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();
+}
+
 }  // namespace
 }  // namespace oss4
 

@@ -69,6 +69,21 @@ TEST(Tokenizer, EdgeCasesMatchTiktoken) {
   EXPECT_EQ(n, cases.size());
 }
 
+// the vocabulary compiled into the binary is data/o200k_base.tiktoken byte for byte, and loads as the same tokenizer
+TEST(Tokenizer, BuiltinVocabularyIsTheShippedFile) {
+  const std::string file = test::read_bytes(std::string(OSS4_DATA_DIR) + "/o200k_base.tiktoken");
+  ASSERT_GT(file.size(), 1000000u);
+  EXPECT_TRUE(builtin_vocab() == file);
+  EXPECT_EQ(default_vocab_path(), kBuiltinVocab);
+  auto t = load_tokenizer(kBuiltinVocab);
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  const std::string text = "Hello from oss4! Ünïcödé 123 <|start|>";
+  EXPECT_EQ(*t->encode(text, /*allow_special=*/true), *test::o200k_tokenizer().encode(text, /*allow_special=*/true));
+  auto m = load_model_tokenizer(/*model_dir=*/"", /*path=*/"");
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->ranks().size(), test::o200k_tokenizer().ranks().size());
+}
+
 TEST(Tokenizer, HarmonySpecials) {
   const Tokenizer& tok = tokenizer();
   EXPECT_EQ(tok.special_id("<|startoftext|>"), 199998);
