@@ -8,14 +8,15 @@ substitutions (each checked, never silent):
 - `hf download openai/gpt-oss-20b FILES --local-dir DIR` becomes `oss4 synth --config tiny --out DIR`: the same
   Hugging Face layout, tiny shapes; the file list is checked to hold what the loader needs;
 - `oss4 chat` gets one user turn on stdin and `-n 48` appended (the tiny model's random text would run to 2048).
-`oss4 serve ... &` runs in the background until /health answers; the `curl` after it must return a chat
-completion; the server is stopped at the end. Any other command fails the test: add a mapping here first.
+`oss4 serve ... &` runs in the background until /health answers, on a free port put in place of the README's
+(in the curl URL too); the `curl` after it must return a chat completion; the server is stopped at the end. Any other command fails the test: add a mapping here first.
 """
 import argparse
 import json
 import os
 import shlex
 import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -70,6 +71,12 @@ def wait_health(port, proc, seconds=120):
     sys.exit("oss4 serve did not answer /health")
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--oss4", required=True)
@@ -78,7 +85,7 @@ def main():
     oss4 = os.path.abspath(args.oss4)
     commands = section_commands(args.readme)
     work = tempfile.mkdtemp(prefix="oss4-readme-")
-    server, ran = None, []
+    server, ran, port, readme_port = None, [], free_port(), None
     try:
         for cmd in commands:
             background = cmd.endswith("&")
@@ -101,7 +108,8 @@ def main():
                 sub = argv[1]
                 if sub == "serve":
                     assert background, "the README starts the server in the background"
-                    port = argv[argv.index("--port") + 1]
+                    readme_port = argv[argv.index("--port") + 1]
+                    argv[argv.index("--port") + 1] = port
                     print("+ (background)", " ".join(argv), flush=True)
                     server = subprocess.Popen(argv, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                     wait_health(port, server)
@@ -119,6 +127,8 @@ def main():
                 assert server is not None, "curl before oss4 serve"
                 if shutil.which("curl") is None:
                     sys.exit("curl is not installed (tools/debian-packages.txt lists it)")
+                argv = [a.replace(f"127.0.0.1:{readme_port}/", f"127.0.0.1:{port}/") for a in argv]
+                assert any(f"127.0.0.1:{port}/" in a for a in argv), "curl does not call the server's port"
                 r = run(argv, cwd=work)
                 reply = json.loads(r.stdout)
                 assert reply["object"] == "chat.completion", reply
