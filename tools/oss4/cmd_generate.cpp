@@ -1,12 +1,10 @@
 // oss4 generate: prefill token ids, then sample and stream new tokens.
-#include <chrono>
 #include <cstdio>
 #include <memory>
 
-#include "backend/cpu/forward.h"
 #include "commands.h"
-#include "core/thread_pool.h"
 #include "model_loader.h"
+#include "oss4/model.h"
 #include "runtime/sampler.h"
 #include "text/tokenizer.h"
 
@@ -27,7 +25,8 @@ int run_generate(const GenerateArgs& a) {
   Status ps = validate_sampler_params(a.sp);
   if (!ps.ok()) return fail(ps);
   if (a.ids.empty() == a.prompt.empty()) return fail(error("give exactly one of --ids and --prompt"));
-  // text in (and out) needs the tokenizer: the model's tokenizer.json, --tokenizer, or the shipped vocabulary
+  // text in (and out) needs the tokenizer: the model's tokenizer.json, --tokenizer, or the shipped vocabulary. It is
+  // read before the weights, so a bad prompt fails at once
   std::unique_ptr<Tokenizer> tok;
   if (!a.prompt.empty() || !a.tokenizer.empty()) {
     auto t = load_model_tokenizer(a.model, a.tokenizer);
@@ -37,66 +36,48 @@ int run_generate(const GenerateArgs& a) {
   auto ids = a.prompt.empty() ? parse_ids(a.ids) : tok->encode(a.prompt, /*allow_special=*/!a.literal_specials);
   if (!ids.ok()) return fail(ids.status().with_context("--prompt"));
   if (ids->empty()) return fail(error("--prompt: the prompt has no tokens"));
-  set_kernel_threads(a.threads);
-  auto m = load_to_run(a.model, a.quiet, a.run);
-  if (!m.ok()) return fail(m.status());
-  const ModelConfig& c = m->cfg;
-  const int64_t ctx = std::min<int64_t>(a.ctx, c.max_position_embeddings);
-  if (static_cast<int64_t>(ids->size()) + a.n_predict > ctx) {
-    return fail(error("prompt of " + std::to_string(ids->size()) + " tokens + " + std::to_string(a.n_predict) +
-                      " to generate exceeds the context size " + std::to_string(ctx) + " (--ctx)"));
-  }
-  auto cache = KvCache::create(c, ctx, a.chunk);
-  if (!cache.ok()) return fail(cache.status());
-  CpuForward fwd(*m);
-  Sampler sampler(a.sp);
-  std::vector<float> logits;  // [n_vocab]
-  using clock = std::chrono::steady_clock;
-  const auto t0 = clock::now();
-  Status s = fwd.eval(*cache, ids->data(), static_cast<int64_t>(ids->size()), LogitsMode::kLast, &logits);
-  if (!s.ok()) return fail(s);
-  const auto t1 = clock::now();
+
+  ModelOptions mo;
+  mo.lm_head = a.run.lm_head;
+  mo.activations = a.run.activations;
+  mo.threads = a.threads;
+  mo.tokenizer = a.tokenizer;
+  LoadProgress progress(a.model, a.quiet);
+  mo.progress = progress.fn();
+  auto model = Model::load(a.model, mo);
+  progress.finish();
+  if (!model.ok()) return fail(model.status());
+  // a one-shot run: sliding-window layers keep only their window
+  auto ctx = (*model)->new_context({.n_ctx = a.ctx, .chunk = a.chunk, .rewindable = false});
+  if (!ctx.ok()) return fail(ctx.status());
+
+  SamplingParams sp;
+  sp.temperature = a.sp.temperature;
+  sp.top_p = a.sp.top_p;
+  sp.top_k = a.sp.top_k;
+  sp.seed = a.sp.seed;
+  sp.max_tokens = a.n_predict;
+  sp.ignore_eos = a.ignore_eos;
   const bool text_out = tok && !a.print_ids;
-  std::unique_ptr<StreamingDecoder> detok = text_out ? std::make_unique<StreamingDecoder>(*tok) : nullptr;
-  std::string piece;
-  int64_t n_gen = 0;
-  for (; n_gen < a.n_predict; ++n_gen) {
-    int32_t id = sampler.sample(logits.data(), c.n_vocab);
+  bool first = true;
+  auto r = generate(**ctx, *ids, sp, [&](int32_t id, std::string_view text) {
     if (text_out) {
-      piece.clear();
-      if (id < tok->n_vocab()) {
-        s = detok->push(id, &piece);
-        if (!s.ok()) return fail(s);
-      }
-      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fwrite(text.data(), 1, text.size(), stdout);
     } else {
-      std::printf(n_gen == 0 ? "%d" : " %d", id);
+      std::printf(first ? "%d" : " %d", id);
     }
+    first = false;
     std::fflush(stdout);
-    bool eos = false;
-    for (int64_t e : c.eos_token_ids) eos = eos || e == id;
-    if (eos && !a.ignore_eos) {
-      ++n_gen;
-      break;
-    }
-    if (n_gen + 1 == a.n_predict) {
-      ++n_gen;
-      break;
-    }
-    s = fwd.eval(*cache, &id, 1, LogitsMode::kLast, &logits);
-    if (!s.ok()) return fail(s);
-  }
-  if (detok) {
-    piece = detok->flush();
-    std::fwrite(piece.data(), 1, piece.size(), stdout);
-  }
+    return true;
+  });
   std::printf("\n");
   std::fflush(stdout);  // the text before the stderr summary, also when both go to one pipe
-  const auto t2 = clock::now();
-  const double pre = std::chrono::duration<double>(t1 - t0).count(), dec = std::chrono::duration<double>(t2 - t1).count();
+  if (!r.ok()) return fail(r.status().message().find("context size") != std::string::npos ? r.status().with_context("--ctx") : r.status());
+  const auto n_gen = static_cast<int64_t>(r->token_ids.size());
   if (!a.quiet) {
-    std::fprintf(stderr, "prefill: %zu tokens in %.3f s (%.2f tok/s); decode: %lld tokens in %.3f s (%.2f tok/s)\n", ids->size(), pre,
-                 static_cast<double>(ids->size()) / pre, static_cast<long long>(n_gen), dec, n_gen > 1 ? (n_gen - 1) / dec : 0.0);
+    std::fprintf(stderr, "prefill: %zu tokens in %.3f s (%.2f tok/s); decode: %lld tokens in %.3f s (%.2f tok/s)\n", ids->size(),
+                 r->prefill_s, static_cast<double>(ids->size()) / r->prefill_s, static_cast<long long>(n_gen), r->decode_s,
+                 n_gen > 1 ? (n_gen - 1) / r->decode_s : 0.0);
   }
   return 0;
 }

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "api/load.h"
 #include "backend/cpu/kernels.h"
 #include "core/progress.h"
 #include "model/lm_head.h"
@@ -14,17 +15,33 @@
 
 namespace oss4::cli {
 
+// a "loading DIR" progress bar on stderr (none when quiet), fed by the loader's ProgressFn
+class LoadProgress {
+ public:
+  LoadProgress(std::string dir, bool quiet) : dir_(std::move(dir)), quiet_(quiet) {}
+  ProgressFn fn() {
+    return [this](int64_t done, int64_t total) {
+      if (quiet_) return;
+      if (!p_) p_ = std::make_unique<Progress>("loading " + dir_, total, "layers");
+      p_->update(done);
+    };
+  }
+  void finish() {
+    if (p_) p_->finish();
+  }
+
+ private:
+  std::string dir_;
+  bool quiet_;
+  std::unique_ptr<Progress> p_;
+};
+
 inline Result<ModelWeights> load_with_progress(const std::string& dir, bool quiet) {
-  std::unique_ptr<Progress> p;
-  auto m = load_model(dir, [&](int64_t done, int64_t total) {
-    if (quiet) return;
-    if (!p) p = std::make_unique<Progress>("loading " + dir, total, "layers");
-    p->update(done);
-  });
-  if (p) p->finish();
+  LoadProgress p(dir, quiet);
+  auto m = load_model(dir, p.fn());
+  p.finish();
   return m;
 }
-
 
 inline constexpr const char* kLmHeadHelp =
     "lm_head weights: stored (as the checkpoint has them: BF16, or NVFP4 from oss4 quantize --lm-head nvfp4), bf16 (a BF16 "
@@ -33,27 +50,17 @@ inline constexpr const char* kActivationsHelp =
     "activations of the NVFP4 matmuls: f32 (default, W4A16) or q8 (opt-in fast path: quantized to 8 bits per 16 inputs; "
     "see oss4 compare --activations-b)";
 
-// how a command runs the model: the numeric options every running command takes
-struct RunOptions {
-  std::string lm_head = "stored";
-  std::string activations = "f32";
-};
-
+// how a command runs the model: RunOptions (api/load.h), the numeric options every running command takes
 inline void add_run_options(CLI::App* sub, RunOptions* o) {
   sub->add_option("--lm-head", o->lm_head, kLmHeadHelp)->capture_default_str();
   sub->add_option("--activations", o->activations, kActivationsHelp)->capture_default_str();
 }
 
-// loads a model to run it: sets the activation precision (process-wide, like the kernel rung), applies the
-// --lm-head option ("stored" keeps it as it is), then repacks row-major NVFP4 matrices to the layout the CPU kernels
-// stream fastest (model/repack.h).
+// loads a model to run it, with progress (api/load.h: activation precision, --lm-head, repack for the CPU kernels).
 inline Result<ModelWeights> load_to_run(const std::string& dir, bool quiet, const RunOptions& o) {
-  auto act = parse_act_precision(o.activations.c_str());
-  if (!act.ok()) return act.status().with_context("--activations");
-  set_act_precision(*act);
-  OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_with_progress(dir, quiet));
-  OSS4_TRY(set_lm_head_type(m, o.lm_head));
-  OSS4_TRY(repack_nvfp4_in_major(m).status());
+  LoadProgress p(dir, quiet);
+  auto m = load_model_to_run(dir, o, p.fn());
+  p.finish();
   return m;
 }
 
