@@ -17,7 +17,7 @@ set(OSS4_CUDA_GENCODE
   CACHE STRING "nvcc -gencode flags of the CUDA kernels")
 set(OSS4_CUDA_SOURCES src/backend/cuda/fp4_matmul.cu src/backend/cuda/bf16_matmul.cu)
 
-add_library(oss4_cuda STATIC ${OSS4_CUDA_SOURCES})
+add_library(oss4_cuda STATIC ${OSS4_CUDA_SOURCES} src/backend/cuda/upload.cpp)
 set_target_properties(oss4_cuda PROPERTIES CUDA_ARCHITECTURES OFF POSITION_INDEPENDENT_CODE ON)
 target_compile_options(oss4_cuda PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:${OSS4_CUDA_GENCODE} -Xptxas=-warn-spills,-warn-lmem-usage,-Werror --resource-usage

@@ -23,6 +23,7 @@
 #include "backend/cpu/kernels_ref.h"
 #include "backend/cpu/nvfp4_ref.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/upload.h"
 #include "fp4_test_data.h"
 
 namespace oss4 {
@@ -404,6 +405,32 @@ TEST(CudaKernels, GraphReplayEqualsEager) {
   cudaGraphExecDestroy(ge);
   cudaGraphDestroy(g);
   cudaStreamDestroy(s);
+}
+
+// pinned, double-buffered upload: every byte arrives, across chunk boundaries and a partial last chunk, and the
+// progress reaches the total once per chunk.
+TEST(CudaUpload, PinnedStagingCopiesEveryByte) {
+  SKIP_WITHOUT_GPU();
+  auto up = cuda::Uploader::create(size_t{1} << 20);
+  ASSERT_TRUE(up.ok()) << up.status().message();
+  std::vector<uint8_t> src((size_t{37} << 20) + 12345);
+  std::mt19937 rng(3);
+  for (auto& b : src) b = static_cast<uint8_t>(rng());
+  auto buf = cuda::DeviceBuffer::alloc(src.size(), "test");
+  ASSERT_TRUE(buf.ok());
+  int64_t calls = 0, last = 0;
+  const Status st = up->copy(buf->data(), src.data(), src.size(), "test", [&](int64_t done, int64_t total) {
+    EXPECT_GT(done, last);
+    EXPECT_EQ(total, static_cast<int64_t>(src.size()));
+    last = done;
+    ++calls;
+  });
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_EQ(last, static_cast<int64_t>(src.size()));
+  EXPECT_EQ(calls, 38);
+  std::vector<uint8_t> back(src.size());
+  ASSERT_EQ(cudaMemcpy(back.data(), buf->data(), back.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_TRUE(back == src);
 }
 
 TEST(CudaKernels, LaunchersRefuseBadShapes) {

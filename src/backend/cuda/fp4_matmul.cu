@@ -378,7 +378,7 @@ Status bf16_fp4w_moe(const Fp4ExpertsView& gu, const Fp4ExpertsView& dn, int64_t
       gu.n_in % 16 != 0 || dn.n_in % 16 != 0)
     return error("bf16_fp4w_moe: gate_up must be paired [2 n_ff, n_embd] and down [n_embd, n_ff], one format " + shapes);
   if (n_tok <= 0 || k <= 0 || n_experts <= 0 || n_experts > 1024 || n_tok * k > (int64_t{1} << 30) ||
-      (n_tok + 15) / 16 > 65535)
+      (n_tok * k + 15) / 16 > 65535)
     return error("bf16_fp4w_moe: bad sizes " + shapes);
   if (!x || !topk_idx || !topk_w || !gate_up_bias || !down_bias || !y || !gu.epilogue_scale || !dn.epilogue_scale ||
       !sc.expert_offsets || !sc.h || !sc.y_pair)
@@ -387,8 +387,9 @@ Status bf16_fp4w_moe(const Fp4ExpertsView& gu, const Fp4ExpertsView& dn, int64_t
   moe_group_kernel<<<1, 256, static_cast<size_t>(n_experts) * 4, s>>>(topk_idx, topk_w, n_pairs, static_cast<int>(k),
                                                                     static_cast<int>(n_experts), sc.expert_offsets,
                                                                     sc.pair_token, sc.pair_weight, sc.pair_of_slot);
-  // an expert holds at most one pair per token (the top-k ids of a token are distinct)
-  const unsigned chunks = static_cast<unsigned>((n_tok + 15) / 16);
+  // enough 16-pair chunks for one expert to hold every pair (even if a router repeated an id within a token);
+  // the chunks past an expert's pairs exit at once
+  const unsigned chunks = static_cast<unsigned>((n_pairs + 15) / 16);
   const dim3 g1(static_cast<unsigned>(gu.n_row_tiles), static_cast<unsigned>(n_experts), chunks);
   const dim3 g2(static_cast<unsigned>(dn.n_row_tiles), static_cast<unsigned>(n_experts), chunks);
   if (gu.format == Fp4Format::kNvfp4) {
