@@ -124,7 +124,9 @@ int main(int argc, char** argv) {
       ST(cuda::fill_random_bf16(x, n_tok * sh.n_in, seed++, s));
       const double us = time_graph(s, [&] {
         for (auto* p : w) {
-          cuda::Fp4MatrixView v{p, sh.f, sh.n_out, sh.n_in, n_rt, n_kt, false, 0, 1.0f};
+          // MXFP4 scale codes are 120..130 (fill_random_fp4_tiles): shift 130 - 126
+          const int shift = sh.f == cuda::Fp4Format::kMxfp4 ? 4 : 0;
+          cuda::Fp4MatrixView v{p, sh.f, sh.n_out, sh.n_in, n_rt, n_kt, false, shift, 1.0f};
           ST(cuda::bf16_fp4w_matmul(v, x, n_tok, nullptr, y, s));
         }
       }, 50);
