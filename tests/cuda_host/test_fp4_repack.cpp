@@ -3,10 +3,14 @@
 // refused with the tensor named, and the load-side check names a tensor left over.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <set>
 
 #include "backend/cuda/repack.h"
 #include "fp4_test_data.h"
+#include "format/safetensors.h"
+#include "model/weights.h"
+#include "../unit/test_helpers.h"
 
 namespace oss4 {
 namespace {
@@ -184,6 +188,65 @@ TEST(CudaConsumedTensors, LinearNamesUseModelOptSpelling) {
   const auto ex = cuda::nvfp4_linear_tensor_names("down_proj", true);
   EXPECT_EQ(ex, (std::vector<std::string>{"down_proj", "down_proj_weight_scale", "down_proj_weight_scale_2",
                                           "down_proj_input_scale", "down_proj_bias"}));
+}
+
+// the real ModelOpt NVFP4 export of a tiny gpt-oss (tests/data/nvfp4_forms/b): the loader consumes every tensor but
+// the W4A16-unused input scales; a copy of it with one more tensor loads, and the check names that tensor.
+TEST(CudaConsumedTensors, ModelOptExportIsFullyConsumed) {
+  const std::string dir = std::string(OSS4_TEST_DATA) + "/nvfp4_forms/b";
+  auto m = load_model(dir);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  const Status st = cuda::check_checkpoint_consumed(m->store, {"input_scale"});
+  EXPECT_TRUE(st.ok()) << st.message();
+  const Status strict = cuda::check_checkpoint_consumed(m->store, {});
+  ASSERT_FALSE(strict.ok());
+  EXPECT_NE(strict.message().find("input_scale"), std::string::npos) << strict.message();
+}
+
+// the other checkpoint forms: fake-quant (a) and compressed-tensors (c) leave only their activation scales (W4A4
+// only), and the MXFP4 / BF16 goldens leave nothing.
+TEST(CudaConsumedTensors, OtherFormsLeaveOnlyActivationScales) {
+  const std::string d = OSS4_TEST_DATA;
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {d + "/nvfp4_forms/a", {"input_quantizer._amax"}}, {d + "/nvfp4_forms/c", {"input_global_scale"}},
+      {d + "/golden/c1/mxfp4", {}}, {d + "/golden/c1/bf16", {}}, {d + "/golden/c3/mxfp4", {}}};
+  for (const auto& [dir, unused] : cases) {
+    auto m = load_model(dir);
+    ASSERT_TRUE(m.ok()) << dir << ": " << m.status().message();
+    const Status st = cuda::check_checkpoint_consumed(m->store, unused);
+    EXPECT_TRUE(st.ok()) << st.message();
+    if (!unused.empty()) {
+      EXPECT_FALSE(cuda::check_checkpoint_consumed(m->store, {}).ok()) << dir;
+    }
+  }
+}
+
+TEST(CudaConsumedTensors, NamesAnExtraTensorOfARealCheckpoint) {
+  const std::string src = std::string(OSS4_TEST_DATA) + "/nvfp4_forms/b";
+  const std::string dir = test::make_temp_dir();
+  ASSERT_FALSE(dir.empty());
+  for (const char* f : {"config.json", "hf_quant_config.json"})
+    std::filesystem::copy_file(src + "/" + f, dir + "/" + f);
+  auto in = TensorStore::open_dir(src);
+  ASSERT_TRUE(in.ok());
+  const std::string extra = "model.layers.0.mlp.experts.gate_up_proj_weight_scale_3";
+  SafetensorsWriter w(dir + "/model.safetensors");
+  std::vector<const TensorView*> ts;
+  for (const auto& n : in->names()) {
+    ts.push_back(in->find(n));
+    w.declare(n, ts.back()->dtype, ts.back()->shape);
+  }
+  const float v = 1.0f;
+  w.declare(extra, DType::kF32, {});
+  ASSERT_TRUE(w.begin().ok());
+  for (const TensorView* t : ts) ASSERT_TRUE(w.write(t->data, t->nbytes).ok());
+  ASSERT_TRUE(w.write(&v, 4).ok());
+  ASSERT_TRUE(w.finish().ok());
+  auto m = load_model(dir);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  const Status st = cuda::check_checkpoint_consumed(m->store, {"input_scale"});
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("1 checkpoint tensor(s) not consumed by the load: " + extra), std::string::npos) << st.message();
 }
 
 }  // namespace

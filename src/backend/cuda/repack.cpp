@@ -157,6 +157,20 @@ Status ConsumedTensors::check_known(const std::vector<std::string>& checkpoint_n
   return ok_status();
 }
 
+Status check_checkpoint_consumed(const TensorStore& store, const std::vector<std::string>& unused_suffixes) {
+  ConsumedTensors c;
+  const std::vector<std::string> all = store.names();
+  const std::vector<std::string> left = store.names_not_required();
+  const std::set<std::string> left_set(left.begin(), left.end());
+  for (const auto& n : all) {
+    bool skip = !left_set.count(n);
+    for (const auto& suf : unused_suffixes)
+      skip = skip || (n.size() >= suf.size() && n.compare(n.size() - suf.size(), suf.size(), suf) == 0);
+    if (skip) c.mark(n);
+  }
+  return c.check_all(all).with_context(store.dir());
+}
+
 std::vector<std::string> nvfp4_linear_tensor_names(const std::string& base, bool experts) {
   if (experts)
     return {base, base + "_weight_scale", base + "_weight_scale_2", base + "_input_scale", base + "_bias"};

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/cuda/tile_layout.h"
+#include "format/safetensors.h"
 #include "oss4/status.h"
 
 namespace oss4::cuda {
@@ -73,6 +74,11 @@ class ConsumedTensors {
  private:
   std::set<std::string> names_;
 };
+
+// the load-side check over a whole checkpoint: every tensor of `store` was require()d by the load, except those whose
+// names end with one of `unused_suffixes` (tensors a load leaves on purpose, e.g. "input_scale" for W4A16, where
+// activations stay 16-bit). The error names the tensors left over.
+Status check_checkpoint_consumed(const TensorStore& store, const std::vector<std::string>& unused_suffixes);
 
 // the tensors of one ModelOpt NVFP4 Linear (or fused expert projection) with base name `base` (e.g.
 // "model.layers.0.self_attn.q_proj" or "model.layers.0.mlp.experts.gate_up_proj"): weight, weight_scale,
