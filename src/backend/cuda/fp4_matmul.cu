@@ -7,45 +7,84 @@
 namespace oss4::cuda {
 namespace {
 
-constexpr int kWarps = 4;  // warps per block: they split one row tile's k-tiles, then reduce in shared memory
+constexpr int kWarps = 8;  // warps per block: they split one row tile's k-tiles, then reduce in shared memory
 
 template <Fp4Format F>
 constexpr int kTileBytes = F == Fp4Format::kNvfp4 ? 576 : 544;
 
 // the lane's B registers for one k-step: bf16 pairs (k, k+1) and (k+8, k+9) of its token row; 0 past the row's end
-// or for an absent token (the padded weights are 0 there too, and 0 * 0 keeps NaN out).
-__device__ __forceinline__ uint32_t load_x2(const uint16_t* row, int64_t k, int64_t n_in) {
-  return (row != nullptr && k < n_in) ? *reinterpret_cast<const uint32_t*>(row + k) : 0u;
+// or for an absent token (the padded weights are 0 there too, and 0 * 0 keeps NaN out). The load itself is
+// unconditional (row is always a valid row, k is clamped) so that the compiler can issue it early, without a branch.
+__device__ __forceinline__ uint32_t load_x2(const uint16_t* row, int64_t k, int64_t n_in, bool present) {
+  const uint32_t v = *reinterpret_cast<const uint32_t*>(row + (k < n_in ? k : n_in - 2));
+  return (present && k < n_in) ? v : 0u;
+}
+
+// weight loads: read once per step, so they bypass L1; volatile so that the compiler issues them in program order,
+// all kPrefetch k-tiles before the first mma.
+__device__ __forceinline__ uint4 ld_stream_v4(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+__device__ __forceinline__ uint2 ld_stream_v2(const void* p) {
+  uint2 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ uint32_t ld_stream_u32(const void* p) {
+  uint32_t v;
+  asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(v) : "l"(p));
+  return v;
 }
 
 // one warp's share of a row tile: k-tiles kt0, kt0 + step, ... of the tiles starting at `tiles`, NT n-tiles of 8
-// tokens (xrow[nt] = the row of the token this lane feeds, groupID = lane / 4), accumulated into acc[nt][0..3].
+// tokens (xrow[nt] = the row of the token this lane feeds, groupID = lane / 4, always a valid row; bit nt of present
+// says whether that token exists), accumulated into acc[nt][0..3].
+// The loads of kPrefetch k-tiles are issued before the first of them is used, so each lane keeps 4 x 24 bytes of
+// weights in flight.
+constexpr int kPrefetch = 4;
+
 template <Fp4Format F, int NT>
 __device__ __forceinline__ void warp_fp4_mma(const uint8_t* __restrict__ tiles, int64_t n_k_tiles, int kt0, int step,
-                                             int mx_shift, const uint16_t* const (&xrow)[NT], int64_t n_in,
-                                             float (&acc)[NT][4]) {
+                                             int mx_shift, const uint16_t* const (&xrow)[NT], unsigned present,
+                                             int64_t n_in, float (&acc)[NT][4]) {
   const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-#pragma unroll 2
-  for (int64_t kt = kt0; kt < n_k_tiles; kt += step) {
-    const uint8_t* tile = tiles + kt * kTileBytes<F>;
-    const uint4 wv = __ldg(reinterpret_cast<const uint4*>(tile) + lane);
-    uint32_t sc[2];
-    if constexpr (F == Fp4Format::kNvfp4) {
-      const uint2 s2 = __ldg(reinterpret_cast<const uint2*>(tile + kTileNibbleBytes) + g);
-      sc[0] = s2.x;
-      sc[1] = s2.y;
-    } else {
-      sc[0] = __ldg(reinterpret_cast<const uint32_t*>(tile + kTileNibbleBytes) + g);
-      sc[1] = 0;
+  for (int64_t kb = kt0; kb < n_k_tiles; kb += static_cast<int64_t>(kPrefetch) * step) {
+    uint4 wv[kPrefetch];  // the lane's 16 bytes of each k-tile
+    uint2 sv[kPrefetch];  // its group's scale bytes (MXFP4: .x only)
+#pragma unroll
+    for (int u = 0; u < kPrefetch; ++u) {
+      const int64_t kt = kb + static_cast<int64_t>(u) * step;
+      // past the last k-tile the last one is loaded again (unused): no branch between the loads
+      const uint8_t* tile = tiles + (kt < n_k_tiles ? kt : n_k_tiles - 1) * kTileBytes<F>;
+      wv[u] = ld_stream_v4(tile + 16 * lane);
+      if constexpr (F == Fp4Format::kNvfp4) {
+        sv[u] = ld_stream_v2(tile + kTileNibbleBytes + 8 * g);
+      } else {
+        sv[u].x = ld_stream_u32(tile + kTileNibbleBytes + 4 * g);
+        sv[u].y = 0;
+      }
     }
-    const uint32_t words[4] = {wv.x, wv.y, wv.z, wv.w};
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      uint32_t a[4];
-      lane_a_fragment<F>(words, sc, j, mx_shift, a);
-      const int64_t k = kt * kTileK + j * 16 + 2 * t;
+    for (int u = 0; u < kPrefetch; ++u) {
+      // no branch here either: past the last k-tile every activation load gives 0 (k >= n_in), so the reloaded
+      // last tile (finite weights: NaN scales are refused at repack) adds exactly 0
+      const int64_t kt = kb + static_cast<int64_t>(u) * step;
+      const uint32_t words[4] = {wv[u].x, wv[u].y, wv[u].z, wv[u].w};
+      const uint32_t sc[2] = {sv[u].x, sv[u].y};
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) mma_m16n8k16_bf16(acc[nt], a, load_x2(xrow[nt], k, n_in), load_x2(xrow[nt], k + 8, n_in));
+      for (int j = 0; j < 4; ++j) {
+        uint32_t a[4];
+        lane_a_fragment<F>(words, sc, j, mx_shift, a);
+        const int64_t k = kt * kTileK + j * 16 + 2 * t;
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+          mma_m16n8k16_bf16(acc[nt], a, load_x2(xrow[nt], k, n_in, (present >> nt) & 1u),
+                            load_x2(xrow[nt], k + 8, n_in, (present >> nt) & 1u));
+      }
     }
   }
 }
@@ -83,13 +122,16 @@ __global__ void __launch_bounds__(kWarps * 32) fp4w_matmul_kernel(Fp4MatrixView 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int64_t rt = blockIdx.x, tok0 = static_cast<int64_t>(blockIdx.y) * NT * 8;
   const uint16_t* xrow[NT];
+  unsigned present = 0;
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
     const int64_t tok = tok0 + nt * 8 + g;
-    xrow[nt] = tok < n_tok ? x + tok * w.n_in : nullptr;
+    xrow[nt] = x + (tok < n_tok ? tok : n_tok - 1) * w.n_in;
+    present |= static_cast<unsigned>(tok < n_tok) << nt;
   }
   float acc[NT][4] = {};
-  warp_fp4_mma<F, NT>(w.tiles + rt * w.n_k_tiles * kTileBytes<F>, w.n_k_tiles, warp, kWarps, w.mx_shift, xrow, w.n_in, acc);
+  warp_fp4_mma<F, NT>(w.tiles + rt * w.n_k_tiles * kTileBytes<F>, w.n_k_tiles, warp, kWarps, w.mx_shift, xrow, present,
+                      w.n_in, acc);
   if (!block_reduce<NT>(acc)) return;
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
@@ -186,14 +228,16 @@ __global__ void __launch_bounds__(kWarps * 32) moe_gate_up_swiglu_kernel(Fp4Expe
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int64_t rt = blockIdx.x, n_embd = w.n_in, n_ff = w.n_out / 2;
   const uint16_t* xrow[2];
+  unsigned present = 0;
 #pragma unroll
   for (int nt = 0; nt < 2; ++nt) {
     const int p = p0 + nt * 8 + g;
-    xrow[nt] = p < p1 ? x + static_cast<int64_t>(pair_token[p]) * n_embd : nullptr;
+    xrow[nt] = x + static_cast<int64_t>(pair_token[p < p1 ? p : p1 - 1]) * n_embd;
+    present |= static_cast<unsigned>(p < p1) << nt;
   }
   float acc[2][4] = {};
   const uint8_t* tiles = w.tiles + e * w.expert_stride + rt * w.n_k_tiles * kTileBytes<F>;
-  warp_fp4_mma<F, 2>(tiles, w.n_k_tiles, warp, kWarps, w.mx_shift ? w.mx_shift[e] : 0, xrow, n_embd, acc);
+  warp_fp4_mma<F, 2>(tiles, w.n_k_tiles, warp, kWarps, w.mx_shift ? w.mx_shift[e] : 0, xrow, present, n_embd, acc);
   if (!block_reduce<2>(acc)) return;
   const float epi = w.epilogue_scale[e];
   const int64_t j = rt * 8 + g;  // c0/c1 = gate_j, c2/c3 = up_j (tile_layout.h)
@@ -225,14 +269,16 @@ __global__ void __launch_bounds__(kWarps * 32) moe_down_kernel(Fp4ExpertsView w,
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int64_t rt = blockIdx.x, n_ff = w.n_in, n_embd = w.n_out;
   const uint16_t* hrow[2];
+  unsigned present = 0;
 #pragma unroll
   for (int nt = 0; nt < 2; ++nt) {
     const int p = p0 + nt * 8 + g;
-    hrow[nt] = p < p1 ? h + static_cast<int64_t>(p) * n_ff : nullptr;
+    hrow[nt] = h + static_cast<int64_t>(p < p1 ? p : p1 - 1) * n_ff;
+    present |= static_cast<unsigned>(p < p1) << nt;
   }
   float acc[2][4] = {};
   const uint8_t* tiles = w.tiles + e * w.expert_stride + rt * w.n_k_tiles * kTileBytes<F>;
-  warp_fp4_mma<F, 2>(tiles, w.n_k_tiles, warp, kWarps, w.mx_shift ? w.mx_shift[e] : 0, hrow, n_ff, acc);
+  warp_fp4_mma<F, 2>(tiles, w.n_k_tiles, warp, kWarps, w.mx_shift ? w.mx_shift[e] : 0, hrow, present, n_ff, acc);
   if (!block_reduce<2>(acc)) return;
   const float epi = w.epilogue_scale[e];
 #pragma unroll
