@@ -19,7 +19,9 @@ step device
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | tee "$out/gpu.csv"
 
 step "CPU-side proofs (dequant table, repack, warp emulator)"
-"$bin/tests/cuda_host_tests" --gtest_brief=1 --gtest_output=json:"$out/cuda_host_tests.json" > "$out/cuda_host_tests.log" 2>&1 \
+# (the consumed-tensor tests read tests/data at the path compiled in, which need not exist on the GPU machine)
+"$bin/tests/cuda_host_tests" --gtest_brief=1 --gtest_filter='CudaFp4Dequant.*:CudaRepack.*:CudaWarpEmulator.*' \
+  --gtest_output=json:"$out/cuda_host_tests.json" > "$out/cuda_host_tests.log" 2>&1 \
   || { status=1; tail -n 20 "$out/cuda_host_tests.log"; }
 
 step "GPU tests against the CPU reference"
