@@ -279,9 +279,8 @@ TEST(CudaKernels, Bf16WeightMatmulAgainstCpuRef) {
 
 // the MoE pair against the CPU chain: per token and slot, gate_up (+ bias), clamped SwiGLU, down (+ bias), times the
 // router weight, summed in slot order.
-void run_moe_case(bool mx, int64_t n_experts, int64_t n_embd, int64_t n_ff, int64_t k, int64_t n_tok) {
-  SCOPED_TRACE(std::string(mx ? "mxfp4" : "nvfp4") + " moe experts " + std::to_string(n_experts) + " n_embd " +
-               std::to_string(n_embd) + " n_tok " + std::to_string(n_tok));
+// the experts are made and repacked once per call (seconds at gpt-oss's shapes), then run for every token count.
+void run_moe_case(bool mx, int64_t n_experts, int64_t n_embd, int64_t n_ff, int64_t k, const std::vector<int64_t>& toks) {
   std::vector<test::Fp4Source> gu, dn;
   std::vector<uint8_t> gu_tiles, dn_tiles;
   std::vector<float> gu_epi, dn_epi;
@@ -300,83 +299,87 @@ void run_moe_case(bool mx, int64_t n_experts, int64_t n_embd, int64_t n_ff, int6
     dn_shift.push_back(dm.mx_shift);
   }
   const std::vector<float> gu_bias = random_bias(n_experts * 2 * n_ff, 5), dn_bias = random_bias(n_experts * n_embd, 6);
-  std::mt19937 rng(static_cast<uint32_t>(n_tok));
-  std::vector<int32_t> idx(static_cast<size_t>(n_tok * k));
-  std::vector<float> wts(idx.size());
-  std::vector<int32_t> perm(static_cast<size_t>(n_experts));
-  for (int64_t t = 0; t < n_tok; ++t) {
-    std::iota(perm.begin(), perm.end(), 0);
-    std::shuffle(perm.begin(), perm.end(), rng);
-    float sum = 0.0f;
-    for (int64_t s = 0; s < k; ++s) {
-      idx[t * k + s] = perm[s];
-      wts[t * k + s] = 0.1f + static_cast<float>(rng() % 1000) / 1000.0f;
-      sum += wts[t * k + s];
+  for (int64_t n_tok : toks) {
+    SCOPED_TRACE(std::string(mx ? "mxfp4" : "nvfp4") + " moe experts " + std::to_string(n_experts) + " n_embd " +
+                 std::to_string(n_embd) + " n_tok " + std::to_string(n_tok));
+    std::mt19937 rng(static_cast<uint32_t>(n_tok));
+    std::vector<int32_t> idx(static_cast<size_t>(n_tok * k));
+    std::vector<float> wts(idx.size());
+    std::vector<int32_t> perm(static_cast<size_t>(n_experts));
+    for (int64_t t = 0; t < n_tok; ++t) {
+      std::iota(perm.begin(), perm.end(), 0);
+      std::shuffle(perm.begin(), perm.end(), rng);
+      float sum = 0.0f;
+      for (int64_t s = 0; s < k; ++s) {
+        idx[t * k + s] = perm[s];
+        wts[t * k + s] = 0.1f + static_cast<float>(rng() % 1000) / 1000.0f;
+        sum += wts[t * k + s];
+      }
+      for (int64_t s = 0; s < k; ++s) wts[t * k + s] /= sum;
     }
-    for (int64_t s = 0; s < k; ++s) wts[t * k + s] /= sum;
-  }
-  const std::vector<uint16_t> xb = test::random_bf16(n_tok * n_embd, 8);
-  const std::vector<float> xf = widen(xb);
+    const std::vector<uint16_t> xb = test::random_bf16(n_tok * n_embd, 8);
+    const std::vector<float> xf = widen(xb);
 
-  // CPU chain, and sum |terms| of the down projection for the bound
-  std::vector<float> want(static_cast<size_t>(n_tok * n_embd), 0.0f);
-  std::vector<double> mag(want.size(), 0.0);
-  std::vector<float> g(static_cast<size_t>(2 * n_ff)), h(static_cast<size_t>(n_ff)), o(static_cast<size_t>(n_embd));
-  std::vector<double> gmag;
-  for (int64_t t = 0; t < n_tok; ++t) {
-    for (int64_t s = 0; s < k; ++s) {
-      const int32_t e = idx[t * k + s];
-      const std::vector<float> xt(xf.begin() + t * n_embd, xf.begin() + (t + 1) * n_embd);
-      g = cpu_ref(gu[e], xt, 1, gu_bias.data() + e * 2 * n_ff);
-      gmag = abs_sums(gu[e], xt, 1);
-      f32_swiglu_ref(g.data(), n_ff, 1.702f, 7.0f, h.data());
-      o = cpu_ref(dn[e], h, 1, dn_bias.data() + e * n_embd);
-      const std::vector<double> dmag = abs_sums(dn[e], h, 1);
-      // error of each h_j: its BF16 rounding (2^-9 |h|, doubled: 2^-8) plus the gate/up sums' error (two f32 sums,
-      // n_embd 2^-22 of sum |w x|) times SwiGLU's slopes on the clamped range: d/d up = gate sigmoid(alpha gate) <= 7,
-      // d/d gate = (up + 1) (sigmoid + alpha gate sigmoid') <= 8 * 1.1, together < 16
-      std::vector<float> dh(static_cast<size_t>(n_ff));
-      for (int64_t jj = 0; jj < n_ff; ++jj)
-        dh[jj] = static_cast<float>(0x1p-8 * std::fabs(h[jj]) +
-                                    16.0 * static_cast<double>(n_embd) * 0x1p-22 * std::max(gmag[2 * jj], gmag[2 * jj + 1]));
-      const std::vector<double> prop = abs_sums(dn[e], dh, 1);  // sum_j |w_down(i, j)| dh_j
-      for (int64_t i = 0; i < n_embd; ++i) {
-        want[t * n_embd + i] += wts[t * k + s] * o[i];
-        mag[t * n_embd + i] += wts[t * k + s] * (prop[i] + static_cast<double>(n_ff) * 0x1p-22 * dmag[i]);
+    // CPU chain, and sum |terms| of the down projection for the bound
+    std::vector<float> want(static_cast<size_t>(n_tok * n_embd), 0.0f);
+    std::vector<double> mag(want.size(), 0.0);
+    std::vector<float> g(static_cast<size_t>(2 * n_ff)), h(static_cast<size_t>(n_ff)), o(static_cast<size_t>(n_embd));
+    std::vector<double> gmag;
+    for (int64_t t = 0; t < n_tok; ++t) {
+      for (int64_t s = 0; s < k; ++s) {
+        const int32_t e = idx[t * k + s];
+        const std::vector<float> xt(xf.begin() + t * n_embd, xf.begin() + (t + 1) * n_embd);
+        g = cpu_ref(gu[e], xt, 1, gu_bias.data() + e * 2 * n_ff);
+        gmag = abs_sums(gu[e], xt, 1);
+        f32_swiglu_ref(g.data(), n_ff, 1.702f, 7.0f, h.data());
+        o = cpu_ref(dn[e], h, 1, dn_bias.data() + e * n_embd);
+        const std::vector<double> dmag = abs_sums(dn[e], h, 1);
+        // error of each h_j: its BF16 rounding (2^-9 |h|, doubled: 2^-8) plus the gate/up sums' error (two f32 sums,
+        // n_embd 2^-22 of sum |w x|) times SwiGLU's slopes on the clamped range: d/d up = gate sigmoid(alpha gate) <= 7,
+        // d/d gate = (up + 1) (sigmoid + alpha gate sigmoid') <= 8 * 1.1, together < 16
+        std::vector<float> dh(static_cast<size_t>(n_ff));
+        for (int64_t jj = 0; jj < n_ff; ++jj)
+          dh[jj] = static_cast<float>(0x1p-8 * std::fabs(h[jj]) +
+                                      16.0 * static_cast<double>(n_embd) * 0x1p-22 * std::max(gmag[2 * jj], gmag[2 * jj + 1]));
+        const std::vector<double> prop = abs_sums(dn[e], dh, 1);  // sum_j |w_down(i, j)| dh_j
+        for (int64_t i = 0; i < n_embd; ++i) {
+          want[t * n_embd + i] += wts[t * k + s] * o[i];
+          mag[t * n_embd + i] += wts[t * k + s] * (prop[i] + static_cast<double>(n_ff) * 0x1p-22 * dmag[i]);
+        }
       }
     }
-  }
 
-  Dev<uint8_t> dgt(gu_tiles), ddt(dn_tiles);
-  Dev<float> dge(gu_epi), dde(dn_epi), dgb(gu_bias), ddb(dn_bias), dw(wts);
-  Dev<int32_t> dgs(gu_shift), dds(dn_shift), didx(idx);
-  Dev<uint16_t> dx(xb);
-  cuda::Fp4ExpertsView vg{dgt.p, static_cast<int64_t>(gm.tiles.size()), gm.format, gm.n_out, gm.n_in, gm.n_row_tiles,
-                          gm.n_k_tiles, true, dge.p, dgs.p};
-  cuda::Fp4ExpertsView vd{ddt.p, static_cast<int64_t>(dm.tiles.size()), dm.format, dm.n_out, dm.n_in, dm.n_row_tiles,
-                          dm.n_k_tiles, false, dde.p, dds.p};
-  Dev<uint8_t> scratch(cuda::moe_scratch_bytes(n_tok, k, n_experts, n_ff, n_embd));
-  const cuda::MoeScratch sc = cuda::moe_scratch_carve(scratch.p, n_tok, k, n_experts, n_ff, n_embd);
-  Dev<float> dy(want.size());
-  dy.poison();
-  const Status st = cuda::bf16_fp4w_moe(vg, vd, n_experts, dx.p, n_tok, didx.p, dw.p, k, dgb.p, ddb.p, cuda::SwigluParams{},
-                                        sc, dy.p, nullptr);
-  ASSERT_TRUE(st.ok()) << st.message();
-  const std::vector<float> got = dy.get();
-  for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(got[i], want[i], mag[i] + 1e-30) << "token " << i / n_embd << " out " << i % n_embd;
+    Dev<uint8_t> dgt(gu_tiles), ddt(dn_tiles);
+    Dev<float> dge(gu_epi), dde(dn_epi), dgb(gu_bias), ddb(dn_bias), dw(wts);
+    Dev<int32_t> dgs(gu_shift), dds(dn_shift), didx(idx);
+    Dev<uint16_t> dx(xb);
+    cuda::Fp4ExpertsView vg{dgt.p, static_cast<int64_t>(gm.tiles.size()), gm.format, gm.n_out, gm.n_in, gm.n_row_tiles,
+                            gm.n_k_tiles, true, dge.p, dgs.p};
+    cuda::Fp4ExpertsView vd{ddt.p, static_cast<int64_t>(dm.tiles.size()), dm.format, dm.n_out, dm.n_in, dm.n_row_tiles,
+                            dm.n_k_tiles, false, dde.p, dds.p};
+    Dev<uint8_t> scratch(cuda::moe_scratch_bytes(n_tok, k, n_experts, n_ff, n_embd));
+    const cuda::MoeScratch sc = cuda::moe_scratch_carve(scratch.p, n_tok, k, n_experts, n_ff, n_embd);
+    Dev<float> dy(want.size());
+    dy.poison();
+    const Status st = cuda::bf16_fp4w_moe(vg, vd, n_experts, dx.p, n_tok, didx.p, dw.p, k, dgb.p, ddb.p, cuda::SwigluParams{},
+                                          sc, dy.p, nullptr);
+    ASSERT_TRUE(st.ok()) << st.message();
+    const std::vector<float> got = dy.get();
+    for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(got[i], want[i], mag[i] + 1e-30) << "token " << i / n_embd << " out " << i % n_embd;
+  }
 }
 
 TEST(CudaKernels, MoePairAgainstCpuChain) {
   SKIP_WITHOUT_GPU();
   for (bool mx : {false, true}) {
     if (small_only()) {
-      for (int64_t n_tok : {1, 3, 17}) run_moe_case(mx, 8, 128, 64, 4, n_tok);
+      run_moe_case(mx, 8, 128, 64, 4, {1, 3, 17});
       continue;
     }
-    // gpt-oss-20b's shapes (the CPU chain and the repack of 32 experts cost seconds each), then token counts on a
+    // gpt-oss-20b's shapes (the CPU chain costs about 0.2 G multiply-adds per token), then every token count on a
     // small model
-    for (int64_t n_tok : {1, 16}) run_moe_case(mx, 32, 2880, 2880, 4, n_tok);
-    for (int64_t n_tok : {2, 4, 8, 64, 512}) run_moe_case(mx, 8, 128, 64, 4, n_tok);
+    run_moe_case(mx, 32, 2880, 2880, 4, {1, 16});
+    run_moe_case(mx, 8, 128, 64, 4, {1, 2, 4, 8, 16, 64, 512});
   }
 }
 
