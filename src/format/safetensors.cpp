@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -169,8 +170,14 @@ const TensorView* SafetensorsFile::find(const std::string& name) const {
   return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
+struct TensorStore::RequiredLog {
+  std::mutex mu;
+  std::set<std::string> names;
+};
+
 Result<TensorStore> TensorStore::open_file(const std::string& path) {
   TensorStore s;
+  s.required_ = std::make_shared<RequiredLog>();
   auto slash = path.find_last_of('/');
   s.dir_ = slash == std::string::npos ? "." : path.substr(0, slash);
   OSS4_ASSIGN_OR_RETURN(auto f, SafetensorsFile::open(path));
@@ -182,6 +189,7 @@ Result<TensorStore> TensorStore::open_file(const std::string& path) {
 Result<TensorStore> TensorStore::open_dir(const std::string& dir) {
   if (!is_directory(dir)) return error(dir + ": not a directory");
   TensorStore s;
+  s.required_ = std::make_shared<RequiredLog>();
   s.dir_ = dir;
   std::vector<std::string> files;
   std::string index_path = join_dir(dir, "model.safetensors.index.json");
@@ -243,7 +251,20 @@ const TensorView* TensorStore::find(const std::string& name) const {
 Result<const TensorView*> TensorStore::require(const std::string& name) const {
   const TensorView* t = find(name);
   if (t == nullptr) return error(dir_ + ": missing tensor '" + name + "'");
+  if (required_) {
+    std::lock_guard<std::mutex> lock(required_->mu);
+    required_->names.insert(name);
+  }
   return t;
+}
+
+std::vector<std::string> TensorStore::names_not_required() const {
+  std::vector<std::string> out;
+  if (!required_) return names();
+  std::lock_guard<std::mutex> lock(required_->mu);
+  for (const auto& [n, t] : by_name_)
+    if (!required_->names.count(n)) out.push_back(n);
+  return out;
 }
 
 Result<const TensorView*> TensorStore::require(const std::string& name, DType dtype, const std::vector<int64_t>& shape) const {

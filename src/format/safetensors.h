@@ -79,11 +79,16 @@ class TensorStore {
   size_t total_bytes() const;
   // drops the pages of one tensor from this process (after it was converted and is no longer read).
   void release(const TensorView& t) const;
+  // the tensors no require() has asked for (find/has are probes and do not count), sorted: what a load left
+  // unconsumed (src/backend/cuda/repack.h check_checkpoint_consumed).
+  std::vector<std::string> names_not_required() const;
 
  private:
+  struct RequiredLog;  // names require() was asked for; shared so a moved store keeps it
   std::string dir_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, const TensorView*> by_name_;
+  std::shared_ptr<RequiredLog> required_;
 };
 
 // streaming writer: declare every tensor, then write their bytes in declaration order (in chunks if wanted),
