@@ -308,8 +308,17 @@ Status Engine::prefill(Slot& s, int64_t max_tok, int64_t* n_evaluated) {
   if (n <= 0) return ok_status();
   const bool last = s.n_done + n == n_prompt;
   const LogitsMode mode = s.req.score_prompt ? LogitsMode::kAll : last ? LogitsMode::kLast : LogitsMode::kNone;
-  OSS4_TRY(fwd_.eval(*s.cache, P.data() + s.n_done, n, mode, mode == LogitsMode::kNone ? nullptr : &logits_));
-  if (s.req.score_prompt) score_prompt_rows(s, logits_.data(), n, s.n_done);
+  int64_t n_last = n;  // tokens of the last eval call (the rows of logits_ with kAll)
+  if (s.req.score_prompt) {
+    // one chunk per call, so logits_ holds [chunk, n_vocab] at most (the forward pass cuts the same chunks anyway)
+    for (int64_t at = 0; at < n; at += s.cache->max_chunk()) {
+      n_last = std::min(s.cache->max_chunk(), n - at);
+      OSS4_TRY(fwd_.eval(*s.cache, P.data() + s.n_done + at, n_last, LogitsMode::kAll, &logits_));
+      score_prompt_rows(s, logits_.data(), n_last, s.n_done + at);
+    }
+  } else {
+    OSS4_TRY(fwd_.eval(*s.cache, P.data() + s.n_done, n, mode, mode == LogitsMode::kNone ? nullptr : &logits_));
+  }
   s.cached.insert(s.cached.end(), P.begin() + s.n_done, P.begin() + s.n_done + n);
   s.n_done += n;
   *n_evaluated = n;
@@ -331,7 +340,7 @@ Status Engine::prefill(Slot& s, int64_t max_tok, int64_t* n_evaluated) {
     s.done = true;
     return ok_status();
   }
-  emit(s, logits_.data() + (mode == LogitsMode::kAll ? (n - 1) * m_.cfg.n_vocab : 0));
+  emit(s, logits_.data() + (mode == LogitsMode::kAll ? (n_last - 1) * m_.cfg.n_vocab : 0));
   return ok_status();
 }
 

@@ -64,6 +64,7 @@ int run_perplexity_cmd(const PerplexityArgs& a) {
     return fail(error("--save-logits " + a.save_logits + " would overwrite an input"));
   }
   if (a.save_top_k < 1) return fail(error("--save-top-k must be at least 1"));
+  if (a.chunks < -1) return fail(error("--chunks must be at least 1"));
   auto text = read_text_file(a.file);
   if (!text.ok()) return fail(text.status().with_context("--file"));
   std::unique_ptr<SavedLogits> base;
