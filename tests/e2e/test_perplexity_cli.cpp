@@ -135,6 +135,10 @@ TEST(PerplexityCli, BadInputGivesOneLineErrors) {
   expect_clean_error(run(m + " --file " + f.text_path + " --ctx 2"), "at least 4");
   expect_clean_error(run(m + " --file " + f.text_path + " --ctx 1000000"), "exceeds");
   expect_clean_error(run(m + " --file " + f.text_path + " --ctx 64 --chunks 0"), "--chunks");
+  expect_clean_error(run(m + " --file " + f.text_path + " --ctx 64 --chunks -5"), "--chunks");
+  expect_clean_error(run(m + " --file " + f.text_path + " --ctx 64 --save-top-k 0 --save-logits " + f.dir + "/k0.safetensors"), "--save-top-k");
+  expect_clean_error(run(m + " --file " + f.text_path + " --ctx 64 --chunks 1 --save-top-k 300000 --save-logits " + f.dir + "/big.safetensors"),
+                     "cannot keep");
   expect_clean_error(run(m + " --file " + f.text_path + " --save-logits " + f.text_path), "overwrite an input");
   expect_clean_error(run(m + " --file " + f.text_path + " --ctx 64 --kl-base " + f.model + "/model.safetensors"), "not a saved-logits file");
   // a base saved with another ctx
