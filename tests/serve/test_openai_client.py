@@ -5,7 +5,8 @@ Usage: test_openai_client.py --oss4 BIN [--load-requests N] [--quick] [--only NA
 
 Two kinds of server, both on the tiny synthetic model (made here with `oss4 synth --config tiny`):
   - the real model, greedy: shapes of every endpoint, streamed == plain, 16 parallel streams == 16 sequential
-    requests, cancellation, a bounded load test, time to first token with and without prefix reuse;
+    requests, cancellation, a bounded load test, time to first token with and without prefix reuse; log-probabilities
+    (completions with echo and max_tokens 0 against `oss4 logits` on the same ids, chat content tokens);
   - the same model with --script (a test facility: chosen harmony replies replace sampled tokens, the model still
     runs): the reasoning split, a tool-call round trip, responses items, prefix reuse across chat turns.
 A third server checks the API key, the body limit and overload. Every failure is an assertion; the run prints its
@@ -184,7 +185,8 @@ def oss4_log_softmax(oss4, model, ids, tmp):
     return rows
 
 
-def test_completions_logprobs(s, oss4, model):
+def test_completions_logprobs(s):
+    oss4, model = s.oss4, s.model
     c = s.client()
     vocab = o200k_bytes()
     broken = next(r for r in range(256) if vocab[r] and vocab[r][0] >= 0x80)  # one byte of a multi-byte character
@@ -693,7 +695,7 @@ def main():
         with open(script, "w") as f:
             json.dump(SCRIPT, f)
         real = Server(a.oss4, model, "--ctx", "4096", "--max-seqs", "16")
-        real.tmp = tmp
+        real.tmp, real.oss4, real.model = tmp, a.oss4, model  # for test_completions_logprobs (oss4 logits on the same model)
         scripted = Server(a.oss4, model, "--script", script, "--ctx", "2048")
         limited = Server(a.oss4, model, "--api-key", "sekrit", "--max-seqs", "1", "--max-queue", "1", "--max-body", "1")
         servers = [real, scripted, limited]
@@ -701,7 +703,7 @@ def main():
             (test_models_health, real), (test_chat_plain_and_streamed, real), (test_completions, real), (test_responses_real, real),
             (test_errors, real), (test_parallel_equals_sequential, real), (test_cancel_frees_slot, real), (test_nonstream_disconnect_frees_slot, real),
             (test_nonstream_leading_whitespace_parses, real), (test_tool_choice, real), (test_ttft_prefix_reuse, real),
-            (lambda s: test_completions_logprobs(s, a.oss4, model), real), (test_chat_logprobs_real, real), (test_chat_logprobs_scripted, scripted),
+            (test_completions_logprobs, real), (test_chat_logprobs_real, real), (test_chat_logprobs_scripted, scripted),
             (test_reasoning_split, scripted), (test_tool_round_trip, scripted), (test_responses_scripted, scripted),
             (test_turn_two_reuses_turn_one, scripted), (test_auth_body_overload, limited),
             (lambda s: test_load(s, a.load_requests), real),
@@ -709,7 +711,7 @@ def main():
         for fn, srv in tests:
             name = getattr(fn, "__name__", "test_load")
             if name == "<lambda>":
-                name = "test_completions_logprobs" if fn.__code__.co_names and "test_completions_logprobs" in fn.__code__.co_names else "test_load"
+                name = "test_load"
             if a.only and a.only not in name:
                 continue
             t0 = time.time()
