@@ -23,7 +23,7 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
   }
   if (g.prompt.empty()) return send_error(res, invalid("the prompt has no tokens", "prompt"));
   std::string prompt_text = cr.prompt_text;
-  if (cr.prompt_is_ids) {
+  if (cr.prompt_is_ids && (cr.gen.echo || cr.gen.logprobs >= 0)) {  // the text echo and text_offset need
     auto t = enc.tokenizer().decode(g.prompt);
     if (!t.ok()) return send_error(res, invalid(t.status().message(), "prompt"));
     prompt_text = std::move(t).value();
