@@ -28,6 +28,8 @@ ApiError invalid(std::string message, std::string param, std::string code) {
 
 namespace {
 
+constexpr int64_t kMaxTopLogprobs = 20;  // as OpenAI's API allows
+
 // reading typed fields: each returns an error message (empty: fine) and leaves *out alone when the field is absent
 // or null.
 struct Reader {
@@ -101,7 +103,7 @@ std::optional<std::string> opt_str(const Json& obj, const char* key) {
 }
 
 // sampling fields common to all endpoints; max_key names the length field(s).
-bool read_gen(Reader& r, std::initializer_list<const char*> max_keys, GenSettings* g) {
+bool read_gen(Reader& r, std::initializer_list<const char*> max_keys, GenSettings* g, int64_t min_max_tokens = 1) {
   r.number("temperature", 0.0, 2.0, &g->sampling.temperature);
   float top_p = 1.0f;
   r.number("top_p", 0.0, 1.0, &top_p);
@@ -112,7 +114,7 @@ bool read_gen(Reader& r, std::initializer_list<const char*> max_keys, GenSetting
   if (seed) g->sampling.seed = static_cast<uint64_t>(*seed);
   for (const char* k : max_keys) {
     std::optional<int64_t> m;
-    r.integer(k, 1, &m);
+    r.integer(k, min_max_tokens, &m);
     if (m) g->max_tokens = m;
   }
   r.boolean("stream", &g->stream);
@@ -380,6 +382,14 @@ Parsed<ChatRequest> parse_chat_request(const Json& body) {
   std::string model;
   r.str("model", &model);
   read_gen(r, {"max_tokens", "max_completion_tokens"}, &req.gen);
+  bool logprobs = false;
+  r.boolean("logprobs", &logprobs);
+  std::optional<int64_t> top;
+  r.integer("top_logprobs", 0, &top);
+  if (r.err) return out.error = *r.err, out;
+  if (top && *top > kMaxTopLogprobs) return out.error = invalid("'top_logprobs' must be at most " + std::to_string(kMaxTopLogprobs), "top_logprobs"), out;
+  if (top && !logprobs) return out.error = invalid("'top_logprobs' needs 'logprobs': true", "top_logprobs"), out;
+  if (logprobs) req.gen.logprobs = top.value_or(0);
   h::SystemContent sys;
   h::DeveloperContent dev;
   bool has_dev = false;
@@ -549,14 +559,25 @@ Parsed<CompletionRequest> parse_completion_request(const Json& body) {
   Reader r{body, "", std::nullopt};
   CompletionRequest req;
   req.gen.max_tokens = 16;  // the OpenAI default for completions
-  read_gen(r, {"max_tokens"}, &req.gen);
+  read_gen(r, {"max_tokens"}, &req.gen, /*min_max_tokens=*/0);
+  std::optional<int64_t> logprobs;
+  r.integer("logprobs", 0, &logprobs);
+  r.boolean("echo", &req.gen.echo);
   if (r.err) return out.error = *r.err, out;
+  if (logprobs && *logprobs > kMaxTopLogprobs) return out.error = invalid("'logprobs' must be at most " + std::to_string(kMaxTopLogprobs), "logprobs"), out;
+  if (logprobs) req.gen.logprobs = *logprobs;
+  if (req.gen.max_tokens == 0 && !req.gen.echo) {
+    return out.error = invalid("'max_tokens' 0 generates nothing: it needs 'echo' (to score the prompt)", "max_tokens"), out;
+  }
   const Json* p = r.get("prompt");
   if (p == nullptr) return out.error = invalid("'prompt' is required", "prompt", "missing_required_parameter"), out;
+  // one prompt: a string, token ids, or an array holding one of them (what clients send for a batch of one)
+  if (p->is_array() && p->size() == 1 && ((*p)[0].is_string() || (*p)[0].is_array())) p = &(*p)[0];
+  if (p->is_array() && p->size() > 1 && ((*p)[0].is_string() || (*p)[0].is_array())) {
+    return out.error = invalid("'prompt' holds " + std::to_string(p->size()) + " prompts; send one per request", "prompt"), out;
+  }
   if (p->is_string()) {
     req.prompt_text = p->get<std::string>();
-  } else if (p->is_array() && p->size() == 1 && (*p)[0].is_string()) {
-    req.prompt_text = (*p)[0].get<std::string>();
   } else if (p->is_array() && !p->empty() && (*p)[0].is_number_integer()) {
     req.prompt_is_ids = true;
     for (const auto& v : *p) {
@@ -566,7 +587,7 @@ Parsed<CompletionRequest> parse_completion_request(const Json& body) {
       req.prompt_ids.push_back(static_cast<int32_t>(id));
     }
   } else {
-    return out.error = invalid("'prompt' must be a string, one string in an array, or an array of token ids", "prompt", "invalid_type"), out;
+    return out.error = invalid("'prompt' must be a string, token ids, or an array holding one of them", "prompt", "invalid_type"), out;
   }
   out.value = std::move(req);
   return out;

@@ -35,6 +35,10 @@ struct GenSettings {
   std::vector<std::string> stop;      // stop strings (at most 4)
   bool stream = false;
   bool include_usage = false;         // stream_options.include_usage
+  // log-probabilities: -1 none; else each token's and this many most likely tokens' (chat: logprobs true and
+  // top_logprobs; completions: the integer logprobs)
+  int64_t logprobs = -1;
+  bool echo = false;                  // completions: the prompt comes back before the completion (scored with logprobs)
 };
 
 // a function tool call the model made (or one in the request's history).

@@ -53,11 +53,23 @@ double Sequence::ttft_seconds() const {
   return ttft_;
 }
 
-void Sequence::push(int32_t id) {
+std::vector<TokenLogprob> Sequence::logprobs(size_t from) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (from >= logprobs_.size()) return {};
+  return std::vector<TokenLogprob>(logprobs_.begin() + static_cast<std::ptrdiff_t>(from), logprobs_.end());
+}
+
+std::vector<TokenLogprob> Sequence::prompt_logprobs() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return prompt_logprobs_;
+}
+
+void Sequence::push(int32_t id, TokenLogprob* lp) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (ttft_ < 0) ttft_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_submit_).count();
     pending_.push_back(id);
+    if (lp != nullptr) logprobs_.push_back(std::move(*lp));
     ++n_generated_;
   }
   cv_.notify_all();
@@ -119,7 +131,10 @@ SubmitResult Engine::submit(GenRequest r) {
       if (id < 0 || id >= m_.cfg.n_vocab) return reject(SubmitError::kInvalid, "prefix token id " + std::to_string(id) + " is outside the vocabulary");
     }
   }
-  if (r.max_tokens < 1) return reject(SubmitError::kInvalid, "max_tokens must be at least 1, got " + std::to_string(r.max_tokens));
+  if (r.max_tokens < (r.score_prompt ? 0 : 1)) {
+    return reject(SubmitError::kInvalid, std::string("max_tokens must be at least ") + (r.score_prompt ? "0" : "1") + ", got " + std::to_string(r.max_tokens));
+  }
+  if (r.top_logprobs > m_.cfg.n_vocab) return reject(SubmitError::kInvalid, "top_logprobs exceeds the vocabulary");
   Status sp = validate_sampler_params(r.sampling);
   if (!sp.ok()) return reject(SubmitError::kInvalid, sp.message());
   if (n_prompt + r.max_tokens > cfg_.ctx) {
@@ -221,7 +236,7 @@ void Engine::admit_locked() {
     // the parked cache sharing the longest prefix; at least the prompt's last token is evaluated again (its logits)
     auto best = parked_.end();
     size_t best_len = 0;
-    if (cfg_.prefix_reuse) {
+    if (cfg_.prefix_reuse && !s.req.score_prompt) {  // a scored prompt needs the logits of every position
       for (auto it = parked_.begin(); it != parked_.end(); ++it) {
         const size_t n = std::min(it->tokens.size(), P.size() - 1);
         size_t l = 0;
@@ -292,7 +307,18 @@ Status Engine::prefill(Slot& s, int64_t max_tok, int64_t* n_evaluated) {
   if (n > max_tok) n = max_tok / s.cache->max_chunk() * s.cache->max_chunk();
   if (n <= 0) return ok_status();
   const bool last = s.n_done + n == n_prompt;
-  OSS4_TRY(fwd_.eval(*s.cache, P.data() + s.n_done, n, last ? LogitsMode::kLast : LogitsMode::kNone, last ? &logits_ : nullptr));
+  const LogitsMode mode = s.req.score_prompt ? LogitsMode::kAll : last ? LogitsMode::kLast : LogitsMode::kNone;
+  int64_t n_last = n;  // tokens of the last eval call (the rows of logits_ with kAll)
+  if (s.req.score_prompt) {
+    // one chunk per call, so logits_ holds [chunk, n_vocab] at most (the forward pass cuts the same chunks anyway)
+    for (int64_t at = 0; at < n; at += s.cache->max_chunk()) {
+      n_last = std::min(s.cache->max_chunk(), n - at);
+      OSS4_TRY(fwd_.eval(*s.cache, P.data() + s.n_done + at, n_last, LogitsMode::kAll, &logits_));
+      score_prompt_rows(s, logits_.data(), n_last, s.n_done + at);
+    }
+  } else {
+    OSS4_TRY(fwd_.eval(*s.cache, P.data() + s.n_done, n, mode, mode == LogitsMode::kNone ? nullptr : &logits_));
+  }
   s.cached.insert(s.cached.end(), P.begin() + s.n_done, P.begin() + s.n_done + n);
   s.n_done += n;
   *n_evaluated = n;
@@ -309,8 +335,28 @@ Status Engine::prefill(Slot& s, int64_t max_tok, int64_t* n_evaluated) {
   s.alive.clear();
   for (size_t i = 0; i < s.req.prefixes.size(); ++i) s.alive.push_back(i);
   s.prefilled = true;
-  emit(s, logits_.data());
+  if (s.req.max_tokens == 0) {  // only the prompt's log-probabilities were asked for
+    s.seq->end(FinishReason::kLength);
+    s.done = true;
+    return ok_status();
+  }
+  emit(s, logits_.data() + (mode == LogitsMode::kAll ? (n_last - 1) * m_.cfg.n_vocab : 0));
   return ok_status();
+}
+
+void Engine::score_prompt_rows(Slot& s, const float* rows, int64_t n_rows, int64_t from) {
+  const std::vector<int32_t>& P = s.req.prompt;
+  const int64_t V = m_.cfg.n_vocab;
+  std::vector<TokenLogprob> lps;  // the prompt tokens after these rows
+  if (from == 0) lps.push_back(TokenLogprob{P[0], NAN, {}});
+  for (int64_t i = 0; i < n_rows && from + i + 1 < static_cast<int64_t>(P.size()); ++i) {
+    const float* row = rows + i * V;
+    const LogitsSummary sum = summarize_logits(row, V);
+    const int32_t next = P[static_cast<size_t>(from + i + 1)];
+    lps.push_back(TokenLogprob{next, static_cast<double>(row[next]) - sum.lse, top_logprobs(row, V, sum.lse, std::max<int64_t>(0, s.req.top_logprobs))});
+  }
+  std::lock_guard<std::mutex> lk(s.seq->mu_);
+  for (auto& lp : lps) s.seq->prompt_logprobs_.push_back(std::move(lp));
 }
 
 int32_t Engine::constrained_token(Slot& s, const float* logits) {
@@ -356,7 +402,12 @@ void Engine::emit(Slot& s, const float* logits) {
     tok = s.sampler->sample(logits, m_.cfg.n_vocab);
   }
   ++s.n_gen;
-  s.seq->push(tok);
+  std::optional<TokenLogprob> lp;
+  if (s.req.top_logprobs >= 0) {
+    const LogitsSummary sum = summarize_logits(logits, m_.cfg.n_vocab);
+    lp = TokenLogprob{tok, static_cast<double>(logits[tok]) - sum.lse, top_logprobs(logits, m_.cfg.n_vocab, sum.lse, s.req.top_logprobs)};
+  }
+  s.seq->push(tok, lp ? &*lp : nullptr);
   if (std::find(s.req.stop_ids.begin(), s.req.stop_ids.end(), tok) != s.req.stop_ids.end()) {
     s.seq->end(FinishReason::kStopToken);
     s.done = true;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backend/cpu/forward.h"
+#include "eval/logprobs.h"
 #include "runtime/kv_cache.h"
 #include "runtime/sampler.h"
 
@@ -41,13 +42,24 @@ struct EngineConfig {
 struct GenRequest {
   std::vector<int32_t> prompt;       // [n_prompt] token ids, at least one
   SamplerParams sampling;
-  int64_t max_tokens = 256;          // most tokens to generate
+  int64_t max_tokens = 256;          // most tokens to generate (0: none, only with score_prompt)
+  int64_t top_logprobs = -1;         // >= 0: report each generated token's log-probability and this many most likely
+  bool score_prompt = false;         // report the prompt's log-probabilities (with top_logprobs, at least 0); such a
+                                     // prompt is evaluated whole (no prefix reuse), every position's logits
   std::vector<int32_t> stop_ids;     // a sampled id in this set ends the sequence (it is still reported)
   std::vector<int32_t> script;       // test facility: when set, these ids are emitted in place of sampled ones
   // the reply must begin with one of these token sequences (a forced tool call, tool_choice): while it is inside
   // them, only tokens that continue one are kept: a single such token is emitted as it is, several are sampled among
   // (the others masked). Once one sequence is complete, sampling is free.
   std::vector<std::vector<int32_t>> prefixes;
+};
+
+// one token's log-probability under the model (log-softmax of its raw logits: no temperature, top-p or masking) and
+// the most likely tokens at that position, most likely first.
+struct TokenLogprob {
+  int32_t id = -1;
+  double logprob = 0;
+  std::vector<TopLogprob> top;
 };
 
 enum class FinishReason { kNone, kStopToken, kLength, kCancelled, kError };
@@ -69,15 +81,23 @@ class Sequence {
   int64_t n_reused() const;          // prompt tokens whose K/V came from a parked cache
   int64_t n_generated() const;
   double ttft_seconds() const;       // submit to first token; -1 before it
+  // with GenRequest::top_logprobs >= 0: the generated tokens' log-probabilities from index `from` on (those of the
+  // tokens wait() handed out are there by then)
+  std::vector<TokenLogprob> logprobs(size_t from = 0) const;
+  // with GenRequest::score_prompt: [n_prompt], complete once the first token (or the end) came; the first token has
+  // no log-probability (logprob NaN, no top)
+  std::vector<TokenLogprob> prompt_logprobs() const;
 
  private:
   friend class Engine;
-  void push(int32_t id);
+  void push(int32_t id, TokenLogprob* lp);  // lp: moved into logprobs() when not null
   void end(FinishReason r, std::string message = "");
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<int32_t> pending_;  // [n] tokens not yet taken by wait()
+  std::vector<TokenLogprob> logprobs_;         // [n_generated] when asked for
+  std::vector<TokenLogprob> prompt_logprobs_;  // [n_prompt] when asked for
   bool ended_ = false;
   FinishReason reason_ = FinishReason::kNone;
   std::string error_;
@@ -166,6 +186,8 @@ class Engine {
   Status decode_step(std::vector<Slot*>& live);
   // samples (or replays) the next token of a slot from logits [n_vocab] and reports it; may end the slot.
   void emit(Slot& s, const float* logits);
+  // log-probabilities of the prompt tokens after the positions of rows [n_rows, n_vocab] that begin at position `from`
+  void score_prompt_rows(Slot& s, const float* rows, int64_t n_rows, int64_t from);
   // the next token of a slot still inside its prefixes, or -1 when it is free to sample
   int32_t constrained_token(Slot& s, const float* logits);
   void retire_locked();

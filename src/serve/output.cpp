@@ -36,7 +36,7 @@ std::string StopMatcher::flush() {
 }
 
 HarmonyOutput::HarmonyOutput(const h::HarmonyEncoding& enc, std::vector<std::string> stops, std::string call_id_prefix)
-    : parser_(enc, h::Role::kAssistant), stop_(std::move(stops)), call_prefix_(std::move(call_id_prefix)) {}
+    : parser_(enc, h::Role::kAssistant), stop_(std::move(stops)), call_prefix_(std::move(call_id_prefix)), enc_(enc) {}
 
 bool HarmonyOutput::has_tool_calls() const {
   return std::any_of(parts_.begin(), parts_.end(), [](const OutputPart& p) { return p.kind == PartKind::kToolCall; });
@@ -48,6 +48,21 @@ std::string HarmonyOutput::text() const {
     if (p.kind == PartKind::kText) s += p.text;
   }
   return s;
+}
+
+std::vector<bool> HarmonyOutput::content_tokens() const {
+  const auto& msgs = parser_.messages();
+  std::vector<bool> out(token_places_.size(), false);
+  for (size_t i = 0; i < token_places_.size(); ++i) {
+    const TokenPlace& t = token_places_[i];
+    if (t.message < 0 || t.message >= static_cast<int64_t>(part_of_msg_.size())) continue;
+    const int64_t pi = part_of_msg_[static_cast<size_t>(t.message)];
+    if (pi < 0 || parts_[static_cast<size_t>(pi)].kind != PartKind::kText) continue;
+    const h::ParsedMessage& m = msgs[static_cast<size_t>(t.message)];
+    // a header token is content only when its header became the message's text (no <|message|> came)
+    out[i] = !t.header || (m.malformed && m.text() == m.header);
+  }
+  return out;
 }
 
 std::string HarmonyOutput::reasoning() const {
@@ -121,6 +136,14 @@ std::vector<OutputEvent> HarmonyOutput::push(int32_t id) {
   std::vector<OutputEvent> ev;
   if (stop_.hit()) return ev;
   route(parser_.push(id), &ev);
+  const auto& msgs = parser_.messages();
+  TokenPlace place;
+  if (parser_.in_header()) {
+    place = {static_cast<int64_t>(msgs.size()), true};  // the message this header will make
+  } else if (!msgs.empty() && !msgs.back().complete && !enc_.tokenizer().is_special(id)) {
+    place = {static_cast<int64_t>(msgs.size()) - 1, false};
+  }
+  token_places_.push_back(place);
   if (stop_.hit()) close_open(&ev);
   return ev;
 }
@@ -133,6 +156,7 @@ std::vector<OutputEvent> HarmonyOutput::finish() {
 }
 
 std::string TextOutput::push(int32_t id) {
+  ++n_pushed_;
   std::string piece;
   if (!dec_.push(id, &piece).ok()) piece = "\xEF\xBF\xBD";  // an id without bytes: U+FFFD
   return stop_.push(piece);

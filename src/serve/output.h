@@ -60,6 +60,12 @@ class HarmonyOutput {
   // every text part, joined; every reasoning part, joined.
   std::string text() const;
   std::string reasoning() const;
+  // one entry per pushed token: true when the token is content, for chat completions' logprobs.content: an
+  // ordinary token inside the body of a text part's message, or a token of a header that never reached <|message|>
+  // and whose raw text became a text part (malformed output). Message headers, structural special tokens,
+  // reasoning and tool calls are not content. Read at the end of a turn: a header's tokens become content only once
+  // the header is known to be cut off.
+  std::vector<bool> content_tokens() const;
 
  private:
   void route(const harmony::ParseDelta& d, std::vector<OutputEvent>* ev);
@@ -73,6 +79,13 @@ class HarmonyOutput {
   std::vector<OutputPart> parts_;
   std::vector<int64_t> part_of_msg_;  // [n_messages] part index of each parser message (-1: none yet)
   size_t n_closed_msgs_ = 0;
+  // [n pushed] the message each token belongs to (-1: none), and whether it was read as a header (not a body)
+  struct TokenPlace {
+    int64_t message = -1;
+    bool header = false;
+  };
+  std::vector<TokenPlace> token_places_;
+  const harmony::HarmonyEncoding& enc_;
 };
 
 // raw text out of token ids (the completions endpoint).
@@ -82,8 +95,10 @@ class TextOutput {
   std::string push(int32_t id);
   std::string finish();
   bool stop_hit() const { return stop_.hit(); }
+  int64_t n_pushed() const { return n_pushed_; }  // tokens pushed (their log-probabilities are the reply's)
 
  private:
+  int64_t n_pushed_ = 0;
   StreamingDecoder dec_;
   StopMatcher stop_;
 };

@@ -135,6 +135,8 @@ std::shared_ptr<Sequence> Server::Impl::submit(GenRequest r, const GenSettings& 
   }
   r.max_tokens = g.max_tokens ? *g.max_tokens : ctx - n_prompt;
   r.sampling = g.sampling;
+  r.top_logprobs = g.logprobs;
+  r.score_prompt = g.echo && (g.logprobs >= 0 || r.max_tokens == 0);
   r.script = script_for(r.prompt);
   SubmitResult s = engine.submit(std::move(r));
   if (s.err == SubmitError::kNone) return s.seq;

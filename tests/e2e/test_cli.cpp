@@ -34,7 +34,7 @@ std::string copy_checkpoint(const std::string& from) {
 TEST(Cli, HelpForEveryCommand) {
   CmdResult top = run("--help");
   EXPECT_EQ(top.code, 0);
-  for (const char* cmd : {"synth", "generate", "logits", "info", "tokenize", "compare", "quantize"}) {
+  for (const char* cmd : {"synth", "generate", "logits", "info", "tokenize", "compare", "quantize", "perplexity"}) {
     EXPECT_NE(top.out.find(cmd), std::string::npos);
     CmdResult r = run(std::string(cmd) + " --help");
     EXPECT_EQ(r.code, 0) << cmd;

@@ -5,7 +5,8 @@ Usage: test_openai_client.py --oss4 BIN [--load-requests N] [--quick] [--only NA
 
 Two kinds of server, both on the tiny synthetic model (made here with `oss4 synth --config tiny`):
   - the real model, greedy: shapes of every endpoint, streamed == plain, 16 parallel streams == 16 sequential
-    requests, cancellation, a bounded load test, time to first token with and without prefix reuse;
+    requests, cancellation, a bounded load test, time to first token with and without prefix reuse; log-probabilities
+    (completions with echo and max_tokens 0 against `oss4 logits` on the same ids, chat content tokens);
   - the same model with --script (a test facility: chosen harmony replies replace sampled tokens, the model still
     runs): the reasoning split, a tool-call round trip, responses items, prefix reuse across chat turns.
 A third server checks the API key, the body limit and overload. Every failure is an assertion; the run prints its
@@ -138,6 +139,160 @@ def test_completions(s):
     text = "".join(ch.choices[0].text for ch in c.completions.create(model="tiny", prompt="The capital of France is", max_tokens=10,
                                                                      temperature=0, stream=True) if ch.choices)
     assert text == r.choices[0].text, (text, r.choices[0].text)
+
+
+# ---------------- log-probabilities ----------------
+
+def o200k_bytes():
+    """rank -> bytes of the shipped vocabulary (data/o200k_base.tiktoken), read here independently of oss4"""
+    import base64
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "o200k_base.tiktoken")
+    out = {}
+    with open(path) as f:
+        for line in f:
+            b64, rank = line.split()
+            out[int(rank)] = base64.b64decode(b64)
+    return out
+
+
+def legacy_token(b):
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bytes:" + "".join(f"\\x{c:02x}" for c in b)
+
+
+def oss4_log_softmax(oss4, model, ids, tmp):
+    """log-softmax of every position's logits from `oss4 logits` (another command, one forward over the ids)"""
+    import array
+    import math
+    out = os.path.join(tmp, "lp.npy")
+    subprocess.run([oss4, "logits", "-q", "-m", model, "--ids", ",".join(map(str, ids)), "--out", out], check=True, capture_output=True)
+    with open(out, "rb") as f:
+        data = f.read()
+    hlen = int.from_bytes(data[8:10], "little")
+    header = data[10:10 + hlen].decode()
+    assert "'<f4'" in header, header
+    vals = array.array("f")
+    vals.frombytes(data[10 + hlen:])
+    n_vocab = len(vals) // len(ids)
+    rows = []
+    for t in range(len(ids)):
+        row = vals[t * n_vocab:(t + 1) * n_vocab]
+        m = max(row)
+        lse = m + math.log(math.fsum(math.exp(x - m) for x in row))
+        rows.append([x - lse for x in row])
+    return rows
+
+
+def test_completions_logprobs(s):
+    oss4, model = s.oss4, s.model
+    c = s.client()
+    vocab = o200k_bytes()
+    broken = next(r for r in range(256) if vocab[r] and vocab[r][0] >= 0x80)  # one byte of a multi-byte character
+    prompt = [976, 4853, 19705, 68347, 65613, 1072, 290, 29082, 6446, broken, 13, 3673]
+    r = c.completions.create(model="tiny", prompt=prompt, max_tokens=1, echo=True, logprobs=5, temperature=0)
+    ch = r.choices[0]
+    lp = ch.logprobs
+    gen = prompt + [None]
+    assert len(lp.tokens) == len(prompt) + 1 and r.usage.completion_tokens == 1, lp
+    # the generated token: greedy, so it is its position's most likely token
+    top_last = lp.top_logprobs[-1]
+    assert lp.token_logprobs[-1] == max(top_last.values()), (lp.token_logprobs[-1], top_last)
+    gen_id = next(i for i, b in vocab.items() if legacy_token(b) == lp.tokens[-1])
+    gen[-1] = gen_id
+    rows = oss4_log_softmax(oss4, model, gen, s.tmp)
+    assert lp.tokens == [legacy_token(vocab[i]) for i in gen], lp.tokens
+    assert lp.tokens[prompt.index(broken)].startswith("bytes:\\x"), lp.tokens
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    for i in range(1, len(gen)):
+        want = rows[i - 1][gen[i]]
+        assert abs(lp.token_logprobs[i] - want) < 1e-4, (i, lp.token_logprobs[i], want)
+        order = sorted(range(len(rows[i - 1])), key=lambda j: -rows[i - 1][j])
+        if rows[i - 1][order[4]] - rows[i - 1][order[5]] > 1e-4:  # the top 5 is well defined
+            want_top = {legacy_token(vocab[j]): rows[i - 1][j] for j in order[:5]}
+            got = lp.top_logprobs[i]
+            assert set(got) == set(want_top), (i, got, want_top)
+            assert all(abs(got[k] - want_top[k]) < 1e-4 for k in got), (i, got, want_top)
+    # text_offset: characters of the text before each token
+    text = b"".join(vocab[i] for i in gen).decode("utf-8", errors="replace")
+    assert ch.text == text or ch.text.startswith(b"".join(vocab[i] for i in prompt).decode("utf-8", errors="replace")), ch.text
+    off, at = [], 0
+    for i in gen:
+        off.append(at)
+        at += sum(1 for b in vocab[i] if b & 0xC0 != 0x80)
+    assert lp.text_offset == off, (lp.text_offset, off)
+
+    # max_tokens 0: pure scoring of the prompt, the same numbers
+    z = c.completions.create(model="tiny", prompt=prompt, max_tokens=0, echo=True, logprobs=1, temperature=0)
+    assert z.usage.completion_tokens == 0 and z.choices[0].finish_reason == "length", z
+    assert z.choices[0].logprobs.tokens == lp.tokens[:-1]
+    assert z.choices[0].logprobs.token_logprobs == lp.token_logprobs[:-1]
+    # the lm-evaluation-harness request shape: a batch of one token list
+    st, data = s.raw("POST", "/v1/completions", json.dumps({"model": "tiny", "prompt": [prompt], "max_tokens": 1, "echo": True,
+                                                              "logprobs": 1, "temperature": 0}), {"Content-Type": "application/json"})
+    assert st == 200, data
+    assert json.loads(data)["choices"][0]["logprobs"]["token_logprobs"] == lp.token_logprobs
+
+    # without echo: only the completion, offsets after the prompt; streamed chunks carry the same numbers
+    p = c.completions.create(model="tiny", prompt="The capital of France is", max_tokens=6, logprobs=2, temperature=0)
+    plp = p.choices[0].logprobs
+    assert len(plp.tokens) == p.usage.completion_tokens == len(plp.token_logprobs) == len(plp.top_logprobs)
+    assert "".join(plp.tokens) == p.choices[0].text or any(t.startswith("bytes:") for t in plp.tokens)
+    assert plp.text_offset[0] == len("The capital of France is"), plp.text_offset
+    for t, v, top in zip(plp.tokens, plp.token_logprobs, plp.top_logprobs):
+        assert v == max(top.values()), (t, v, top)
+    toks, vals = [], []
+    for chunk in c.completions.create(model="tiny", prompt="The capital of France is", max_tokens=6, logprobs=2, temperature=0, stream=True):
+        if chunk.choices and chunk.choices[0].logprobs:
+            toks += chunk.choices[0].logprobs.tokens
+            vals += chunk.choices[0].logprobs.token_logprobs
+    # (the second request reuses the first's cached prompt, evaluated in other chunks: equal to float rounding)
+    assert toks == plp.tokens and all(abs(a - b) < 1e-4 for a, b in zip(vals, plp.token_logprobs)), (toks, vals, plp.token_logprobs)
+    # errors
+    for body, param in [({"prompt": "x", "max_tokens": 0}, "max_tokens"), ({"prompt": "x", "logprobs": 21}, "logprobs"),
+                        ({"prompt": "x", "logprobs": -1}, "logprobs"), ({"prompt": [[1, 2], [3]]}, "prompt"), ({"prompt": "x", "echo": 1}, "echo")]:
+        st, data = s.raw("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+        assert st == 400 and json.loads(data)["error"]["param"] == param, (body, st, data)
+
+
+def test_chat_logprobs_real(s):
+    c = s.client()
+    r = chat_text(c, "Tell me a story.", max_tokens=8, logprobs=True, top_logprobs=3)
+    content = r.choices[0].logprobs.content
+    assert content, r
+    assert b"".join(bytes(t.bytes) for t in content).decode("utf-8", errors="replace") == r.choices[0].message.content
+    for t in content:  # greedy: each token is its position's most likely
+        assert len(t.top_logprobs) == 3 and t.top_logprobs[0].logprob == t.logprob, t
+        assert t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob >= t.top_logprobs[2].logprob
+    streamed = []
+    for ch in c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Tell me a story."}], temperature=0, max_tokens=8,
+                                        logprobs=True, top_logprobs=3, stream=True):
+        if ch.choices and ch.choices[0].logprobs:
+            streamed += ch.choices[0].logprobs.content
+    assert [t.token for t in streamed] == [t.token for t in content], (streamed, content)
+    assert all(abs(a.logprob - b.logprob) < 1e-4 for a, b in zip(streamed, content))  # prefix reuse: other chunks
+    assert chat_text(c, "hi", max_tokens=2).choices[0].logprobs is None
+    st, data = s.raw("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}),
+                     {"Content-Type": "application/json"})
+    assert st == 400 and json.loads(data)["error"]["param"] == "top_logprobs", data
+
+
+def test_chat_logprobs_scripted(s):
+    c = s.client()
+    r = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Please greet me."}], logprobs=True, top_logprobs=2)
+    m = r.choices[0].message
+    assert m.content == "Hello! How can I help?" and m.reasoning_content == "I should greet.", m
+    content = r.choices[0].logprobs.content
+    # the final message's text only: no reasoning, no header, no special token
+    assert b"".join(bytes(t.bytes) for t in content).decode() == "Hello! How can I help?", [t.token for t in content]
+    assert all(t.logprob <= 0 and len(t.top_logprobs) == 2 for t in content)
+    streamed = []
+    for ch in c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Please greet me."}], logprobs=True,
+                                        top_logprobs=2, stream=True):
+        if ch.choices and ch.choices[0].logprobs:
+            streamed += ch.choices[0].logprobs.content
+    assert [t.token for t in streamed] == [t.token for t in content], [t.token for t in streamed]
 
 
 def test_responses_real(s):
@@ -540,6 +695,7 @@ def main():
         with open(script, "w") as f:
             json.dump(SCRIPT, f)
         real = Server(a.oss4, model, "--ctx", "4096", "--max-seqs", "16")
+        real.tmp, real.oss4, real.model = tmp, a.oss4, model  # for test_completions_logprobs (oss4 logits on the same model)
         scripted = Server(a.oss4, model, "--script", script, "--ctx", "2048")
         limited = Server(a.oss4, model, "--api-key", "sekrit", "--max-seqs", "1", "--max-queue", "1", "--max-body", "1")
         servers = [real, scripted, limited]
@@ -547,6 +703,7 @@ def main():
             (test_models_health, real), (test_chat_plain_and_streamed, real), (test_completions, real), (test_responses_real, real),
             (test_errors, real), (test_parallel_equals_sequential, real), (test_cancel_frees_slot, real), (test_nonstream_disconnect_frees_slot, real),
             (test_nonstream_leading_whitespace_parses, real), (test_tool_choice, real), (test_ttft_prefix_reuse, real),
+            (test_completions_logprobs, real), (test_chat_logprobs_real, real), (test_chat_logprobs_scripted, scripted),
             (test_reasoning_split, scripted), (test_tool_round_trip, scripted), (test_responses_scripted, scripted),
             (test_turn_two_reuses_turn_one, scripted), (test_auth_body_overload, limited),
             (lambda s: test_load(s, a.load_requests), real),

@@ -5,6 +5,7 @@
 #include "o200k_tokenizer.h"
 
 #include "serve/api_request.h"
+#include "serve/logprobs_json.h"
 #include "serve/output.h"
 
 namespace oss4::serve {
@@ -270,6 +271,87 @@ TEST(ServeOutput, RawText) {
   s += out.finish();
   EXPECT_EQ(s, "Hello world");
   EXPECT_TRUE(out.stop_hit());
+}
+
+}  // namespace
+}  // namespace oss4::serve
+
+namespace oss4::serve {
+namespace {
+
+// the text of the tokens content_tokens() marks
+std::string content_of(const HarmonyOutput& out, const std::vector<int32_t>& toks) {
+  const std::vector<bool> is_content = out.content_tokens();
+  EXPECT_EQ(is_content.size(), toks.size());
+  std::string s;
+  for (size_t i = 0; i < toks.size() && i < is_content.size(); ++i) {
+    if (is_content[i]) s += std::string(encoding().tokenizer().token_bytes(toks[i]));
+  }
+  return s;
+}
+
+TEST(ServeLogprobs, ContentTokensAreTheFinalTextOnly) {
+  const auto toks = ids("<|channel|>analysis<|message|>Hmm, think.<|end|><|start|>assistant<|channel|>final<|message|>Hello there!<|return|>");
+  HarmonyOutput out(encoding(), {}, "c");
+  for (int32_t t : toks) out.push(t);
+  out.finish();
+  EXPECT_EQ(content_of(out, toks), "Hello there!");
+  // a tool call and its preamble-less header: nothing is content
+  const auto call = ids("<|channel|>commentary to=functions.f <|constrain|>json<|message|>{\"a\": 1}<|call|>");
+  HarmonyOutput c(encoding(), {}, "c");
+  for (int32_t t : call) c.push(t);
+  c.finish();
+  EXPECT_EQ(content_of(c, call), "");
+  // malformed output (no header at all) comes back as text, and its tokens are content
+  const auto raw = ids("just words, no header");
+  HarmonyOutput m(encoding(), {}, "c");
+  for (int32_t t : raw) m.push(t);
+  m.finish();
+  EXPECT_EQ(m.text(), "just words, no header");
+  EXPECT_EQ(content_of(m, raw), "just words, no header");
+}
+
+TEST(ServeLogprobs, TokenTextAsOpenAiWritesIt) {
+  EXPECT_EQ(legacy_token_text("h\xC3\xA9"), "h\xC3\xA9");
+  EXPECT_EQ(legacy_token_text("\xE2\x80"), "bytes:\\xe2\\x80");
+  EXPECT_EQ(legacy_token_text(" \xF0"), "bytes:\\x20\\xf0");
+  EXPECT_EQ(utf8_chars("h\xC3\xA9"), 2);
+  EXPECT_EQ(utf8_chars("\xE2\x80"), 1);
+  const Tokenizer& tok = encoding().tokenizer();
+  const auto one = tok.encode("é", /*allow_special=*/false);
+  ASSERT_TRUE(one.ok());
+  std::vector<TokenLogprob> lps = {{(*one)[0], -0.5, {{(*one)[0], -0.5}}}};
+  const Json c = chat_logprobs_content(tok, lps);
+  EXPECT_EQ(c[0]["token"], "é");
+  EXPECT_EQ(c[0]["bytes"], Json::array({0xC3, 0xA9}));
+  EXPECT_EQ(c[0]["top_logprobs"][0]["logprob"], -0.5);
+  // legacy: the first echoed token has no log-probability
+  lps.insert(lps.begin(), TokenLogprob{(*one)[0], NAN, {}});
+  const Json l = legacy_logprobs(tok, lps, 0);
+  EXPECT_TRUE(l["token_logprobs"][0].is_null() && l["top_logprobs"][0].is_null());
+  EXPECT_EQ(l["token_logprobs"][1], -0.5);
+  EXPECT_EQ(l["text_offset"], Json::array({0, 1}));
+}
+
+TEST(ServeLogprobs, RequestFields) {
+  auto p = parse_completion_request(Json::parse(R"({"prompt": [[1, 2, 3]], "max_tokens": 0, "echo": true, "logprobs": 3})"));
+  ASSERT_TRUE(p.ok()) << p.error.message;
+  EXPECT_EQ(p.value->prompt_ids, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ(p.value->gen.logprobs, 3);
+  EXPECT_TRUE(p.value->gen.echo);
+  EXPECT_EQ(*p.value->gen.max_tokens, 0);
+  EXPECT_EQ(parse_completion_request(Json::parse(R"({"prompt": "x"})")).value->gen.logprobs, -1);
+  for (const char* bad : {R"({"prompt": "x", "max_tokens": 0})", R"({"prompt": "x", "logprobs": 21})", R"({"prompt": ["a", "b"]})",
+                          R"({"prompt": "x", "echo": "yes"})"}) {
+    EXPECT_FALSE(parse_completion_request(Json::parse(bad)).ok()) << bad;
+  }
+  const std::string msgs = R"("messages": [{"role": "user", "content": "hi"}])";
+  auto c = parse_chat_request(Json::parse("{" + msgs + R"(, "logprobs": true, "top_logprobs": 5})"));
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c.value->gen.logprobs, 5);
+  EXPECT_EQ(parse_chat_request(Json::parse("{" + msgs + R"(, "logprobs": false})")).value->gen.logprobs, -1);
+  EXPECT_EQ(parse_chat_request(Json::parse("{" + msgs + R"(, "top_logprobs": 2})")).error.param, "top_logprobs");
+  EXPECT_FALSE(parse_chat_request(Json::parse("{" + msgs + R"(, "logprobs": true, "top_logprobs": 21})")).ok());
 }
 
 }  // namespace

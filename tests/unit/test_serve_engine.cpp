@@ -409,3 +409,74 @@ TEST(Engine, ThreadedLoopServesConcurrentClients) {
 
 }  // namespace
 }  // namespace oss4::serve
+
+namespace oss4::serve {
+namespace {
+
+// log-softmax of logits [n_vocab] at id, in double (the reference for the engine's log-probabilities)
+double ref_logprob(const float* logits, int64_t n_vocab, int32_t id) {
+  double m = -INFINITY, s = 0;
+  for (int64_t i = 0; i < n_vocab; ++i) m = std::max(m, static_cast<double>(logits[i]));
+  for (int64_t i = 0; i < n_vocab; ++i) s += std::exp(static_cast<double>(logits[i]) - m);
+  return static_cast<double>(logits[id]) - m - std::log(s);
+}
+
+// the prompt scored (echo) and the generated tokens' log-probabilities against one forward over prompt + output;
+// a scored prompt is evaluated whole even when a parked cache shares its prefix; max_tokens 0 only scores
+TEST(Engine, LogprobsOfPromptAndOutputMatchTheForwardPass) {
+  const ModelWeights& m = model();
+  const int64_t V = m.cfg.n_vocab;
+  auto e = *Engine::create(m, small_config());
+  const auto p = prompt(37, 9);  // prefilled in chunks of 16, crossing the sliding window
+  auto warm = e->submit(greedy(p, 3));  // parks a cache sharing the whole prompt
+  run_until_idle(*e);
+  GenRequest r = greedy(p, 6);
+  r.top_logprobs = 4;
+  r.score_prompt = true;
+  auto s = e->submit(r).seq;
+  run_until_idle(*e);
+  EXPECT_EQ(s->n_reused(), 0) << "a scored prompt needs every position's logits";
+  const std::vector<int32_t> out = drain(*s);
+  ASSERT_EQ(out.size(), 6u);
+  std::vector<int32_t> all = p;
+  all.insert(all.end(), out.begin(), out.end());
+  auto cache = *KvCache::create(m.cfg, 128, 16);
+  CpuForward f(m);
+  std::vector<float> logits;  // [n_all, n_vocab]
+  ASSERT_TRUE(f.eval(cache, all.data(), static_cast<int64_t>(all.size()), LogitsMode::kAll, &logits).ok());
+  const std::vector<TokenLogprob> pl = s->prompt_logprobs(), gl = s->logprobs();
+  ASSERT_EQ(pl.size(), p.size());
+  ASSERT_EQ(gl.size(), out.size());
+  EXPECT_TRUE(std::isnan(pl[0].logprob) && pl[0].top.empty());
+  for (size_t i = 1; i < all.size(); ++i) {
+    const TokenLogprob& t = i < p.size() ? pl[i] : gl[i - p.size()];
+    const float* row = logits.data() + static_cast<int64_t>(i - 1) * V;
+    EXPECT_EQ(t.id, all[i]);
+    EXPECT_NEAR(t.logprob, ref_logprob(row, V, all[i]), 1e-4) << i;
+    ASSERT_EQ(t.top.size(), 4u);
+    EXPECT_EQ(t.top[0].id, argmax(row, V)) << i;
+    for (size_t k = 1; k < 4; ++k) EXPECT_GE(t.top[k - 1].logprob, t.top[k].logprob);
+    for (const TopLogprob& c : t.top) EXPECT_NEAR(c.logprob, ref_logprob(row, V, c.id), 1e-4);
+    if (i >= p.size()) {
+      EXPECT_EQ(t.logprob, t.top[0].logprob) << "greedy: the most likely token";
+    }
+  }
+  // pure scoring: no token, the same prompt numbers
+  GenRequest z = greedy(p, 0);
+  z.score_prompt = true;
+  auto sz = e->submit(z);
+  ASSERT_EQ(sz.err, SubmitError::kNone) << sz.message;
+  run_until_idle(*e);
+  EXPECT_TRUE(drain(*sz.seq).empty());
+  EXPECT_EQ(sz.seq->finish_reason(), FinishReason::kLength);
+  const auto zl = sz.seq->prompt_logprobs();
+  ASSERT_EQ(zl.size(), p.size());
+  for (size_t i = 1; i < p.size(); ++i) EXPECT_EQ(zl[i].logprob, pl[i].logprob) << i;
+  // without logprobs nothing is recorded
+  auto plain = e->submit(greedy(p, 2)).seq;
+  run_until_idle(*e);
+  EXPECT_TRUE(plain->logprobs().empty() && plain->prompt_logprobs().empty());
+}
+
+}  // namespace
+}  // namespace oss4::serve

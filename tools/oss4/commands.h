@@ -20,6 +20,7 @@ void add_tokenize(CLI::App& app, int* rc);
 void add_chat(CLI::App& app, int* rc);
 void add_bench(CLI::App& app, int* rc);
 void add_serve(CLI::App& app, int* rc);
+void add_perplexity(CLI::App& app, int* rc);
 
 // prints "oss4: error: <message>" on one line and returns the exit code for it.
 int fail(const Status& s);

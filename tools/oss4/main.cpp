@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   oss4::cli::add_chat(app, &rc);
   oss4::cli::add_bench(app, &rc);
   oss4::cli::add_serve(app, &rc);
+  oss4::cli::add_perplexity(app, &rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
