@@ -304,6 +304,8 @@ void Server::Impl::handle_metrics(httplib::Response& res) {
   metric("oss4_parked_sequences", "gauge", "Finished sequences kept for prefix reuse.", static_cast<double>(s.n_parked));
   metric("oss4_kv_bytes_used", "gauge", "K/V bytes allocated (running and parked).", static_cast<double>(s.kv_bytes_used));
   metric("oss4_kv_bytes_reserved", "gauge", "K/V bytes admission counts (running plans and parked).", static_cast<double>(s.kv_bytes_reserved));
+  metric("oss4_kv_bytes_parked", "gauge", "K/V bytes of parked sequences (all of oss4_kv_bytes_used when nothing runs).",
+         static_cast<double>(s.kv_bytes_parked));
   metric("oss4_kv_bytes_budget", "gauge", "The K/V budget (--kv-memory).", static_cast<double>(s.kv_bytes_budget));
   const HttpGuardStats g = http.guard_stats();
   metric("oss4_http_connections_open", "gauge", "Connections being served or idle between keep-alive requests.", static_cast<double>(g.n_open));
