@@ -181,7 +181,6 @@ void GuardPool::work() {
 GuardedHttpServer::GuardedHttpServer(HttpGuardConfig cfg) : cfg_(cfg) {
   const auto n = static_cast<size_t>(std::max(1, cfg_.n_workers));
   new_task_queue = [this, n] { return new GuardPool(n, [this] { close_idle_connections(); }); };
-  set_keep_alive_timeout(static_cast<time_t>(std::max(1.0, cfg_.idle_keep_alive_s)));
 }
 
 HttpGuardStats GuardedHttpServer::guard_stats() const {
