@@ -2,12 +2,15 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -104,11 +107,63 @@ Status make_parent_dirs(const std::string& path) {
   return ok_status();
 }
 
+std::string temp_path_for(const std::string& path) { return path + ".oss4-tmp." + std::to_string(getpid()); }
+
+namespace {
+// the pid of a temporary's name: NAME.oss4-tmp.<pid> (any NAME), or legacy_base.tmp.<pid>; 0 when it is neither.
+pid_t temp_owner(const std::string& name, const std::string& legacy_base) {
+  auto digits_after = [&](size_t pos) -> pid_t {
+    if (pos >= name.size() || name.size() - pos > 9) return 0;
+    for (size_t i = pos; i < name.size(); ++i)
+      if (name[i] < '0' || name[i] > '9') return 0;
+    return static_cast<pid_t>(std::stol(name.substr(pos)));
+  };
+  static const std::string kTag = ".oss4-tmp.";
+  const size_t at = name.rfind(kTag);
+  if (at != std::string::npos && at > 0) return digits_after(at + kTag.size());
+  const std::string legacy = legacy_base + ".tmp.";
+  if (!legacy_base.empty() && name.compare(0, legacy.size(), legacy) == 0) return digits_after(legacy.size());
+  return 0;
+}
+}  // namespace
+
+std::vector<std::string> remove_stale_temps(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const size_t slash = p.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : p.substr(0, slash));
+  const std::string base = slash == std::string::npos ? p : p.substr(slash + 1);
+  std::vector<std::string> removed;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return removed;
+  std::vector<std::pair<std::string, pid_t>> stale;
+  while (dirent* e = readdir(d)) {
+    const pid_t pid = temp_owner(e->d_name, base);
+    if (pid <= 0 || pid == getpid()) continue;
+    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // running (or not ours to signal): not stale
+    stale.emplace_back(dir + "/" + e->d_name, pid);
+  }
+  closedir(d);
+  for (const auto& [entry, pid] : stale) {
+    std::error_code ec;
+    std::filesystem::remove_all(entry, ec);
+    if (ec) {
+      std::fprintf(stderr, "oss4: cannot remove %s, left by process %d that is no longer running: %s\n", entry.c_str(), static_cast<int>(pid),
+                   ec.message().c_str());
+      continue;
+    }
+    std::fprintf(stderr, "oss4: removed %s, left by process %d that is no longer running\n", entry.c_str(), static_cast<int>(pid));
+    removed.push_back(entry);
+  }
+  return removed;
+}
+
 Status write_file_atomic(const std::string& path, const void* data, size_t n) {
   OSS4_TRY(make_parent_dirs(path));
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
+  remove_stale_temps(path);
+  std::string tmp = temp_path_for(path);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return error(tmp + ": cannot create: " + std::strerror(errno));
+  if (fd < 0) return error(path + ": cannot create " + tmp + ": " + std::strerror(errno));
   const auto* p = static_cast<const uint8_t*>(data);
   size_t left = n;
   while (left > 0) {
@@ -118,14 +173,15 @@ Status write_file_atomic(const std::string& path, const void* data, size_t n) {
       int e = errno;
       ::close(fd);
       ::unlink(tmp.c_str());
-      return error(tmp + ": write failed: " + std::strerror(e));
+      return error(path + ": write failed: " + std::strerror(e) + "; nothing written");
     }
     p += w;
     left -= static_cast<size_t>(w);
   }
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const int e = errno;
     ::unlink(tmp.c_str());
-    return error(tmp + ": cannot flush: " + std::strerror(errno));
+    return error(path + ": cannot flush: " + std::strerror(e) + "; nothing written");
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     int e = errno;
@@ -167,9 +223,16 @@ Status write_directory_atomic(const std::string& out_dir, const std::function<St
   if (exists && !dir_is_empty(out)) return error(out + ": exists and is not empty; refusing to overwrite it");
   if (!exists && file_exists(out)) return error(out + ": exists and is a file");
   OSS4_TRY(make_parent_dirs(out));
-  const std::string tmp = out + ".tmp." + std::to_string(getpid());
-  if (::mkdir(tmp.c_str(), 0755) != 0) return error(tmp + ": cannot create: " + std::strerror(errno));
+  remove_stale_temps(out);
+  const std::string tmp = temp_path_for(out);
+  if (::mkdir(tmp.c_str(), 0755) != 0) return error(out + ": cannot create " + tmp + ": " + std::strerror(errno));
   Status s = fill(tmp);
+  if (!s.ok()) {
+    // errors from inside name the file the user asked for, not the temporary folder (which is removed below)
+    std::string m = s.message();
+    for (size_t at = m.find(tmp); at != std::string::npos; at = m.find(tmp, at + out.size())) m.replace(at, tmp.size(), out);
+    s = error(m);
+  }
   if (s.ok() && exists && ::rmdir(out.c_str()) != 0) s = error(out + ": cannot replace the empty directory: " + std::strerror(errno));
   if (s.ok() && std::rename(tmp.c_str(), out.c_str()) != 0) s = error(out + ": cannot rename into place: " + std::strerror(errno));
   if (!s.ok()) remove_flat_dir(tmp);

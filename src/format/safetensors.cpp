@@ -321,9 +321,10 @@ Status SafetensorsWriter::begin() {
   std::string text = h.dump();
   while ((8 + text.size()) % 8 != 0) text.push_back(' ');  // keeps tensor data 8-byte aligned
   OSS4_TRY(make_parent_dirs(path_));
-  tmp_path_ = path_ + ".tmp." + std::to_string(getpid());
+  remove_stale_temps(path_);
+  tmp_path_ = temp_path_for(path_);
   fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) return error(tmp_path_ + ": cannot create: " + std::strerror(errno));
+  if (fd_ < 0) return error(path_ + ": cannot create " + tmp_path_ + ": " + std::strerror(errno));
   uint8_t len[8];
   uint64_t n = text.size();
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
@@ -347,7 +348,7 @@ Status SafetensorsWriter::write_raw(const void* data, size_t n) {
     ssize_t w = ::write(fd_, p, n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      return error(tmp_path_ + ": write failed: " + std::strerror(errno));
+      return error(path_ + ": write failed: " + std::strerror(errno) + "; nothing written");
     }
     p += w;
     n -= static_cast<size_t>(w);
@@ -363,8 +364,9 @@ Status SafetensorsWriter::finish() {
   int fd = fd_;
   fd_ = -1;
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const int e = errno;
     ::unlink(tmp_path_.c_str());
-    return error(tmp_path_ + ": cannot flush: " + std::strerror(errno));
+    return error(path_ + ": cannot flush: " + std::strerror(e) + "; nothing written");
   }
   if (std::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
     int e = errno;

@@ -92,7 +92,7 @@ class TensorStore {
 };
 
 // streaming writer: declare every tensor, then write their bytes in declaration order (in chunks if wanted),
-// then finish(). Writes to path.tmp.<pid> and renames over path only when complete.
+// then finish(). Writes to temp_path_for(path) (path.oss4-tmp.<pid>) and renames over path only when complete.
 class SafetensorsWriter {
  public:
   explicit SafetensorsWriter(std::string path) : path_(std::move(path)) {}

@@ -471,8 +471,10 @@ void Engine::retire_locked() {
   // what stats() reports (other threads never look into the slots)
   int64_t used = 0;
   for (const auto& r : running_) used += r->cache ? static_cast<int64_t>(r->cache->bytes()) : 0;
-  for (const auto& p : parked_) used += static_cast<int64_t>(p.cache.bytes());
-  st_.kv_bytes_used = used;
+  int64_t parked = 0;
+  for (const auto& p : parked_) parked += static_cast<int64_t>(p.cache.bytes());
+  st_.kv_bytes_used = used + parked;
+  st_.kv_bytes_parked = parked;
   st_.kv_bytes_reserved = reserved;
 }
 

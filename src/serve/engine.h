@@ -119,6 +119,7 @@ struct EngineStats {
   int64_t n_running = 0, n_waiting = 0, n_parked = 0;
   int64_t kv_bytes_used = 0;       // allocated K/V of running and parked sequences
   int64_t kv_bytes_reserved = 0;   // what admission counts: running plans + parked caches
+  int64_t kv_bytes_parked = 0;     // allocated K/V of parked sequences (kv_bytes_used once nothing runs)
   int64_t kv_bytes_budget = 0;
   int64_t n_prompt_tokens = 0, n_reused_tokens = 0, n_generated_tokens = 0;
   int64_t n_finished = 0, n_cancelled = 0, n_rejected = 0;

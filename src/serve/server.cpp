@@ -4,6 +4,7 @@
 #include <chrono>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "format/json_read.h"
 #include "serve/server_impl.h"
@@ -305,17 +306,35 @@ void Server::Impl::handle_metrics(httplib::Response& res) {
   metric("oss4_parked_sequences", "gauge", "Finished sequences kept for prefix reuse.", static_cast<double>(s.n_parked));
   metric("oss4_kv_bytes_used", "gauge", "K/V bytes allocated (running and parked).", static_cast<double>(s.kv_bytes_used));
   metric("oss4_kv_bytes_reserved", "gauge", "K/V bytes admission counts (running plans and parked).", static_cast<double>(s.kv_bytes_reserved));
+  metric("oss4_kv_bytes_parked", "gauge", "K/V bytes of parked sequences (all of oss4_kv_bytes_used when nothing runs).",
+         static_cast<double>(s.kv_bytes_parked));
   metric("oss4_kv_bytes_budget", "gauge", "The K/V budget (--kv-memory).", static_cast<double>(s.kv_bytes_budget));
+  const HttpGuardStats g = http.guard_stats();
+  metric("oss4_http_connections_open", "gauge", "Connections being served or idle between keep-alive requests.", static_cast<double>(g.n_open));
+  metric("oss4_http_refused_per_client_total", "counter", "Connections refused (429) because their address held too many.",
+         static_cast<double>(g.n_refused_per_client));
+  metric("oss4_http_request_deadline_total", "counter", "Connections closed because a request did not arrive whole in time.",
+         static_cast<double>(g.n_request_deadline));
+  metric("oss4_http_idle_closed_total", "counter", "Idle keep-alive connections closed to make room or at shutdown.",
+         static_cast<double>(g.n_idle_closed));
   metric("oss4_decode_tokens_per_second", "gauge", "Tokens per second of recent decode steps (moving average).", s.decode_tok_per_s);
   res.set_content(o.str(), "text/plain; version=0.0.4");
 }
 
 void Server::Impl::setup_routes() {
   http.set_payload_max_length(cfg.max_body_bytes);
-  const int n_threads = cfg.n_http_threads;
-  http.new_task_queue = [n_threads] { return new httplib::ThreadPool(static_cast<size_t>(n_threads)); };
-  http.set_read_timeout(60, 0);
-  http.set_write_timeout(60, 0);
+  // once shutting down, every request gets 503 (before its body is read)
+  http.set_pre_routing_handler([this](const httplib::Request&, httplib::Response& res) {
+    if (!http.draining()) return httplib::Server::HandlerResponse::Unhandled;
+    ApiError e;
+    e.http_status = 503;
+    e.type = "server_error";
+    e.code = "shutting_down";
+    e.message = "the server is shutting down";
+    send_error(res, e);
+    res.set_header("Connection", "close");
+    return httplib::Server::HandlerResponse::Handled;
+  });
   http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     const EngineStats s = engine.stats();
     send_json(res, Json{{"status", "ok"}, {"running", s.n_running}, {"waiting", s.n_waiting}});
@@ -391,6 +410,7 @@ Status Server::bind() {
     s.bound_port = s.http.bind_to_port(s.cfg.host, s.cfg.port) ? s.cfg.port : -1;
   }
   if (s.bound_port < 0) return error("cannot listen on " + s.cfg.host + ":" + std::to_string(s.cfg.port));
+  if (!s.http.widen_backlog(4096)) return error("cannot listen on " + s.cfg.host + ":" + std::to_string(s.bound_port) + " with a backlog of 4096");
   return ok_status();
 }
 
@@ -404,6 +424,26 @@ Status Server::run() {
 
 void Server::stop() {
   if (impl_) impl_->http.stop();
+}
+
+void Server::shutdown(double timeout_s) {
+  Impl& s = *impl_;
+  s.http.begin_drain();
+  using Clock = std::chrono::steady_clock;
+  auto waited_until = [](Clock::time_point end, const std::function<bool()>& done) {
+    while (!done() && Clock::now() < end) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return done();
+  };
+  const auto end = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(std::max(0.0, timeout_s) * 1000));
+  waited_until(end, [&] {
+    const EngineStats st = s.engine.stats();
+    return st.n_running == 0 && st.n_waiting == 0;
+  });
+  // what still runs is cancelled ("the server is shutting down"): its stream writes a final event and ends
+  s.engine.stop();
+  waited_until(Clock::now() + std::chrono::seconds(2), [&] { return s.http.n_responding() == 0; });
+  s.http.stop();
+  s.http.close_unserved_connections();
 }
 
 }  // namespace oss4::serve

@@ -23,13 +23,22 @@ struct ScriptReply {
 // reads {"replies": [{"when": "...", "text": "<harmony text, special tokens spelled out>"}, ...]}.
 Result<std::vector<ScriptReply>> load_script(const std::string& path, const Tokenizer& tok);
 
+// the HTTP layer's defences (src/serve/http_guard.h)
+struct HttpGuardConfig {
+  int n_workers = 64;                // connections served at once
+  int max_conns_per_client = 32;     // connections one client address may hold (served or queued)
+  double request_deadline_s = 15.0;  // whole request (line, headers, body) within this many seconds
+  double idle_keep_alive_s = 5.0;    // an idle keep-alive connection is closed after this many seconds
+  double write_timeout_s = 60.0;     // a response write that makes no progress for this long ends the connection
+};
+
 struct ServerConfig {
   std::string host = "127.0.0.1";
   int port = 8080;                       // 0: any free port (see Server::port)
   std::string api_key;                   // empty: no authentication
   std::string model_name = "gpt-oss";    // what /v1/models lists; requests may name any model
   size_t max_body_bytes = size_t{8} << 20;
-  int n_http_threads = 64;               // connections served at once
+  HttpGuardConfig http;                  // workers, per-client connection cap, request deadline, keep-alive
   std::vector<ScriptReply> script;
 };
 
@@ -47,6 +56,10 @@ class Server {
   // serves until stop() (from another thread or a signal handler thread).
   Status run();
   void stop();
+  // graceful stop (SIGTERM): from now on every request is answered 503; running generations may finish for up to
+  // timeout_s seconds, then the engine is stopped, so the streams still open end with a final error event and
+  // [DONE]; then the server stops and run() returns. Call from a thread other than run()'s.
+  void shutdown(double timeout_s);
 
   struct Impl;
 

@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "serve/api_request.h"
+#include "serve/http_guard.h"
 #include "serve/output.h"
 #include "serve/server.h"
 
@@ -20,12 +21,12 @@ namespace oss4::serve {
 using TakeFn = std::function<bool(const std::vector<int32_t>& toks)>;
 
 struct Server::Impl {
-  Impl(Engine& e, const harmony::HarmonyEncoding& h, ServerConfig c) : engine(e), enc(h), cfg(std::move(c)) {}
+  Impl(Engine& e, const harmony::HarmonyEncoding& h, ServerConfig c) : engine(e), enc(h), cfg(std::move(c)), http(cfg.http) {}
 
   Engine& engine;
   const harmony::HarmonyEncoding& enc;
   ServerConfig cfg;
-  httplib::Server http;
+  GuardedHttpServer http;
   int bound_port = -1;
 
   std::mutex mu;

@@ -20,7 +20,7 @@ struct SynthOptions {
   std::string tokenizer_path;
 };
 
-// writes the checkpoint into out_dir.tmp.<pid> and renames it to out_dir when complete; out_dir must not exist
+// writes the checkpoint into out_dir.oss4-tmp.<pid> and renames it to out_dir when complete; out_dir must not exist
 // or be empty. The same seed gives the same model in both layouts (BF16 experts are the decoded MXFP4 values).
 Status synth_checkpoint(const SynthOptions& opt, const ProgressFn& progress);
 

@@ -1,5 +1,6 @@
 // oss4 serve: an OpenAI-compatible HTTP server (chat completions, completions, responses) with continuous
 // batching, a KV memory budget and prefix reuse. See docs/serving.md.
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -20,6 +21,8 @@ struct ServeArgs {
   int port = 8080;
   int64_t max_seqs = 16, max_queue = 256, ctx = 4096, chunk = 128, prefill_chunk = 256;
   double kv_gib = 4.0, max_body_mib = 8.0;
+  double shutdown_timeout_s = 10.0, request_timeout_s = 15.0, keep_alive_s = 5.0;
+  int max_conns_per_client = 32;
   bool no_prefix_reuse = false, quiet = false;
 };
 
@@ -46,7 +49,14 @@ int run_serve(const ServeArgs& a) {
   sc.max_body_bytes = static_cast<size_t>(a.max_body_mib * 1024 * 1024);
   sc.model_name = a.model_name.empty() ? std::filesystem::path(a.model).filename().string() : a.model_name;
   if (sc.model_name.empty()) sc.model_name = std::filesystem::path(a.model).parent_path().filename().string();
-  sc.n_http_threads = static_cast<int>(std::max<int64_t>(64, a.max_seqs + a.max_queue / 4 + 8));
+  if (a.max_conns_per_client < 1) return fail(error("--max-conns-per-client: expected at least 1"));
+  if (!(a.request_timeout_s > 0) || !(a.keep_alive_s > 0) || !(a.shutdown_timeout_s >= 0)) {
+    return fail(error("--request-timeout and --keep-alive: expected positive seconds; --shutdown-timeout: expected seconds >= 0"));
+  }
+  sc.http.n_workers = static_cast<int>(std::max<int64_t>(64, a.max_seqs + a.max_queue / 4 + 8));
+  sc.http.max_conns_per_client = a.max_conns_per_client;
+  sc.http.request_deadline_s = a.request_timeout_s;
+  sc.http.idle_keep_alive_s = a.keep_alive_s;
   if (!a.script.empty()) {
     auto s = serve::load_script(a.script, *tok);
     if (!s.ok()) return fail(s.status().with_context("--script"));
@@ -72,17 +82,22 @@ int run_serve(const ServeArgs& a) {
   Status s = server.bind();
   if (!s.ok()) return fail(s);
   (*engine)->start();
+  std::atomic<bool> server_done{false};
   std::thread sig_thread([&] {
     int sig = 0;
-    sigwait(&sigs, &sig);
-    (*engine)->stop();  // ends every sequence, so no handler keeps the HTTP server from stopping
-    server.stop();
+    if (sigwait(&sigs, &sig) != 0 || (sig != SIGINT && sig != SIGTERM)) return;
+    if (!server_done.load()) {
+      std::fprintf(stderr, "oss4 serve: %s: refusing new requests, stopping within %.1f s\n", sig == SIGTERM ? "SIGTERM" : "SIGINT", a.shutdown_timeout_s);
+      std::fflush(stderr);
+    }
+    server.shutdown(a.shutdown_timeout_s);  // 503 for new requests; streams end with a final event; then run() returns
   });
   std::fprintf(stderr, "oss4 serve: %s on http://%s:%d (max %lld sequences, ctx %lld, KV budget %.2f GiB, prefix reuse %s%s)\n",
                sc.model_name.c_str(), a.host.c_str(), server.port(), static_cast<long long>(ec.max_seqs), static_cast<long long>(ec.ctx), a.kv_gib,
                ec.prefix_reuse ? "on" : "off", sc.script.empty() ? "" : ", SCRIPTED replies");
   std::fflush(stderr);
   s = server.run();
+  server_done = true;
   (*engine)->stop();
   pthread_kill(sig_thread.native_handle(), SIGTERM);
   sig_thread.join();
@@ -110,6 +125,15 @@ void add_serve(CLI::App& app, int* rc) {
       ->capture_default_str();
   sub->add_option("--model-name", a->model_name, "model id listed by /v1/models (default: the directory name)");
   sub->add_option("--max-body", a->max_body_mib, "largest request body in MiB")->capture_default_str();
+  sub->add_option("--max-conns-per-client", a->max_conns_per_client, "connections one client address may hold; past this: 429 and close")
+      ->capture_default_str();
+  sub->add_option("--request-timeout", a->request_timeout_s, "seconds a connection has to deliver a whole request (line, headers, body)")
+      ->capture_default_str();
+  sub->add_option("--keep-alive", a->keep_alive_s, "seconds an idle keep-alive connection stays open (closed sooner under pressure)")
+      ->capture_default_str();
+  sub->add_option("--shutdown-timeout", a->shutdown_timeout_s,
+                  "on SIGTERM/SIGINT: seconds running generations may go on before they are ended (new requests get 503 at once)")
+      ->capture_default_str();
   sub->add_flag("--no-prefix-reuse", a->no_prefix_reuse, "do not keep finished sequences' KV for later prompts");
   sub->add_option("--script", a->script, "TEST FACILITY: replay scripted harmony replies instead of sampled tokens (docs/serving.md)");
   sub->add_flag("-q,--quiet", a->quiet, "no loading progress");
