@@ -76,7 +76,7 @@ make_root() {
   copy_in /etc/ssl/certs/ca-certificates.crt "$rootfs"
   copy_in /etc/pip.conf "$rootfs"
   copy_in /etc/resolv.conf "$rootfs"
-  git clone --quiet --no-local "$repo" "$rootfs/root/oss4"
+  git clone --quiet --no-local "$repo" "$rootfs/oss4"
   mount -t proc proc "$rootfs/proc"
   mount --rbind /dev "$rootfs/dev"
   mount --make-rslave "$rootfs/dev"
@@ -98,7 +98,7 @@ run_one() {
   local envs=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TERM=dumb)
   local v
   for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do [ -n "${!v:-}" ] && envs+=("$v=${!v}"); done
-  setsid chroot "$work/root" /usr/bin/env -i "${envs[@]}" /bin/bash -c "cd /root/oss4 && bash $script" >> "$log" 2>&1 &
+  setsid chroot "$work/root" /usr/bin/env -i "${envs[@]}" /bin/bash -c "cd /oss4 && bash $script" >> "$log" 2>&1 &
   child=$!
   wait "$child" || rc=$?
   child=""

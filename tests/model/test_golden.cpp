@@ -7,36 +7,17 @@
 
 #include "backend/cpu/forward.h"
 #include "format/safetensors.h"
+#include "golden_reference.h"
 #include "logit_compare.h"
 
 namespace oss4 {
 namespace {
 
-const std::string kGolden = std::string(OSS4_TEST_DATA) + "/golden";
 constexpr double kTol = 1e-4;  // max |logit diff| / max |logit|, per position
 
-struct Reference {
-  TensorStore store;
-  std::vector<int32_t> ids;  // [T]
-  const float* logits = nullptr;  // [T, V]
-  int64_t n_vocab = 0;
-};
-
-Reference load_reference(const std::string& cfg) {
-  Reference r;
-  auto st = TensorStore::open_file(kGolden + "/" + cfg + "/reference.safetensors");
-  EXPECT_TRUE(st.ok()) << st.status().message();
-  if (!st.ok()) return r;
-  r.store = std::move(st).value();
-  const TensorView* ids = r.store.find("ids");
-  const TensorView* logits = r.store.find("logits");
-  EXPECT_TRUE(ids && logits);
-  if (!ids || !logits) return r;
-  r.ids.assign(reinterpret_cast<const int32_t*>(ids->data), reinterpret_cast<const int32_t*>(ids->data) + ids->numel());
-  r.logits = reinterpret_cast<const float*>(logits->data);
-  r.n_vocab = logits->shape[1];
-  return r;
-}
+using test::kGolden;
+using test::load_reference;
+using test::Reference;
 
 using test::worst_rel_err;
 

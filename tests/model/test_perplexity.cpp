@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "../unit/test_helpers.h"
+#include "golden_reference.h"
 #include "backend/cpu/forward.h"
 #include "eval/compare.h"
 #include "eval/perplexity.h"
@@ -16,29 +17,10 @@
 namespace oss4 {
 namespace {
 
-const std::string kGolden = std::string(OSS4_TEST_DATA) + "/golden";
 
-struct Reference {
-  TensorStore store;
-  std::vector<int32_t> ids;       // [T]
-  const float* logits = nullptr;  // [T, V]
-  int64_t n_vocab = 0;
-};
-
-Reference load_reference(const std::string& cfg) {
-  Reference r;
-  auto st = TensorStore::open_file(kGolden + "/" + cfg + "/reference.safetensors");
-  EXPECT_TRUE(st.ok()) << st.status().message();
-  if (!st.ok()) return r;
-  r.store = std::move(st).value();
-  const TensorView* ids = r.store.find("ids");
-  const TensorView* logits = r.store.find("logits");
-  if (!ids || !logits) return r;
-  r.ids.assign(reinterpret_cast<const int32_t*>(ids->data), reinterpret_cast<const int32_t*>(ids->data) + ids->numel());
-  r.logits = reinterpret_cast<const float*>(logits->data);
-  r.n_vocab = logits->shape[1];
-  return r;
-}
+using test::kGolden;
+using test::load_reference;
+using test::Reference;
 
 // transformers' cross entropy of position t predicting ids[t + 1], from its float32 logits, in double
 double reference_nll(const Reference& r, int64_t t) {

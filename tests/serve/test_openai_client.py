@@ -28,6 +28,8 @@ import traceback
 
 import openai
 
+from serve_process import ServeProcess
+
 N_PARALLEL_TOKENS = 16  # tokens per stream in the parallel == sequential test (--quick: 6)
 
 SCRIPT = {
@@ -41,27 +43,7 @@ SCRIPT = {
 }
 
 
-class Server:
-    def __init__(self, oss4, model, *extra):
-        self.proc = subprocess.Popen([oss4, "serve", "-m", model, "--port", "0", "-q", *extra], stderr=subprocess.PIPE, text=True)
-        self.port = None
-        self.log = []
-        ready = threading.Event()
-
-        def read():
-            for line in self.proc.stderr:
-                self.log.append(line)
-                m = re.search(r"on http://[0-9.]+:(\d+)", line)
-                if m and self.port is None:
-                    self.port = int(m.group(1))
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(120) or self.port is None:
-            raise RuntimeError("server did not start: " + "".join(self.log))
-        self.base = f"http://127.0.0.1:{self.port}"
-
+class Server(ServeProcess):
     def client(self, key="none", **kw):
         return openai.OpenAI(base_url=self.base + "/v1", api_key=key, max_retries=0, timeout=120, **kw)
 
@@ -83,14 +65,6 @@ class Server:
                 out[name] = float(val)
         return out
 
-    def stop(self):
-        self.proc.terminate()
-        try:
-            rc = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise AssertionError("server did not stop on SIGTERM")
-        assert rc == 0, f"server exited with {rc}: " + "".join(self.log[-20:])
 
 
 def chat_text(c, content, **kw):

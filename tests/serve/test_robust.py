@@ -25,30 +25,13 @@ import threading
 import time
 import traceback
 
+from serve_process import ServeProcess
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLS = os.path.join(HERE, "..", "..", "tools")
 
 
-class Server:
-    def __init__(self, oss4, model, *extra):
-        self.proc = subprocess.Popen([oss4, "serve", "-m", model, "--port", "0", "-q", *extra], stderr=subprocess.PIPE, text=True)
-        self.port = None
-        self.log = []
-        ready = threading.Event()
-
-        def read():
-            for line in self.proc.stderr:
-                self.log.append(line)
-                m = re.search(r"on http://[0-9.]+:(\d+)", line)
-                if m and self.port is None:
-                    self.port = int(m.group(1))
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(120) or self.port is None:
-            raise RuntimeError("server did not start: " + "".join(self.log))
-
+class Server(ServeProcess):
     def get(self, path, src="127.0.0.1", timeout=30):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout, source_address=(src, 0))
         try:
@@ -63,16 +46,6 @@ class Server:
         assert st == 200, st
         return {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in data.decode().splitlines() if ln and not ln.startswith("#")}
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError("server did not stop on SIGTERM")
-        assert rc == 0, f"server exited with {rc}: " + "".join(self.log[-20:])
 
 
 def connect(port, src):
