@@ -7,8 +7,8 @@
 //   auto out = oss4::generate(**ctx, *prompt, {.temperature = 0, .max_tokens = 64},
 //                             [](int32_t id, std::string_view text) { fputs(std::string(text).c_str(), stdout); return true; });
 //
-// Today every model runs on the CPU backend, whose numeric path (activations) and thread count are process-wide:
-// the last Model::load sets them for every model of the process.
+// Each Model has its own backend with its own options (device, activations, threads): two models in one process may
+// differ. A Model's contexts share its backend, so use one model's contexts from one thread at a time.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +26,7 @@ struct ModelOptions {
   std::string device = "auto";      // auto | cpu (auto is the CPU until the CUDA backend lands)
   std::string lm_head = "stored";   // stored | bf16 | nvfp4 (a BF16 lm_head quantized at load)
   std::string activations = "f32";  // f32 (W4A16) | q8 (8-bit activations for the NVFP4 matmuls)
+  std::string kernels = "auto";     // CPU kernel rung: auto | ref | avx2
   int threads = 0;                  // 0: every core
   std::string tokenizer;            // tokenizer.json / .tiktoken; default: the model's tokenizer.json, else built in
   std::function<void(int64_t done, int64_t total)> progress;  // loading progress in layers, or empty

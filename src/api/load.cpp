@@ -1,19 +1,30 @@
 #include "api/load.h"
 
-#include "backend/cpu/kernels.h"
-#include "model/lm_head.h"
-#include "model/repack.h"
+#include "backend/backend.h"
 
 namespace oss4 {
 
-Result<ModelWeights> load_model_to_run(const std::string& dir, const RunOptions& o, const ProgressFn& progress) {
+Result<BackendOptions> backend_options(const RunOptions& o) {
+  BackendOptions b;
+  b.device = o.device;
+  b.kernels = o.kernels;
+  b.threads = o.threads;
   auto act = parse_act_precision(o.activations.c_str());
   if (!act.ok()) return act.status().with_context("--activations");
-  set_act_precision(*act);
+  b.activations = *act;
+  OSS4_ASSIGN_OR_RETURN(b.lm_head, parse_lm_head_type(o.lm_head));
+  if (o.threads < 0) return error("threads: must be 0 (every core) or more, not " + std::to_string(o.threads));
+  if (o.device != "auto" && o.device != "cpu") return error("device '" + o.device + "': this build runs models on the CPU only (auto or cpu)");
+  return b;
+}
+
+Result<LoadedModel> load_model_to_run(const std::string& dir, const RunOptions& o, const ProgressFn& progress) {
+  OSS4_ASSIGN_OR_RETURN(BackendOptions bo, backend_options(o));
+  LoadedModel lm;
   OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_model(dir, progress));
-  OSS4_TRY(set_lm_head_type(m, o.lm_head));
-  OSS4_TRY(repack_nvfp4_in_major(m).status());
-  return m;
+  lm.weights = std::make_unique<ModelWeights>(std::move(m));
+  OSS4_ASSIGN_OR_RETURN(lm.fwd, make_forward(*lm.weights, bo));
+  return lm;
 }
 
 }  // namespace oss4

@@ -1,14 +1,13 @@
-// The public API (include/oss4/model.h) over the CPU backend: Model holds the loaded weights and the tokenizer,
-// Context a KV cache and its tokens, generate() the one generation loop.
+// The public API (include/oss4/model.h) over the backend seam: Model holds the loaded weights, their backend
+// (runtime/forward.h) and the tokenizer, Context a KV cache of the backend's kind and its tokens.
 #include "oss4/model.h"
 
 #include <algorithm>
 #include <chrono>
 
 #include "api/load.h"
-#include "backend/cpu/forward.h"
 #include "core/mapped_file.h"
-#include "core/thread_pool.h"
+#include "runtime/forward.h"
 #include "runtime/kv_cache.h"
 #include "runtime/sampler.h"
 #include "text/tokenizer.h"
@@ -26,17 +25,16 @@ const char* finish_reason_name(FinishReason r) {
 
 struct Model::Impl {
   std::string dir;
-  ModelWeights weights;
+  LoadedModel run;  // the weights and their backend
   std::unique_ptr<Tokenizer> tokenizer;  // null when the model has no tokenizer files and none was given
   std::vector<int32_t> eos;
 };
 
 struct Context::Impl {
   const Model::Impl* model = nullptr;
-  KvCache cache;
-  CpuForward fwd;
-  std::vector<int32_t> tokens;  // [cache.n_pos()] the ids whose K/V the cache holds
-  Impl(const Model::Impl* m, KvCache c) : model(m), cache(std::move(c)), fwd(m->weights) {}
+  std::unique_ptr<KvCache> cache;
+  std::vector<int32_t> tokens;  // [cache->n_pos()] the ids whose K/V the cache holds
+  Impl(const Model::Impl* m, std::unique_ptr<KvCache> c) : model(m), cache(std::move(c)) {}
 };
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -45,10 +43,13 @@ Context::Context(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Context::~Context() = default;
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& dir, const ModelOptions& opt) {
-  if (opt.device != "auto" && opt.device != "cpu") {
-    return error("device '" + opt.device + "': this build runs models on the CPU only (auto or cpu)");
-  }
-  if (opt.threads < 0) return error("threads: must be 0 (every core) or more, not " + std::to_string(opt.threads));
+  RunOptions ro;
+  ro.device = opt.device;
+  ro.lm_head = opt.lm_head;
+  ro.activations = opt.activations;
+  ro.kernels = opt.kernels;
+  ro.threads = opt.threads;
+  OSS4_TRY(backend_options(ro).status());  // bad options fail before the tokenizer and the weights load
   auto impl = std::make_unique<Impl>();
   impl->dir = dir;
   // the tokenizer first: a bad --tokenizer fails before minutes of loading
@@ -56,15 +57,14 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& dir, const ModelOp
     OSS4_ASSIGN_OR_RETURN(Tokenizer tok, load_model_tokenizer(dir, opt.tokenizer));
     impl->tokenizer = std::make_unique<Tokenizer>(std::move(tok));
   }
-  set_kernel_threads(opt.threads);
-  OSS4_ASSIGN_OR_RETURN(impl->weights, load_model_to_run(dir, {opt.lm_head, opt.activations}, opt.progress));
-  for (int64_t e : impl->weights.cfg.eos_token_ids) impl->eos.push_back(static_cast<int32_t>(e));
+  OSS4_ASSIGN_OR_RETURN(impl->run, load_model_to_run(dir, ro, opt.progress));
+  for (int64_t e : impl->run.weights->cfg.eos_token_ids) impl->eos.push_back(static_cast<int32_t>(e));
   return std::unique_ptr<Model>(new Model(std::move(impl)));
 }
 
 const std::string& Model::dir() const { return impl_->dir; }
-int64_t Model::n_vocab() const { return impl_->weights.cfg.n_vocab; }
-int64_t Model::max_context() const { return impl_->weights.cfg.max_position_embeddings; }
+int64_t Model::n_vocab() const { return impl_->run.weights->cfg.n_vocab; }
+int64_t Model::max_context() const { return impl_->run.weights->cfg.max_position_embeddings; }
 const std::vector<int32_t>& Model::eos_token_ids() const { return impl_->eos; }
 
 Result<std::vector<int32_t>> Model::encode(std::string_view text, bool allow_special) const {
@@ -81,27 +81,26 @@ Result<std::unique_ptr<Context>> Model::new_context(const ContextOptions& opt) c
   if (opt.n_ctx < 2) return error("n_ctx: the context size must be at least 2, not " + std::to_string(opt.n_ctx));
   if (opt.chunk < 1) return error("chunk: must be at least 1, not " + std::to_string(opt.chunk));
   const int64_t n_ctx = std::min(opt.n_ctx, max_context());
-  OSS4_ASSIGN_OR_RETURN(KvCache cache, KvCache::create(impl_->weights.cfg, n_ctx, opt.chunk, /*sliding_ring=*/!opt.rewindable));
+  OSS4_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache, impl_->run.fwd->new_cache(n_ctx, opt.chunk, /*sliding_ring=*/!opt.rewindable));
   return std::unique_ptr<Context>(new Context(std::make_unique<Context::Impl>(impl_.get(), std::move(cache))));
 }
 
 const std::vector<int32_t>& Context::tokens() const { return impl_->tokens; }
-int64_t Context::n_ctx() const { return impl_->cache.max_ctx(); }
+int64_t Context::n_ctx() const { return impl_->cache->max_ctx(); }
 
 Status Context::append(const std::vector<int32_t>& ids, std::vector<float>* last_logits) {
   Impl& c = *impl_;
   if (ids.empty()) return error("append: no tokens");
   const int64_t n = static_cast<int64_t>(ids.size());
-  if (c.cache.n_pos() + n > c.cache.max_ctx()) {
-    return error(std::to_string(c.cache.n_pos()) + " tokens held + " + std::to_string(n) + " new exceed the context size " +
-                 std::to_string(c.cache.max_ctx()));
+  if (c.cache->n_pos() + n > c.cache->max_ctx()) {
+    return error(std::to_string(c.cache->n_pos()) + " tokens held + " + std::to_string(n) + " new exceed the context size " +
+                 std::to_string(c.cache->max_ctx()));
   }
-  std::vector<float> scratch;
-  const int64_t before = c.cache.n_pos();
-  Status s = c.fwd.eval(c.cache, ids.data(), n, last_logits ? LogitsMode::kLast : LogitsMode::kNone, last_logits ? last_logits : &scratch);
+  const int64_t before = c.cache->n_pos();
+  Status s = eval(*c.model->run.fwd, *c.cache, ids.data(), n, last_logits ? LogitsMode::kLast : LogitsMode::kNone, last_logits);
   if (!s.ok()) {
     // a failed call may have written part of its chunks: forget them, the tokens did not go in
-    (void)c.cache.truncate(before);
+    (void)c.cache->truncate(before);
     return s;
   }
   c.tokens.insert(c.tokens.end(), ids.begin(), ids.end());
@@ -113,7 +112,7 @@ Status Context::truncate(int64_t n) {
   if (n < 0 || n > static_cast<int64_t>(c.tokens.size())) {
     return error("truncate: " + std::to_string(n) + " is outside [0, " + std::to_string(c.tokens.size()) + "]");
   }
-  OSS4_TRY(c.cache.truncate(n));
+  OSS4_TRY(c.cache->truncate(n));
   c.tokens.resize(static_cast<size_t>(n));
   return ok_status();
 }
@@ -121,7 +120,7 @@ Status Context::truncate(int64_t n) {
 Result<GenerateResult> generate(Context& ctx, const std::vector<int32_t>& prompt, const SamplingParams& p, const TokenCallback& on_token) {
   Context::Impl& c = ctx.impl();
   const Model::Impl& m = *c.model;
-  const int64_t n_vocab = m.weights.cfg.n_vocab;
+  const int64_t n_vocab = m.run.weights->cfg.n_vocab;
   SamplerParams sp;
   sp.temperature = p.temperature;
   sp.top_p = p.top_p;

@@ -31,8 +31,7 @@ uint64_t sum_words(const uint64_t* p, size_t n) {
 }
 }  // namespace
 
-ReadBandwidth measure_read_bandwidth(size_t bytes, int passes) {
-  ThreadPool& pool = kernel_pool();
+ReadBandwidth measure_read_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
   const size_t n_words = bytes / sizeof(uint64_t);
   std::unique_ptr<uint64_t[]> buf(new uint64_t[n_words]);  // [n_words] u64
   // first touch from the pool's threads, with distinct values so nothing can be folded away

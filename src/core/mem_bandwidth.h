@@ -1,5 +1,5 @@
 // A memory read-bandwidth probe: the ceiling decode speed is measured against. Reads a buffer much larger than the
-// caches with the kernel thread pool (so with as many threads as the kernels use) and reports GB/s (1e9 B/s).
+// caches with the given thread pool (as many threads as the kernels use) and reports GB/s (1e9 B/s).
 #pragma once
 
 #include <cstddef>
@@ -14,6 +14,7 @@ struct ReadBandwidth {
 };
 
 // bytes: buffer size (default 1 GiB); passes: timed passes after one warm-up pass.
-ReadBandwidth measure_read_bandwidth(size_t bytes = size_t{1} << 30, int passes = 5);
+class ThreadPool;
+ReadBandwidth measure_read_bandwidth(ThreadPool& pool, size_t bytes = size_t{1} << 30, int passes = 5);
 
 }  // namespace oss4

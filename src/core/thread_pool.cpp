@@ -106,13 +106,6 @@ void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
   }
 }
 
-namespace {
-std::unique_ptr<ThreadPool>& pool_slot() {
-  static std::unique_ptr<ThreadPool> pool;
-  return pool;
-}
-}  // namespace
-
 int default_threads() {
   if (const char* e = std::getenv("OSS4_THREADS")) {
     const int n = std::atoi(e);
@@ -120,18 +113,6 @@ int default_threads() {
   }
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
-}
-
-ThreadPool& kernel_pool() {
-  auto& p = pool_slot();
-  if (!p) p = std::make_unique<ThreadPool>(default_threads());
-  return *p;
-}
-
-void set_kernel_threads(int n) {
-  auto& p = pool_slot();
-  p.reset();
-  p = std::make_unique<ThreadPool>(n < 1 ? default_threads() : n);
 }
 
 }  // namespace oss4

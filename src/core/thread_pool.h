@@ -45,11 +45,9 @@ class ThreadPool {
   std::atomic<bool> stop_{false};
 };
 
-// the process-wide pool the kernels use; created on first use with default_threads() threads.
-ThreadPool& kernel_pool();
-// replaces the process-wide pool (call between forward passes, not during one). n < 1 means default_threads().
-void set_kernel_threads(int n);
 // std::thread::hardware_concurrency(), or OSS4_THREADS from the environment when set.
 int default_threads();
+// n when n >= 1, else default_threads()
+inline int resolve_threads(int n) { return n >= 1 ? n : default_threads(); }
 
 }  // namespace oss4

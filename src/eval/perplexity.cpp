@@ -112,9 +112,9 @@ double kl_against_saved(const SavedLogits& base, int64_t pos, const float* logit
   return std::max(0.0, kl);  // rounding can make a zero divergence slightly negative
 }
 
-Result<PerplexityResult> run_perplexity(CpuForward& fwd, const std::vector<int32_t>& ids, const PerplexityConfig& cfg,
+Result<PerplexityResult> run_perplexity(Forward& fwd, const std::vector<int32_t>& ids, const PerplexityConfig& cfg,
                                         const SavedLogits* base, const PerplexityProgress& progress) {
-  const ModelConfig& mc = fwd.model().cfg;
+  const ModelConfig& mc = fwd.config();
   const int64_t V = mc.n_vocab;
   const int64_t ctx = cfg.ctx;
   const auto n_text = static_cast<int64_t>(ids.size());
@@ -171,9 +171,9 @@ Result<PerplexityResult> run_perplexity(CpuForward& fwd, const std::vector<int32
   double nll_sum = 0;
   for (int64_t c = 0; c < n_chunks; ++c) {
     const int32_t* tok = ids.data() + c * ctx;
-    OSS4_ASSIGN_OR_RETURN(KvCache cache, KvCache::create(mc, ctx, cfg.eval_chunk));
-    OSS4_TRY(fwd.eval(cache, tok, first, LogitsMode::kNone, nullptr).with_context("chunk " + std::to_string(c)));
-    OSS4_TRY(fwd.eval(cache, tok + first, ctx - first, LogitsMode::kAll, &logits).with_context("chunk " + std::to_string(c)));
+    OSS4_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache, fwd.new_cache(ctx, cfg.eval_chunk));
+    OSS4_TRY(eval(fwd, *cache, tok, first, LogitsMode::kNone, nullptr).with_context("chunk " + std::to_string(c)));
+    OSS4_TRY(eval(fwd, *cache, tok + first, ctx - first, LogitsMode::kAll, &logits).with_context("chunk " + std::to_string(c)));
     double chunk_sum = 0;
     for (int64_t j = 0; j < per_chunk; ++j) {
       const float* row = logits.data() + j * V;

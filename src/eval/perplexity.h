@@ -9,7 +9,7 @@
 #include <functional>
 #include <vector>
 
-#include "backend/cpu/forward.h"
+#include "runtime/forward.h"
 #include "eval/saved_logits.h"
 
 namespace oss4 {
@@ -54,7 +54,7 @@ using PerplexityProgress = std::function<void(int64_t done, int64_t total, doubl
 
 // ids: the whole text's tokens. base (optional): saved distributions of a run over the same tokens with the same ctx
 // and at least as many chunks (an error otherwise).
-Result<PerplexityResult> run_perplexity(CpuForward& fwd, const std::vector<int32_t>& ids, const PerplexityConfig& cfg,
+Result<PerplexityResult> run_perplexity(Forward& fwd, const std::vector<int32_t>& ids, const PerplexityConfig& cfg,
                                         const SavedLogits* base, const PerplexityProgress& progress = nullptr);
 
 // KL(base || model) over the base's top_k tokens plus one bucket for the rest: the model's logits [n_vocab] against

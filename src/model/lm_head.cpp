@@ -7,7 +7,6 @@
 
 #include "core/thread_pool.h"
 #include "core/transpose.h"
-#include "model/repack.h"
 #include "quant/float_formats.h"
 #include "quant/nvfp4.h"
 
@@ -28,11 +27,10 @@ void lm_head_rows_f32(const LinearWeight& w, int64_t r0, int64_t r1, float* out)
   }
 }
 
-Status nvfp4_quantize_lm_head(const LinearWeight& w, bool in_major, LmHeadNvfp4* out) {
+Status nvfp4_quantize_lm_head(const LinearWeight& w, bool in_major, ThreadPool& pool, LmHeadNvfp4* out) {
   if ((w.type != WeightType::kBF16 && w.type != WeightType::kF32) || w.in_major)
     return error("lm_head '" + w.name + "' is " + weight_type_name(w.type) + "; only a dense [n_vocab, n_embd] BF16 or F32 lm_head can be quantized");
   if (w.n_in % kNvfp4Block != 0) return error("lm_head '" + w.name + "': n_embd " + std::to_string(w.n_in) + " is not a multiple of 16");
-  ThreadPool& pool = kernel_pool();
   const int64_t n_tasks = (w.n_out + kRowsPerTask - 1) / kRowsPerTask;
   // pass 1: the global amax ModelOpt calibrates weight_scale_2 from
   std::vector<float> task_amax(static_cast<size_t>(n_tasks), 0.0f);  // [n_tasks]
@@ -79,31 +77,6 @@ Status nvfp4_quantize_lm_head(const LinearWeight& w, bool in_major, LmHeadNvfp4*
   OSS4_TRY(first_error);
   out->scale2 = scale2;
   out->in_major = in_major;
-  return ok_status();
-}
-
-Status set_lm_head_type(ModelWeights& m, const std::string& type) {
-  LinearWeight& w = m.lm_head;
-  if (type == "stored") return ok_status();
-  if (type == "bf16") {
-    if (w.type == WeightType::kBF16 || w.type == WeightType::kF32) return ok_status();
-    return error("--lm-head bf16: lm_head '" + w.name + "' is stored as " + weight_type_name(w.type) +
-                 "; it runs as stored (--lm-head stored)");
-  }
-  if (type != "nvfp4") return error("--lm-head: unknown type '" + type + "' (expected stored, bf16 or nvfp4)");
-  if (w.type == WeightType::kNvfp4) return ok_status();
-  LmHeadNvfp4 q;
-  OSS4_TRY(nvfp4_quantize_lm_head(w, repack_wants_in_major(w.n_out, w.n_in), &q).with_context("--lm-head nvfp4"));
-  if (const TensorView* t = m.store.find(w.name); t != nullptr && w.data != m.embed.data) m.store.release(*t);
-  m.owned.push_back(std::move(q.packed));
-  const uint8_t* packed_ptr = m.owned.back().data();
-  m.owned.push_back(std::move(q.scales));
-  w.type = WeightType::kNvfp4;
-  w.in_major = q.in_major;
-  w.data = packed_ptr;
-  w.scales = m.owned.back().data();
-  w.scale2 = q.scale2;
-  w.name += " (requantized to nvfp4)";
   return ok_status();
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "model/weights.h"
 
 namespace oss4 {
@@ -23,10 +24,7 @@ struct LmHeadNvfp4 {
 void lm_head_rows_f32(const LinearWeight& w, int64_t r0, int64_t r1, float* out);
 
 // w: a dense [n_vocab, n_embd] BF16 or F32 lm_head; in_major: the CPU kernels' layout, else ModelOpt's export layout.
-Status nvfp4_quantize_lm_head(const LinearWeight& w, bool in_major, LmHeadNvfp4* out);
-
-// "stored" (nothing to do), "bf16" (as stored, which must be BF16 or F32) or "nvfp4": a dense lm_head quantized by
-// nvfp4_quantize_lm_head into memory m owns, and the stored tensor's pages released; an NVFP4-stored one as it is.
-Status set_lm_head_type(ModelWeights& m, const std::string& type);
+// Runs in tasks of 256 rows on pool.
+Status nvfp4_quantize_lm_head(const LinearWeight& w, bool in_major, ThreadPool& pool, LmHeadNvfp4* out);
 
 }  // namespace oss4

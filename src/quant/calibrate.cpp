@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstring>
 
-#include "backend/cpu/forward.h"
 #include "runtime/kv_cache.h"
 
 namespace oss4 {
@@ -19,12 +18,13 @@ float abs_max(const float* x, int64_t n) {
 
 }  // namespace
 
-Result<std::vector<LayerInputAmax>> calibrate_input_amax(const ModelWeights& m, const std::vector<std::vector<int32_t>>& prompts,
+Result<std::vector<LayerInputAmax>> calibrate_input_amax(Forward& fwd, const std::vector<std::vector<int32_t>>& prompts,
                                                         const ProgressFn& progress) {
   if (prompts.empty()) return error("calibration: no prompts");
-  std::vector<LayerInputAmax> amax(static_cast<size_t>(m.cfg.n_layers));
+  const ModelConfig& cfg = fwd.config();
+  std::vector<LayerInputAmax> amax(static_cast<size_t>(cfg.n_layers));
   const TraceFn trace = [&](const char* name, int64_t layer, const float* data, int64_t n_tok, int64_t n) {
-    if (layer < 0 || layer >= m.cfg.n_layers) return;
+    if (layer < 0 || layer >= cfg.n_layers) return;
     LayerInputAmax& a = amax[static_cast<size_t>(layer)];
     const float v = abs_max(data, n_tok * n);
     if (std::strcmp(name, "attn_in") == 0) a.qkv = std::max(a.qkv, v);
@@ -32,13 +32,12 @@ Result<std::vector<LayerInputAmax>> calibrate_input_amax(const ModelWeights& m, 
     else if (std::strcmp(name, "mlp_in") == 0) a.gate_up = std::max(a.gate_up, v);
     else if (std::strcmp(name, "expert_act") == 0) a.down = std::max(a.down, v);
   };
-  CpuForward fwd(m);
   int64_t done = 0;
   for (const auto& ids : prompts) {
     if (ids.empty()) continue;
     const auto n = static_cast<int64_t>(ids.size());
-    OSS4_ASSIGN_OR_RETURN(KvCache cache, KvCache::create(m.cfg, n, std::min<int64_t>(n, 256)));
-    Status s = fwd.eval(cache, ids.data(), n, LogitsMode::kNone, nullptr, trace);
+    OSS4_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache, fwd.new_cache(n, std::min<int64_t>(n, 256)));
+    Status s = eval(fwd, *cache, ids.data(), n, LogitsMode::kNone, nullptr, trace);
     if (!s.ok()) return error("calibration prompt " + std::to_string(done + 1) + ": " + s.message());
     if (progress) progress(++done, static_cast<int64_t>(prompts.size()));
   }

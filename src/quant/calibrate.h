@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "model/weights.h"
+#include "runtime/forward.h"
 
 namespace oss4 {
 
@@ -16,8 +17,8 @@ struct LayerInputAmax {
   float down = 0;     // experts' down_proj input (SwiGLU output of every routed token and expert)
 };
 
-// runs each prompt (token ids) through m from an empty cache; progress counts prompts.
-Result<std::vector<LayerInputAmax>> calibrate_input_amax(const ModelWeights& m, const std::vector<std::vector<int32_t>>& prompts,
+// runs each prompt (token ids) through the model from an empty cache; progress counts prompts.
+Result<std::vector<LayerInputAmax>> calibrate_input_amax(Forward& fwd, const std::vector<std::vector<int32_t>>& prompts,
                                                         const ProgressFn& progress = nullptr);
 
 // the NVFP4 activation scale of an amax (NVFP4QTensor.get_activation_scaling_factor): amax / (6 * 448) in f32.

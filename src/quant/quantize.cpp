@@ -15,6 +15,8 @@
 #include "format/checkpoint_writer.h"
 #include "format/json_read.h"
 #include "model/lm_head.h"
+#include "backend/backend.h"
+#include "core/thread_pool.h"
 #include "quant/calibrate.h"
 #include "quant/float_formats.h"
 #include "quant/nvfp4.h"
@@ -271,7 +273,8 @@ class Quantizer {
     if (auto it = cache_.find("lm_head"); it != cache_.end()) return it->second;
     const LinearWeight& w = m_.lm_head;
     LmHeadNvfp4 q;
-    OSS4_TRY(nvfp4_quantize_lm_head(w, /*in_major=*/false, &q));
+    ThreadPool pool(default_threads());
+    OSS4_TRY(nvfp4_quantize_lm_head(w, /*in_major=*/false, pool, &q));
     TensorReport r;
     r.name = "lm_head.weight";
     r.n_blocks = w.n_out * w.n_in / 16;
@@ -574,7 +577,9 @@ Status quantize_checkpoint(const QuantizeOptions& opt, const ProgressFn& progres
   // input amax per layer: calibrated here, or a fake-quant input's stored buffers
   std::vector<LayerInputAmax> input_amax;
   if (!opt.calibration.empty()) {
-    OSS4_ASSIGN_OR_RETURN(input_amax, calibrate_input_amax(m, opt.calibration));
+    // calibration runs the model as it is stored (f32 activations, the stored lm_head), on the default device
+    OSS4_ASSIGN_OR_RETURN(std::unique_ptr<Forward> fwd, make_forward(m, BackendOptions{}));
+    OSS4_ASSIGN_OR_RETURN(input_amax, calibrate_input_amax(*fwd, opt.calibration));
     report->input_scales = "calibrated on " + std::to_string(opt.calibration.size()) + " prompts";
   } else {
     for (int64_t l = 0; l < c.n_layers; ++l) {

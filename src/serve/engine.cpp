@@ -88,21 +88,22 @@ void Sequence::end(FinishReason r, std::string message) {
 
 // ---- Engine ----
 
-Engine::Engine(const ModelWeights& m, const EngineConfig& cfg) : m_(m), cfg_(cfg), fwd_(m) {
-  bytes_per_pos_ = m.cfg.n_layers * 2 * m.cfg.kv_dim() * static_cast<int64_t>(sizeof(float));
+Engine::Engine(Forward& fwd, const EngineConfig& cfg) : cfg_(cfg), fwd_(fwd), mc_(fwd.config()) {
+  bytes_per_pos_ = fwd.kv_bytes_per_position();
   st_.kv_bytes_budget = cfg.kv_budget_bytes;
 }
 
-Result<std::unique_ptr<Engine>> Engine::create(const ModelWeights& m, const EngineConfig& cfg) {
+Result<std::unique_ptr<Engine>> Engine::create(Forward& fwd, const EngineConfig& cfg) {
+  const ModelConfig& mc = fwd.config();
   if (cfg.max_seqs < 1) return error("max_seqs must be at least 1, got " + std::to_string(cfg.max_seqs));
   if (cfg.max_queue < 0) return error("max_queue must not be negative");
   if (cfg.ctx < 2) return error("the context size must be at least 2, got " + std::to_string(cfg.ctx));
   if (cfg.chunk < 1) return error("the prefill chunk must be at least 1");
   if (cfg.prefill_chunk < 0) return error("the prefill budget per step must not be negative (0: whole prompts)");
-  if (cfg.ctx > m.cfg.max_position_embeddings) {
-    return error("context size " + std::to_string(cfg.ctx) + " exceeds the model's " + std::to_string(m.cfg.max_position_embeddings) + " positions");
+  if (cfg.ctx > mc.max_position_embeddings) {
+    return error("context size " + std::to_string(cfg.ctx) + " exceeds the model's " + std::to_string(mc.max_position_embeddings) + " positions");
   }
-  std::unique_ptr<Engine> e(new Engine(m, cfg));
+  std::unique_ptr<Engine> e(new Engine(fwd, cfg));
   if (cfg.kv_budget_bytes < 2 * e->bytes_per_pos_) {
     return error("KV budget of " + std::to_string(cfg.kv_budget_bytes) + " bytes holds less than two positions (" +
                  std::to_string(e->bytes_per_pos_) + " bytes each)");
@@ -124,17 +125,17 @@ SubmitResult Engine::submit(GenRequest r) {
   const auto n_prompt = static_cast<int64_t>(r.prompt.size());
   if (n_prompt == 0) return reject(SubmitError::kInvalid, "the prompt has no tokens");
   for (int32_t id : r.prompt) {
-    if (id < 0 || id >= m_.cfg.n_vocab) return reject(SubmitError::kInvalid, "token id " + std::to_string(id) + " is outside the vocabulary");
+    if (id < 0 || id >= mc_.n_vocab) return reject(SubmitError::kInvalid, "token id " + std::to_string(id) + " is outside the vocabulary");
   }
   for (const auto& p : r.prefixes) {
     for (int32_t id : p) {
-      if (id < 0 || id >= m_.cfg.n_vocab) return reject(SubmitError::kInvalid, "prefix token id " + std::to_string(id) + " is outside the vocabulary");
+      if (id < 0 || id >= mc_.n_vocab) return reject(SubmitError::kInvalid, "prefix token id " + std::to_string(id) + " is outside the vocabulary");
     }
   }
   if (r.max_tokens < (r.score_prompt ? 0 : 1)) {
     return reject(SubmitError::kInvalid, std::string("max_tokens must be at least ") + (r.score_prompt ? "0" : "1") + ", got " + std::to_string(r.max_tokens));
   }
-  if (r.top_logprobs > m_.cfg.n_vocab) return reject(SubmitError::kInvalid, "top_logprobs exceeds the vocabulary");
+  if (r.top_logprobs > mc_.n_vocab) return reject(SubmitError::kInvalid, "top_logprobs exceeds the vocabulary");
   Status sp = validate_sampler_params(r.sampling);
   if (!sp.ok()) return reject(SubmitError::kInvalid, sp.message());
   if (n_prompt + r.max_tokens > cfg_.ctx) {
@@ -215,7 +216,7 @@ void Engine::loop() {
 int64_t Engine::reserved_bytes_locked() const {
   int64_t n = 0;
   for (const auto& s : running_) n += std::max<int64_t>(s->plan_bytes, s->cache ? static_cast<int64_t>(s->cache->bytes()) : 0);
-  for (const auto& p : parked_) n += static_cast<int64_t>(p.cache.bytes());
+  for (const auto& p : parked_) n += static_cast<int64_t>(p.cache->bytes());
   return n;
 }
 
@@ -252,10 +253,10 @@ void Engine::admit_locked() {
       taken.emplace(std::move(*best));
       parked_.erase(best);
     }
-    const int64_t need = std::max<int64_t>(s.plan_bytes, taken ? static_cast<int64_t>(taken->cache.bytes()) : 0);
+    const int64_t need = std::max<int64_t>(s.plan_bytes, taken ? static_cast<int64_t>(taken->cache->bytes()) : 0);
     int64_t reserved = reserved_bytes_locked();
     while (reserved + need > cfg_.kv_budget_bytes && !parked_.empty()) {
-      reserved -= static_cast<int64_t>(parked_.back().cache.bytes());
+      reserved -= static_cast<int64_t>(parked_.back().cache->bytes());
       parked_.pop_back();
     }
     if (reserved + need > cfg_.kv_budget_bytes) {
@@ -263,7 +264,7 @@ void Engine::admit_locked() {
       break;  // waits until running sequences free their K/V
     }
     if (taken) {
-      s.cache.emplace(std::move(taken->cache));
+      s.cache = std::move(taken->cache);
       s.cached = std::move(taken->tokens);
       s.cached.resize(best_len);
     }
@@ -289,9 +290,9 @@ Status Engine::prefill(Slot& s, int64_t max_tok, int64_t* n_evaluated) {
       OSS4_TRY(s.cache->truncate(n_reused));
       OSS4_TRY(s.cache->set_max_ctx(std::max<int64_t>(plan_pos, s.cache->n_pos())));
     } else {
-      auto c = KvCache::create(m_.cfg, plan_pos, cfg_.chunk, /*sliding_ring=*/false);
+      auto c = fwd_.new_cache(plan_pos, cfg_.chunk, /*sliding_ring=*/false);
       OSS4_TRY(c.status());
-      s.cache.emplace(std::move(c).value());
+      s.cache = std::move(c).value();
       s.cached.clear();
     }
     {
@@ -313,11 +314,11 @@ Status Engine::prefill(Slot& s, int64_t max_tok, int64_t* n_evaluated) {
     // one chunk per call, so logits_ holds [chunk, n_vocab] at most (the forward pass cuts the same chunks anyway)
     for (int64_t at = 0; at < n; at += s.cache->max_chunk()) {
       n_last = std::min(s.cache->max_chunk(), n - at);
-      OSS4_TRY(fwd_.eval(*s.cache, P.data() + s.n_done + at, n_last, LogitsMode::kAll, &logits_));
+      OSS4_TRY(eval(fwd_, *s.cache, P.data() + s.n_done + at, n_last, LogitsMode::kAll, &logits_));
       score_prompt_rows(s, logits_.data(), n_last, s.n_done + at);
     }
   } else {
-    OSS4_TRY(fwd_.eval(*s.cache, P.data() + s.n_done, n, mode, mode == LogitsMode::kNone ? nullptr : &logits_));
+    OSS4_TRY(eval(fwd_, *s.cache, P.data() + s.n_done, n, mode, mode == LogitsMode::kNone ? nullptr : &logits_));
   }
   s.cached.insert(s.cached.end(), P.begin() + s.n_done, P.begin() + s.n_done + n);
   s.n_done += n;
@@ -340,13 +341,13 @@ Status Engine::prefill(Slot& s, int64_t max_tok, int64_t* n_evaluated) {
     s.done = true;
     return ok_status();
   }
-  emit(s, logits_.data() + (mode == LogitsMode::kAll ? (n_last - 1) * m_.cfg.n_vocab : 0));
+  emit(s, logits_.data() + (mode == LogitsMode::kAll ? (n_last - 1) * mc_.n_vocab : 0));
   return ok_status();
 }
 
 void Engine::score_prompt_rows(Slot& s, const float* rows, int64_t n_rows, int64_t from) {
   const std::vector<int32_t>& P = s.req.prompt;
-  const int64_t V = m_.cfg.n_vocab;
+  const int64_t V = mc_.n_vocab;
   std::vector<TokenLogprob> lps;  // the prompt tokens after these rows
   if (from == 0) lps.push_back(TokenLogprob{P[0], NAN, {}});
   for (int64_t i = 0; i < n_rows && from + i + 1 < static_cast<int64_t>(P.size()); ++i) {
@@ -373,10 +374,10 @@ int32_t Engine::constrained_token(Slot& s, const float* logits) {
   }
   int32_t tok = allowed[0];
   if (allowed.size() > 1) {
-    const auto V = static_cast<size_t>(m_.cfg.n_vocab);
+    const auto V = static_cast<size_t>(mc_.n_vocab);
     masked_.assign(V, -INFINITY);
     for (int32_t a : allowed) masked_[static_cast<size_t>(a)] = logits[a];
-    tok = s.sampler->sample(masked_.data(), m_.cfg.n_vocab);
+    tok = s.sampler->sample(masked_.data(), mc_.n_vocab);
     if (std::find(allowed.begin(), allowed.end(), tok) == allowed.end()) tok = allowed[0];  // every allowed logit NaN
   }
   std::vector<size_t> keep;
@@ -399,13 +400,13 @@ void Engine::emit(Slot& s, const float* logits) {
   } else if (int32_t forced = constrained_token(s, logits); forced >= 0) {
     tok = forced;
   } else {
-    tok = s.sampler->sample(logits, m_.cfg.n_vocab);
+    tok = s.sampler->sample(logits, mc_.n_vocab);
   }
   ++s.n_gen;
   std::optional<TokenLogprob> lp;
   if (s.req.top_logprobs >= 0) {
-    const LogitsSummary sum = summarize_logits(logits, m_.cfg.n_vocab);
-    lp = TokenLogprob{tok, static_cast<double>(logits[tok]) - sum.lse, top_logprobs(logits, m_.cfg.n_vocab, sum.lse, s.req.top_logprobs)};
+    const LogitsSummary sum = summarize_logits(logits, mc_.n_vocab);
+    lp = TokenLogprob{tok, static_cast<double>(logits[tok]) - sum.lse, top_logprobs(logits, mc_.n_vocab, sum.lse, s.req.top_logprobs)};
   }
   s.seq->push(tok, lp ? &*lp : nullptr);
   if (std::find(s.req.stop_ids.begin(), s.req.stop_ids.end(), tok) != s.req.stop_ids.end()) {
@@ -423,16 +424,19 @@ Status Engine::decode_step(std::vector<Slot*>& live) {
   const auto n = static_cast<int64_t>(live.size());
   std::vector<KvCache*> caches(live.size());  // [n] one cache per sequence
   std::vector<int32_t> ids(live.size());      // [n] the token each sequence evaluates
+  Batch batch;
   for (size_t b = 0; b < live.size(); ++b) {
-    caches[b] = &*live[b]->cache;
+    caches[b] = live[b]->cache.get();
     ids[b] = live[b]->next;
+    batch.add(ids[b], caches[b]->n_pos(), static_cast<int32_t>(b), true);
   }
+  logits_.resize(static_cast<size_t>(n * mc_.n_vocab));
   const auto t0 = std::chrono::steady_clock::now();
-  OSS4_TRY(fwd_.decode_batch(caches.data(), ids.data(), n, &logits_));
+  OSS4_TRY(fwd_.run(batch, caches.data(), n, logits_.data()));
   const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (size_t b = 0; b < live.size(); ++b) {
     live[b]->cached.push_back(ids[b]);
-    emit(*live[b], logits_.data() + static_cast<int64_t>(b) * m_.cfg.n_vocab);
+    emit(*live[b], logits_.data() + static_cast<int64_t>(b) * mc_.n_vocab);
   }
   std::lock_guard<std::mutex> lk(mu_);
   ++st_.n_steps;
@@ -458,21 +462,21 @@ void Engine::retire_locked() {
     const bool keep = cfg_.prefix_reuse && s.cache && s.prefilled && !s.seq->cancelled() && s.seq->finish_reason() != FinishReason::kError;
     if (keep) {
       s.cached.resize(static_cast<size_t>(s.cache->n_pos()));
-      parked_.push_front(Parked{std::move(s.cached), std::move(*s.cache)});
+      parked_.push_front(Parked{std::move(s.cached), std::move(s.cache)});
     }
     it = running_.erase(it);  // a cancelled sequence's K/V is freed here
   }
   // parked caches give way to the budget, oldest first
   int64_t reserved = reserved_bytes_locked();
   while (reserved > cfg_.kv_budget_bytes && !parked_.empty()) {
-    reserved -= static_cast<int64_t>(parked_.back().cache.bytes());
+    reserved -= static_cast<int64_t>(parked_.back().cache->bytes());
     parked_.pop_back();
   }
   // what stats() reports (other threads never look into the slots)
   int64_t used = 0;
   for (const auto& r : running_) used += r->cache ? static_cast<int64_t>(r->cache->bytes()) : 0;
   int64_t parked = 0;
-  for (const auto& p : parked_) parked += static_cast<int64_t>(p.cache.bytes());
+  for (const auto& p : parked_) parked += static_cast<int64_t>(p.cache->bytes());
   st_.kv_bytes_used = used + parked;
   st_.kv_bytes_parked = parked;
   st_.kv_bytes_reserved = reserved;

@@ -20,8 +20,8 @@
 #include <thread>
 #include <vector>
 
-#include "backend/cpu/forward.h"
 #include "eval/logprobs.h"
+#include "runtime/forward.h"
 #include "runtime/kv_cache.h"
 #include "runtime/sampler.h"
 
@@ -130,8 +130,8 @@ struct EngineStats {
 
 class Engine {
  public:
-  // the model must outlive the engine.
-  static Result<std::unique_ptr<Engine>> create(const ModelWeights& m, const EngineConfig& cfg);
+  // the backend (and the weights it runs) must outlive the engine, which is its only user while it runs.
+  static Result<std::unique_ptr<Engine>> create(Forward& fwd, const EngineConfig& cfg);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -149,15 +149,15 @@ class Engine {
 
   EngineStats stats() const;
   const EngineConfig& config() const { return cfg_; }
-  const ModelWeights& model() const { return m_; }
-  // bytes of K/V one position takes (every layer, K and V, f32).
+  const ModelConfig& model_config() const { return mc_; }
+  // bytes of K/V one position takes (every layer, K and V), as the backend stores them.
   int64_t bytes_per_position() const { return bytes_per_pos_; }
 
  private:
   struct Slot {
     std::shared_ptr<Sequence> seq;
     GenRequest req;
-    std::optional<KvCache> cache;
+    std::unique_ptr<KvCache> cache;
     std::vector<int32_t> cached;  // the tokens whose K/V the cache holds, in order
     std::optional<Sampler> sampler;
     std::vector<size_t> alive;    // req.prefixes the tokens so far agree with (while constrained)
@@ -171,10 +171,10 @@ class Engine {
   };
   struct Parked {
     std::vector<int32_t> tokens;  // [n_pos] the tokens whose K/V the cache holds
-    KvCache cache;
+    std::unique_ptr<KvCache> cache;
   };
 
-  Engine(const ModelWeights& m, const EngineConfig& cfg);
+  Engine(Forward& fwd, const EngineConfig& cfg);
   void loop();
   // moves waiting requests into the batch while slots and the KV budget allow. Holds mu_.
   void admit_locked();
@@ -193,10 +193,10 @@ class Engine {
   int32_t constrained_token(Slot& s, const float* logits);
   void retire_locked();
 
-  const ModelWeights& m_;
   const EngineConfig cfg_;
+  Forward& fwd_;
+  const ModelConfig& mc_;
   int64_t bytes_per_pos_ = 0;
-  CpuForward fwd_;
   std::vector<float> logits_;  // [n_running, n_vocab]
   std::vector<float> masked_;  // [n_vocab] logits with the tokens a prefix does not allow at -inf
 

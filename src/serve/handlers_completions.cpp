@@ -28,7 +28,7 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
     if (!t.ok()) return send_error(res, invalid(t.status().message(), "prompt"));
     prompt_text = std::move(t).value();
   }
-  for (int64_t e : engine.model().cfg.eos_token_ids) g.stop_ids.push_back(static_cast<int32_t>(e));
+  for (int64_t e : engine.model_config().eos_token_ids) g.stop_ids.push_back(static_cast<int32_t>(e));
   const std::vector<int32_t> stop_ids = g.stop_ids;
   auto seq = submit(std::move(g), cr.gen, "prompt", res);
   if (!seq) return;

@@ -82,7 +82,7 @@ std::optional<Json> Server::Impl::read_body(const httplib::Request& req, httplib
 
 std::vector<int32_t> Server::Impl::turn_stop_ids() const {
   std::vector<int32_t> ids = enc.stop_tokens_for_assistant_actions();
-  for (int64_t e : engine.model().cfg.eos_token_ids) ids.push_back(static_cast<int32_t>(e));
+  for (int64_t e : engine.model_config().eos_token_ids) ids.push_back(static_cast<int32_t>(e));
   return ids;
 }
 

@@ -9,8 +9,7 @@
 #include <random>
 #include <sstream>
 
-#include "backend/cpu/forward.h"
-#include "backend/cpu/kernels.h"
+#include "runtime/forward.h"
 #include "commands.h"
 #include "core/cpu_features.h"
 #include "core/mem_bandwidth.h"
@@ -23,10 +22,9 @@ namespace oss4::cli {
 
 namespace {
 struct BenchArgs {
-  std::string model, depths = "0", kernels;
+  std::string model, depths = "0";
   RunOptions run;
   int64_t n_prompt = 512, n_gen = 128, chunk = 512, reps = 5;
-  int threads = 0;
   bool json = false, quiet = false;
   int64_t probe_mib = 512;
 };
@@ -74,22 +72,24 @@ int run_bench(const BenchArgs& a) {
   if (!depths.ok()) return fail(depths.status());
   if (a.n_prompt < 0 || a.n_gen < 0 || a.reps < 1) return fail(error("-p and -n must be >= 0 and -r >= 1"));
   if (a.n_prompt == 0 && a.n_gen == 0) return fail(error("nothing to measure: -p 0 and -n 0"));
-  if (!a.kernels.empty()) {
-    auto isa = parse_kernel_isa(a.kernels.c_str());
-    if (!isa.ok()) return fail(isa.status().with_context("--kernels"));
-    Status s = set_kernel_isa(*isa);
-    if (!s.ok()) return fail(s.with_context("--kernels"));
-  }
-  set_kernel_threads(a.threads);
-  const int threads = kernel_pool().n_threads();
+  auto bo = backend_options(a.run);  // bad options fail before the probe and the load
+  if (!bo.ok()) return fail(bo.status());
+  const int threads = resolve_threads(a.run.threads);
 
-  // the bandwidth probe runs first, on the same threads the kernels use
-  const ReadBandwidth bw = measure_read_bandwidth(static_cast<size_t>(a.probe_mib) << 20, 5);
+  // the bandwidth probe runs first, on as many threads as the kernels use
+  ReadBandwidth bw;
+  {
+    ThreadPool probe_pool(threads);
+    bw = measure_read_bandwidth(probe_pool, static_cast<size_t>(a.probe_mib) << 20, 5);
+  }
 
   const auto t_load = std::chrono::steady_clock::now();
-  auto m = load_to_run(a.model, a.quiet || a.json, a.run);
-  if (!m.ok()) return fail(m.status());
+  auto loaded = load_to_run(a.model, a.quiet || a.json, a.run);
+  if (!loaded.ok()) return fail(loaded.status());
   const double load_s = seconds_since(t_load);
+  const ModelWeights* m = loaded->weights.get();
+  Forward& fwd = *loaded->fwd;
+  const BackendInfo info = fwd.info();
   const ModelConfig& c = m->cfg;
   int64_t max_depth = 0;
   for (int64_t d : *depths) max_depth = std::max(max_depth, d);
@@ -105,33 +105,32 @@ int run_bench(const BenchArgs& a) {
     return ids;
   };
 
-  CpuForward fwd(*m);
   std::vector<float> logits;  // [n_vocab]
   std::vector<DepthResult> results;
   for (int64_t depth : *depths) {
     DepthResult r;
     r.depth = depth;
-    auto base = KvCache::create(c, ctx, chunk);
+    auto base = fwd.new_cache(ctx, chunk);
     if (!base.ok()) return fail(base.status());
     if (depth > 0) {
       if (!a.quiet && !a.json) std::fprintf(stderr, "filling the KV cache to depth %lld\n", static_cast<long long>(depth));
       auto ids = random_ids(depth);
-      Status s = fwd.eval(*base, ids.data(), depth, LogitsMode::kNone, nullptr);
+      Status s = eval(fwd, **base, ids.data(), depth, LogitsMode::kNone, nullptr);
       if (!s.ok()) return fail(s);
     }
     // one warm-up decode step (first touch of the weights' pages, thread start-up), not counted
     {
-      KvCache warm = *base;
+      std::unique_ptr<KvCache> warm = (*base)->clone();
       auto ids = random_ids(1);
-      Status s = fwd.eval(warm, ids.data(), 1, LogitsMode::kLast, &logits);
+      Status s = eval(fwd, *warm, ids.data(), 1, LogitsMode::kLast, &logits);
       if (!s.ok()) return fail(s);
     }
     for (int64_t rep = 0; rep < a.reps; ++rep) {
       if (a.n_prompt > 0) {
-        KvCache cache = *base;
+        std::unique_ptr<KvCache> cache = (*base)->clone();
         auto ids = random_ids(a.n_prompt);
         const auto t0 = std::chrono::steady_clock::now();
-        Status s = fwd.eval(cache, ids.data(), a.n_prompt, LogitsMode::kLast, &logits);
+        Status s = eval(fwd, *cache, ids.data(), a.n_prompt, LogitsMode::kLast, &logits);
         if (!s.ok()) return fail(s);
         (void)argmax(logits.data(), c.n_vocab);  // the first token
         const double dt = seconds_since(t0);
@@ -139,11 +138,11 @@ int run_bench(const BenchArgs& a) {
         r.ttft_s.push_back(dt);
       }
       if (a.n_gen > 0) {
-        KvCache cache = *base;
+        std::unique_ptr<KvCache> cache = (*base)->clone();
         int32_t id = random_ids(1)[0];
         const auto t0 = std::chrono::steady_clock::now();
         for (int64_t i = 0; i < a.n_gen; ++i) {
-          Status s = fwd.eval(cache, &id, 1, LogitsMode::kLast, &logits);
+          Status s = eval(fwd, *cache, &id, 1, LogitsMode::kLast, &logits);
           if (!s.ok()) return fail(s);
           id = argmax(logits.data(), c.n_vocab);
         }
@@ -155,7 +154,7 @@ int run_bench(const BenchArgs& a) {
     results.push_back(std::move(r));
   }
 
-  const double wbytes = static_cast<double>(m->weight_bytes_per_token());
+  const double wbytes = static_cast<double>(info.weight_bytes_per_token);
   const double model_bytes = static_cast<double>(m->store.total_bytes());
   const int64_t rss = peak_rss_bytes();
   auto depth_json = [&](const DepthResult& r) {
@@ -179,10 +178,11 @@ int run_bench(const BenchArgs& a) {
     j["n_prompt"] = a.n_prompt;
     j["n_gen"] = a.n_gen;
     j["repetitions"] = a.reps;
-    j["threads"] = threads;
-    j["kernels"] = kernel_isa_name(kernel_isa());
-    j["lm_head"] = weight_type_name(m->lm_head.type);
-    j["activations"] = act_precision_name(act_precision());
+    j["threads"] = info.threads;
+    j["device"] = info.device;
+    j["kernels"] = info.kernels;
+    j["lm_head"] = info.lm_head;
+    j["activations"] = info.activations;
     j["cpu_features"] = cpu_features_string();
     j["weight_bytes_per_token"] = wbytes;
     j["read_bw_gb_s"] = bw.median_gb_s;
@@ -201,12 +201,10 @@ int run_bench(const BenchArgs& a) {
     const std::string at = r.depth > 0 ? " @ d" + std::to_string(r.depth) : "";
     if (a.n_prompt > 0)
       std::printf("| %s | %s | %s | %s | %s | %d | pp%lld%s | %.2f ± %.2f |\n", m->checkpoint_kind.c_str(), format_bytes(model_bytes).c_str(),
-                  weight_type_name(m->lm_head.type), act_precision_name(act_precision()),
-                  kernel_isa_name(kernel_isa()), threads, static_cast<long long>(a.n_prompt), at.c_str(), pp.mean, pp.stddev);
+                  info.lm_head.c_str(), info.activations.c_str(), info.kernels.c_str(), info.threads, static_cast<long long>(a.n_prompt), at.c_str(), pp.mean, pp.stddev);
     if (a.n_gen > 0)
       std::printf("| %s | %s | %s | %s | %s | %d | tg%lld%s | %.2f ± %.2f |\n", m->checkpoint_kind.c_str(), format_bytes(model_bytes).c_str(),
-                  weight_type_name(m->lm_head.type), act_precision_name(act_precision()),
-                  kernel_isa_name(kernel_isa()), threads, static_cast<long long>(a.n_gen), at.c_str(), tg.mean, tg.stddev);
+                  info.lm_head.c_str(), info.activations.c_str(), info.kernels.c_str(), info.threads, static_cast<long long>(a.n_gen), at.c_str(), tg.mean, tg.stddev);
   }
   const DepthResult& r0 = results.front();
   const Stat tg = stat(r0.decode_tok_s);
@@ -231,12 +229,10 @@ void add_bench(CLI::App& app, int* rc) {
   sub->add_option("-m,--model", a->model, "checkpoint directory")->required();
   sub->add_option("-p,--n-prompt", a->n_prompt, "prompt tokens for the prefill test (0 = skip)")->capture_default_str();
   sub->add_option("-n,--n-gen", a->n_gen, "tokens for the decode test (0 = skip)")->capture_default_str();
-  sub->add_option("-t,--threads", a->threads, "threads (default: OSS4_THREADS or every core)");
   sub->add_option("--depth", a->depths, "KV cache depths to test at, comma-separated")->capture_default_str();
   sub->add_option("-r,--repetitions", a->reps, "repetitions of each test")->capture_default_str();
   sub->add_option("--chunk", a->chunk, "prefill chunk size")->capture_default_str()->check(CLI::PositiveNumber);
   add_run_options(sub, &a->run);
-  sub->add_option("--kernels", a->kernels, "kernel rung: ref or avx2 (default: the best this CPU runs)");
   sub->add_option("--probe-mib", a->probe_mib, "size of the read-bandwidth probe buffer in MiB")->capture_default_str()->check(CLI::Range(16, 8192));
   sub->add_flag("--json", a->json, "print one JSON object");
   sub->add_flag("-q,--quiet", a->quiet, "no progress on stderr");

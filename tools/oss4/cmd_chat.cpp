@@ -10,7 +10,7 @@
 #include <iostream>
 #include <memory>
 
-#include "backend/cpu/forward.h"
+#include "runtime/forward.h"
 #include "commands.h"
 #include "model_loader.h"
 #include "runtime/sampler.h"
@@ -85,8 +85,8 @@ std::string default_tokenizer(const std::string& model) {
 
 class ChatSession {
  public:
-  ChatSession(const ChatArgs& a, const ModelWeights& m, const h::HarmonyEncoding& enc, KvCache cache)
-      : a_(a), m_(m), enc_(enc), cache_(std::move(cache)), fwd_(m), sampler_(a.sp) {
+  ChatSession(const ChatArgs& a, const ModelWeights& m, Forward& fwd, const h::HarmonyEncoding& enc, std::unique_ptr<KvCache> cache)
+      : a_(a), m_(m), enc_(enc), cache_(std::move(cache)), fwd_(fwd), sampler_(a.sp) {
     h::SystemContent sys;
     if (a.has_system) sys.model_identity = a.system;
     sys.reasoning_effort = h::reasoning_effort_from_name(a.effort);
@@ -103,20 +103,20 @@ class ChatSession {
     std::vector<int32_t> prompt;
     OSS4_TRY(enc_.render_conversation_for_completion(conv_, h::Role::kAssistant, h::RenderConfig{}, &prompt));
     const auto n_prompt = static_cast<int64_t>(prompt.size());
-    if (n_prompt + a_.n_predict > cache_.max_ctx()) {
+    if (n_prompt + a_.n_predict > cache_->max_ctx()) {
       return error("turn " + std::to_string(turn_no) + ": the conversation (" + std::to_string(n_prompt) + " tokens) + " +
-                   std::to_string(a_.n_predict) + " to generate exceeds the context size " + std::to_string(cache_.max_ctx()) + " (--ctx)");
+                   std::to_string(a_.n_predict) + " to generate exceeds the context size " + std::to_string(cache_->max_ctx()) + " (--ctx)");
     }
     // reuse the cache when the new prompt extends what it holds; otherwise start over
     const bool reuse = !cached_.empty() && cached_.size() < prompt.size() && std::equal(cached_.begin(), cached_.end(), prompt.begin());
     if (!reuse) {
-      cache_.clear();
+      cache_->clear();
       cached_.clear();
     }
     const size_t n_reused = cached_.size();
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
-    OSS4_TRY(fwd_.eval(cache_, prompt.data() + n_reused, n_prompt - static_cast<int64_t>(n_reused), LogitsMode::kLast, &logits_));
+    OSS4_TRY(eval(fwd_, *cache_, prompt.data() + n_reused, n_prompt - static_cast<int64_t>(n_reused), LogitsMode::kLast, &logits_));
     cached_ = prompt;
     const auto t1 = clock::now();
 
@@ -138,7 +138,7 @@ class ChatSession {
         break;
       }
       if (n_gen == a_.n_predict) break;
-      OSS4_TRY(fwd_.eval(cache_, &tok, 1, LogitsMode::kLast, &logits_));
+      OSS4_TRY(eval(fwd_, *cache_, &tok, 1, LogitsMode::kLast, &logits_));
       cached_.push_back(tok);
     }
     printer.print(parser, parser.finish());
@@ -165,8 +165,8 @@ class ChatSession {
   const ChatArgs& a_;
   const ModelWeights& m_;
   const h::HarmonyEncoding& enc_;
-  KvCache cache_;
-  CpuForward fwd_;
+  std::unique_ptr<KvCache> cache_;
+  Forward& fwd_;
   Sampler sampler_;
   h::Conversation conv_;
   std::vector<int32_t> cached_;  // the tokens whose K/V the cache holds, in order
@@ -181,14 +181,15 @@ int run_chat(ChatArgs a) {
   if (!tok.ok()) return fail(tok.status());
   auto enc = h::HarmonyEncoding::create(*tok);
   if (!enc.ok()) return fail(enc.status().with_context(a.tokenizer));
-  auto m = load_to_run(a.model, a.quiet, a.run);
-  if (!m.ok()) return fail(m.status());
+  auto loaded = load_to_run(a.model, a.quiet, a.run);
+  if (!loaded.ok()) return fail(loaded.status());
+  const ModelWeights* m = loaded->weights.get();
   if (m->cfg.n_vocab <= enc->ids().call) {
     return fail(error(a.model + ": vocabulary of " + std::to_string(m->cfg.n_vocab) + " ids has no room for the harmony tokens of " + a.tokenizer));
   }
-  auto cache = KvCache::create(m->cfg, std::min<int64_t>(a.ctx, m->cfg.max_position_embeddings), a.chunk);
+  auto cache = loaded->fwd->new_cache(std::min<int64_t>(a.ctx, m->cfg.max_position_embeddings), a.chunk);
   if (!cache.ok()) return fail(cache.status());
-  ChatSession chat(a, *m, *enc, std::move(cache).value());
+  ChatSession chat(a, *m, *loaded->fwd, *enc, std::move(cache).value());
   const bool interactive = isatty(STDIN_FILENO) != 0;
   std::string line;
   for (int turn_no = 1;; ++turn_no) {

@@ -3,7 +3,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "backend/cpu/forward.h"
+#include "runtime/forward.h"
 #include "commands.h"
 #include "eval/compare.h"
 #include "model_loader.h"
@@ -27,13 +27,12 @@ constexpr const char* kDefaultText =
 
 Result<std::vector<float>> model_logits(const std::string& dir, const std::vector<int32_t>& ids, int64_t chunk, bool quiet,
                                         const RunOptions& run, int64_t* n_vocab) {
-  OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_to_run(dir, quiet, run));
+  OSS4_ASSIGN_OR_RETURN(LoadedModel m, load_to_run(dir, quiet, run));
   const auto n = static_cast<int64_t>(ids.size());
-  OSS4_ASSIGN_OR_RETURN(KvCache cache, KvCache::create(m.cfg, n, chunk));
-  CpuForward fwd(m);
+  OSS4_ASSIGN_OR_RETURN(std::unique_ptr<KvCache> cache, m.fwd->new_cache(n, chunk));
   std::vector<float> logits;  // [n, n_vocab]
-  OSS4_TRY(fwd.eval(cache, ids.data(), n, LogitsMode::kAll, &logits).with_context(dir));
-  *n_vocab = m.cfg.n_vocab;
+  OSS4_TRY(eval(*m.fwd, *cache, ids.data(), n, LogitsMode::kAll, &logits).with_context(dir));
+  *n_vocab = m.weights->cfg.n_vocab;
   return logits;
 }
 
@@ -52,9 +51,12 @@ int run_compare(const CompareArgs& a) {
   if (ids->empty()) return fail(error("no tokens to compare"));
   int64_t va = 0, vb = 0;
   // A runs as stored on the default path; B with the options under test. One model in memory at a time.
+  RunOptions run_b;
+  run_b.lm_head = a.lm_head_b;
+  run_b.activations = a.activations_b;
   auto la = model_logits(a.models[0], *ids, a.chunk, a.quiet, RunOptions{}, &va);
   if (!la.ok()) return fail(la.status());
-  auto lb = model_logits(a.models[1], *ids, a.chunk, a.quiet, RunOptions{a.lm_head_b, a.activations_b}, &vb);
+  auto lb = model_logits(a.models[1], *ids, a.chunk, a.quiet, run_b, &vb);
   if (!lb.ok()) return fail(lb.status());
   if (va != vb) return fail(error("vocabulary sizes differ: " + std::to_string(va) + " vs " + std::to_string(vb)));
   const auto n = static_cast<int64_t>(ids->size());

@@ -16,7 +16,6 @@ struct GenerateArgs {
   RunOptions run;
   bool print_ids = false, literal_specials = false;
   int64_t n_predict = 32, ctx = 4096, chunk = 128;
-  int threads = 0;
   SamplerParams sp;
   bool ignore_eos = false, quiet = false;
 };
@@ -40,7 +39,9 @@ int run_generate(const GenerateArgs& a) {
   ModelOptions mo;
   mo.lm_head = a.run.lm_head;
   mo.activations = a.run.activations;
-  mo.threads = a.threads;
+  mo.threads = a.run.threads;
+  mo.device = a.run.device;
+  mo.kernels = a.run.kernels;
   mo.tokenizer = a.tokenizer;
   LoadProgress progress(a.model, a.quiet);
   mo.progress = progress.fn();
@@ -101,7 +102,6 @@ void add_generate(CLI::App& app, int* rc) {
   sub->add_option("--ctx", a->ctx, "context size (KV cache positions)")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--chunk", a->chunk, "prefill chunk size (tokens per forward call)")->capture_default_str()->check(CLI::PositiveNumber);
   add_run_options(sub, &a->run);
-  sub->add_option("-t,--threads", a->threads, "threads (default: OSS4_THREADS or every core)")->check(CLI::NonNegativeNumber);
   sub->add_flag("--ignore-eos", a->ignore_eos, "keep going past end-of-sequence tokens");
   sub->add_flag("-q,--quiet", a->quiet, "no progress or timing on stderr");
   sub->callback([a, rc] { *rc = run_generate(*a); });

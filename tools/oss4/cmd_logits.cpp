@@ -2,7 +2,7 @@
 #include <cstdio>
 #include <memory>
 
-#include "backend/cpu/forward.h"
+#include "runtime/forward.h"
 #include "commands.h"
 #include "format/npy.h"
 #include "model_loader.h"
@@ -20,16 +20,16 @@ struct LogitsArgs {
 int run_logits(const LogitsArgs& a) {
   auto ids = parse_ids(a.ids);
   if (!ids.ok()) return fail(ids.status());
-  auto m = load_to_run(a.model, a.quiet, a.run);
-  if (!m.ok()) return fail(m.status());
+  auto loaded = load_to_run(a.model, a.quiet, a.run);
+  if (!loaded.ok()) return fail(loaded.status());
+  const ModelWeights* m = loaded->weights.get();
   const int64_t n = static_cast<int64_t>(ids->size());
   if (n > m->cfg.max_position_embeddings)
     return fail(error(std::to_string(n) + " ids exceed max_position_embeddings " + std::to_string(m->cfg.max_position_embeddings)));
-  auto cache = KvCache::create(m->cfg, n, a.chunk);
+  auto cache = loaded->fwd->new_cache(n, a.chunk);
   if (!cache.ok()) return fail(cache.status());
-  CpuForward fwd(*m);
   std::vector<float> logits;  // [n, n_vocab]
-  Status s = fwd.eval(*cache, ids->data(), n, LogitsMode::kAll, &logits);
+  Status s = eval(*loaded->fwd, **cache, ids->data(), n, LogitsMode::kAll, &logits);
   if (!s.ok()) return fail(s);
   s = write_npy_f32(a.out, logits.data(), {n, m->cfg.n_vocab});
   if (!s.ok()) return fail(s);

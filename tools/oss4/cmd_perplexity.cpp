@@ -8,7 +8,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "backend/cpu/forward.h"
+#include "runtime/forward.h"
 #include "commands.h"
 #include "core/mapped_file.h"
 #include "eval/perplexity.h"
@@ -77,9 +77,9 @@ int run_perplexity_cmd(const PerplexityArgs& a) {
   if (!tok.ok()) return fail(tok.status());
   auto ids = tok->encode(*text, /*allow_special=*/false);
   if (!ids.ok()) return fail(ids.status().with_context(a.file));
-  auto m = load_to_run(a.model, a.quiet, a.run);
-  if (!m.ok()) return fail(m.status());
-  CpuForward fwd(*m);
+  auto loaded = load_to_run(a.model, a.quiet, a.run);
+  if (!loaded.ok()) return fail(loaded.status());
+  Forward& fwd = *loaded->fwd;
   PerplexityConfig cfg;
   cfg.ctx = a.ctx;
   cfg.max_chunks = a.chunks;

@@ -62,8 +62,9 @@ int run_serve(const ServeArgs& a) {
     if (!s.ok()) return fail(s.status().with_context("--script"));
     sc.script = std::move(s).value();
   }
-  auto m = load_to_run(a.model, a.quiet, a.run);
-  if (!m.ok()) return fail(m.status());
+  auto loaded = load_to_run(a.model, a.quiet, a.run);
+  if (!loaded.ok()) return fail(loaded.status());
+  const ModelWeights* m = loaded->weights.get();
   if (m->cfg.n_vocab <= enc->ids().call) {
     return fail(error(a.model + ": vocabulary of " + std::to_string(m->cfg.n_vocab) + " ids has no room for the harmony tokens"));
   }
@@ -75,7 +76,7 @@ int run_serve(const ServeArgs& a) {
   ec.prefill_chunk = a.prefill_chunk;
   ec.kv_budget_bytes = static_cast<int64_t>(a.kv_gib * 1024.0 * 1024.0 * 1024.0);
   ec.prefix_reuse = !a.no_prefix_reuse;
-  auto engine = serve::Engine::create(*m, ec);
+  auto engine = serve::Engine::create(*loaded->fwd, ec);
   if (!engine.ok()) return fail(engine.status());
 
   serve::Server server(**engine, *enc, sc);

@@ -7,10 +7,7 @@
 #include <string>
 
 #include "api/load.h"
-#include "backend/cpu/kernels.h"
 #include "core/progress.h"
-#include "model/lm_head.h"
-#include "model/repack.h"
 #include "model/weights.h"
 
 namespace oss4::cli {
@@ -50,14 +47,20 @@ inline constexpr const char* kActivationsHelp =
     "activations of the NVFP4 matmuls: f32 (default, W4A16) or q8 (opt-in fast path: quantized to 8 bits per 16 inputs; "
     "see oss4 compare --activations-b)";
 
-// how a command runs the model: RunOptions (api/load.h), the numeric options every running command takes
-inline void add_run_options(CLI::App* sub, RunOptions* o) {
+inline constexpr const char* kKernelsHelp =
+    "CPU kernel rung: auto (OSS4_KERNELS, else the best this CPU runs), ref (the scalar reference, one thread) or avx2";
+
+// how a command runs the model: RunOptions (api/load.h), the options every running command takes
+inline void add_run_options(CLI::App* sub, RunOptions* o, bool with_threads = true) {
   sub->add_option("--lm-head", o->lm_head, kLmHeadHelp)->capture_default_str();
   sub->add_option("--activations", o->activations, kActivationsHelp)->capture_default_str();
+  sub->add_option("--device", o->device, "where the model runs: auto or cpu")->capture_default_str();
+  sub->add_option("--kernels", o->kernels, kKernelsHelp)->capture_default_str();
+  if (with_threads) sub->add_option("-t,--threads", o->threads, "threads (default: OSS4_THREADS or every core)")->check(CLI::NonNegativeNumber);
 }
 
-// loads a model to run it, with progress (api/load.h: activation precision, --lm-head, repack for the CPU kernels).
-inline Result<ModelWeights> load_to_run(const std::string& dir, bool quiet, const RunOptions& o) {
+// loads a model and makes its backend, with progress (api/load.h: the weights, then the backend's prepare step).
+inline Result<LoadedModel> load_to_run(const std::string& dir, bool quiet, const RunOptions& o) {
   LoadProgress p(dir, quiet);
   auto m = load_model_to_run(dir, o, p.fn());
   p.finish();

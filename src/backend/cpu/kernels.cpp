@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -32,22 +33,16 @@ bool isa_available(KernelIsa isa) {
   }
 }
 
-KernelIsa initial_isa() {
-  if (const char* e = std::getenv("OSS4_KERNELS")) {
-    auto isa = parse_kernel_isa(e);
-    if (isa.ok() && isa_available(*isa)) return *isa;
+bool q8_applies(const CpuExec& ex, const LinearWeight& w) { return ex.act == ActPrecision::kQ8 && w.type == WeightType::kNvfp4 && w.in_major; }
+
+// fn(task) for every task in [0, n_tasks): on the pool, or on this thread when there is none
+void run_tasks(const CpuExec& ex, int64_t n_tasks, const std::function<void(int64_t)>& fn) {
+  if (ex.pool != nullptr) {
+    ex.pool->run(n_tasks, fn);
+  } else {
+    for (int64_t t = 0; t < n_tasks; ++t) fn(t);
   }
-  return best_kernel_isa();
 }
-
-KernelIsa& isa_slot() {
-  static KernelIsa isa = initial_isa();
-  return isa;
-}
-
-std::atomic<ActPrecision> g_act{ActPrecision::kF32};
-
-bool q8_applies(const LinearWeight& w) { return g_act.load(std::memory_order_relaxed) == ActPrecision::kQ8 && w.type == WeightType::kNvfp4 && w.in_major; }
 
 #if defined(OSS4_HAVE_AVX2)
 struct Luts {
@@ -105,8 +100,8 @@ constexpr int64_t kFinishRange = 8192;
 
 // y = the sum of the in-major GEMV's parts [n_parts, n_tok, n_out], in output order, plus bias, for a job of more than
 // kFinishRange outputs: in ranges on the pool (smaller jobs are summed inside their region, see linear_jobs_avx2)
-void finish_parts_pooled(const avx2::LinearArgs& a, const float* parts, int64_t n_parts) {
-  kernel_pool().run((a.n_out + kFinishRange - 1) / kFinishRange, [&](int64_t r) {
+void finish_parts_pooled(const CpuExec& ex, const avx2::LinearArgs& a, const float* parts, int64_t n_parts) {
+  run_tasks(ex, (a.n_out + kFinishRange - 1) / kFinishRange, [&](int64_t r) {
     avx2::fp4_gemv_in_major_finish(a, parts, n_parts, r * kFinishRange, std::min(a.n_out, (r + 1) * kFinishRange));
   });
 }
@@ -151,14 +146,14 @@ void q8_prepare(JobPlan& p, Q8Buffers& b) {
   p.q8.flip = gemv ? b.pr.data() + half : nullptr;
 }
 
-bool plan_job(const LinearJob& j, int n_threads, JobPlan* p) {
+bool plan_job(const CpuExec& ex, const LinearJob& j, int n_threads, JobPlan* p) {
   if (!avx2_args(*j.w, &p->a)) return false;
   p->a.x = j.x;
   p->a.n_tok = j.n_tok;
   p->a.bias = j.bias;
   p->a.y = j.y;
   const bool gemv = j.n_tok < avx2::kInMajorGemmMinTok;
-  if (q8_applies(*j.w) && avx2::nvfp4_q8_takes(p->a)) {
+  if (q8_applies(ex, *j.w) && avx2::nvfp4_q8_takes(p->a)) {
     p->mode = gemv ? JobMode::kQ8Parts : JobMode::kQ8Gemm;
   } else if (p->a.kind == avx2::WKind::kNvfp4InMajor && gemv && avx2::fp4_gemv_takes(p->a)) {
     p->mode = JobMode::kParts;
@@ -205,17 +200,16 @@ void run_task(const JobPlan& p, int64_t task) {
 }
 
 // every job's tasks in one parallel region, then the parts' sums; false (nothing done) if a weight has no AVX2 kernel
-bool linear_jobs_avx2(const LinearJob* jobs, int64_t n_jobs) {
+bool linear_jobs_avx2(const CpuExec& ex, const LinearJob* jobs, int64_t n_jobs) {
   thread_local std::vector<JobPlan> plans;
   thread_local std::vector<Q8Buffers> q8_bufs;
   thread_local std::vector<float> parts;
-  ThreadPool& pool = kernel_pool();
   plans.assign(static_cast<size_t>(n_jobs), JobPlan{});
   if (static_cast<int64_t>(q8_bufs.size()) < n_jobs) q8_bufs.resize(static_cast<size_t>(n_jobs));
   int64_t n_tasks = 0, n_part_floats = 0;
   for (int64_t j = 0; j < n_jobs; ++j) {
     JobPlan& p = plans[static_cast<size_t>(j)];
-    if (!plan_job(jobs[j], pool.n_threads(), &p)) return false;
+    if (!plan_job(ex, jobs[j], ex.n_threads(), &p)) return false;
     p.first = n_tasks;
     n_tasks += p.n_tasks;
     n_part_floats += p.n_parts * p.a.n_tok * p.a.n_out;
@@ -236,7 +230,7 @@ bool linear_jobs_avx2(const LinearJob* jobs, int64_t n_jobs) {
   for (int64_t j = 0; j < n_jobs; ++j) parts_done[static_cast<size_t>(j)].store(0, std::memory_order_relaxed);
   const JobPlan* pl = plans.data();  // a thread_local named inside the lambda would be each worker's own
   std::atomic<int64_t>* done = parts_done.data();
-  pool.run(n_tasks, [pl, n_jobs, done](int64_t task) {
+  run_tasks(ex, n_tasks, [pl, n_jobs, done](int64_t task) {
     int64_t j = 0;
     while (j + 1 < n_jobs && task >= pl[j + 1].first) ++j;
     const JobPlan& p = pl[j];
@@ -245,7 +239,7 @@ bool linear_jobs_avx2(const LinearJob* jobs, int64_t n_jobs) {
       avx2::fp4_gemv_in_major_finish(p.a, p.parts, p.n_parts, 0, p.a.n_out);
   });
   for (int64_t j = 0; j < n_jobs; ++j)
-    if (pl[j].n_parts > 0 && pl[j].a.n_out > kFinishRange) finish_parts_pooled(pl[j].a, pl[j].parts, pl[j].n_parts);
+    if (pl[j].n_parts > 0 && pl[j].a.n_out > kFinishRange) finish_parts_pooled(ex, pl[j].a, pl[j].parts, pl[j].n_parts);
   return true;
 }
 #endif
@@ -273,36 +267,34 @@ Result<KernelIsa> parse_kernel_isa(const char* name) {
 
 KernelIsa best_kernel_isa() { return isa_available(KernelIsa::kAvx2) ? KernelIsa::kAvx2 : KernelIsa::kRef; }
 
-KernelIsa kernel_isa() { return isa_slot(); }
-
-Status set_kernel_isa(KernelIsa isa) {
+Status check_kernel_isa(KernelIsa isa) {
   if (!isa_available(isa)) {
     return error(std::string("kernel rung '") + kernel_isa_name(isa) + "' is not available on this CPU or in this build (CPU: " +
                  cpu_features_string() + ")");
   }
-  isa_slot() = isa;
   return ok_status();
 }
 
-const char* act_precision_name(ActPrecision p) { return p == ActPrecision::kQ8 ? "q8" : "f32"; }
-
-Result<ActPrecision> parse_act_precision(const char* name) {
-  const std::string s = name;
-  if (s == "f32") return ActPrecision::kF32;
-  if (s == "q8") return ActPrecision::kQ8;
-  return error("unknown activation precision '" + s + "' (expected f32 or q8)");
+Result<KernelIsa> resolve_kernel_isa(const std::string& name) {
+  if (name == "auto") {
+    if (const char* e = std::getenv("OSS4_KERNELS")) {
+      auto isa = parse_kernel_isa(e);
+      if (isa.ok() && isa_available(*isa)) return *isa;
+    }
+    return best_kernel_isa();
+  }
+  OSS4_ASSIGN_OR_RETURN(KernelIsa isa, parse_kernel_isa(name.c_str()));
+  OSS4_TRY(check_kernel_isa(isa));
+  return isa;
 }
 
-ActPrecision act_precision() { return g_act.load(std::memory_order_relaxed); }
-void set_act_precision(ActPrecision p) { g_act.store(p, std::memory_order_relaxed); }
-
-void f32_linear_jobs(const LinearJob* jobs, int64_t n_jobs) {
+void f32_linear_jobs(const CpuExec& ex, const LinearJob* jobs, int64_t n_jobs) {
 #if defined(OSS4_HAVE_AVX2)
-  if (kernel_isa() == KernelIsa::kAvx2 && linear_jobs_avx2(jobs, n_jobs)) return;
+  if (ex.isa == KernelIsa::kAvx2 && linear_jobs_avx2(ex, jobs, n_jobs)) return;
 #endif
   for (int64_t j = 0; j < n_jobs; ++j) {
     const LinearJob& jb = jobs[j];
-    if (q8_applies(*jb.w)) {
+    if (q8_applies(ex, *jb.w)) {
       f32_nvfp4w_q8a_linear_ref(*jb.w, jb.x, jb.n_tok, jb.bias, jb.y);
     } else {
       f32_linear_ref(*jb.w, jb.x, jb.n_tok, jb.bias, jb.y);
@@ -310,17 +302,17 @@ void f32_linear_jobs(const LinearJob* jobs, int64_t n_jobs) {
   }
 }
 
-void f32_linear(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y) {
+void f32_linear(const CpuExec& ex, const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y) {
   const LinearJob job{&w, x, n_tok, bias, y};
-  f32_linear_jobs(&job, 1);
+  f32_linear_jobs(ex, &job, 1);
 }
 
-void f32_swiglu(const float* gu, int64_t n_rows, int64_t n_ff, float alpha, float limit, float* out) {
+void f32_swiglu(const CpuExec& ex, const float* gu, int64_t n_rows, int64_t n_ff, float alpha, float limit, float* out) {
 #if defined(OSS4_HAVE_AVX2)
-  if (kernel_isa() == KernelIsa::kAvx2) {
+  if (ex.isa == KernelIsa::kAvx2) {
     // rows per task: a prompt chunk's few thousand rows are worth spreading, a decode step's four are not
     constexpr int64_t kRows = 16;
-    kernel_pool().run((n_rows + kRows - 1) / kRows, [&](int64_t task) {
+    run_tasks(ex, (n_rows + kRows - 1) / kRows, [&](int64_t task) {
       for (int64_t r = task * kRows; r < std::min(n_rows, (task + 1) * kRows); ++r)
         avx2::f32_swiglu(gu + r * 2 * n_ff, n_ff, alpha, limit, out + r * n_ff);
     });
@@ -330,10 +322,10 @@ void f32_swiglu(const float* gu, int64_t n_rows, int64_t n_ff, float alpha, floa
   for (int64_t r = 0; r < n_rows; ++r) f32_swiglu_ref(gu + r * 2 * n_ff, n_ff, alpha, limit, out + r * n_ff);
 }
 
-void f32_sdpa_sink(const float* q, const int64_t* pos, int64_t n_tok, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+void f32_sdpa_sink(const CpuExec& ex, const float* q, const int64_t* pos, int64_t n_tok, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                    const KvLayerView& kv, int64_t window, const float* sinks, float scale, float* out) {
 #if defined(OSS4_HAVE_AVX2)
-  if (kernel_isa() == KernelIsa::kAvx2) {
+  if (ex.isa == KernelIsa::kAvx2) {
     const int64_t group = n_heads / n_kv_heads;
     // token t's query head h (and from it, for the group kernel, the rest of h's group) against its key/value head
     auto args = [&](int64_t t, int64_t h) {
@@ -353,13 +345,13 @@ void f32_sdpa_sink(const float* q, const int64_t* pos, int64_t n_tok, int64_t n_
     };
     if (avx2::sdpa_group_takes(head_dim)) {
       // one task per (token, key/value head): the group's query heads share each K and V row it reads
-      kernel_pool().run(n_tok * n_kv_heads, [&](int64_t task) {
+      run_tasks(ex, n_tok * n_kv_heads, [&](int64_t task) {
         const int64_t t = task / n_kv_heads, h0 = task % n_kv_heads * group;
         const avx2::SdpaHeadArgs a = args(t, h0);
         avx2::f32_sdpa_sink_group(a, group, sinks + h0, thread_scratch(group * (a.hi - a.lo + 3)), out + (t * n_heads + h0) * head_dim);
       });
     } else {
-      kernel_pool().run(n_tok * n_heads, [&](int64_t task) {
+      run_tasks(ex, n_tok * n_heads, [&](int64_t task) {
         const int64_t t = task / n_heads, h = task % n_heads;
         const avx2::SdpaHeadArgs a = args(t, h);
         avx2::f32_sdpa_sink_head(a, thread_scratch(a.hi - a.lo + 1), out + (t * n_heads + h) * head_dim);

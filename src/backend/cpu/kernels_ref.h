@@ -6,6 +6,7 @@
 
 #include "model/rope.h"
 #include "model/weights.h"
+#include "runtime/kv_view.h"
 
 namespace oss4 {
 
@@ -28,16 +29,6 @@ void f32_rmsnorm_ref(const float* x, const float* w, int64_t n_tok, int64_t n, f
 
 // half-split (NeoX) RoPE in place with YaRN concentration: x [n_tok, n_heads, head_dim], pos [n_tok].
 void f32_rope_ref(float* x, const int64_t* pos, int64_t n_tok, int64_t n_heads, const RopeTable& rope);
-
-// keys and values of one layer: [capacity, n_kv_heads, head_dim] f32 each; a ring buffer keeps position p
-// in slot p % capacity, otherwise slot p.
-struct KvLayerView {
-  const float* k = nullptr;
-  const float* v = nullptr;
-  int64_t capacity = 0;
-  bool ring = false;
-  int64_t slot(int64_t pos) const { return ring ? pos % capacity : pos; }
-};
 
 // attention with learned sinks and an optional sliding window (window 0 = full causal):
 // q [n_tok, n_heads, head_dim] (RoPE applied), pos [n_tok], sinks [n_heads]; out [n_tok, n_heads * head_dim].

@@ -1,0 +1,18 @@
+// The one place a backend is chosen: make_forward builds the Forward (runtime/forward.h) of the device BackendOptions
+// names, from loaded weights. Adding a backend is its files under src/backend/NAME/ and one line here.
+#pragma once
+
+#include <memory>
+
+#include "backend/options.h"
+#include "model/weights.h"
+#include "runtime/forward.h"
+
+namespace oss4 {
+
+// the weights must outlive the Forward. The backend prepares its own copy of what it lays out differently (the CPU:
+// row-major NVFP4 matrices repacked input-major, an lm_head quantized at load); m itself is left as it was, except
+// that checkpoint pages the backend no longer reads are released (they read back from the file if touched).
+Result<std::unique_ptr<Forward>> make_forward(const ModelWeights& m, const BackendOptions& o);
+
+}  // namespace oss4
