@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "backend/cpu/kernels.h"
-#include "quant/float_formats.h"
+#include "numeric/float_formats.h"
 
 namespace oss4 {
 namespace {

@@ -7,8 +7,8 @@
 
 #include "core/thread_pool.h"
 #include "core/transpose.h"
-#include "quant/float_formats.h"
-#include "quant/nvfp4.h"
+#include "numeric/float_formats.h"
+#include "numeric/nvfp4.h"
 
 namespace oss4 {
 

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "quant/float_formats.h"
+#include "numeric/float_formats.h"
 
 namespace oss4 {
 
@@ -18,6 +18,23 @@ const char* weight_type_name(WeightType t) {
     case WeightType::kNvfp4: return "nvfp4";
   }
   return "?";
+}
+
+const char* checkpoint_kind_name(CheckpointKind k) {
+  switch (k) {
+    case CheckpointKind::kMxfp4: return "mxfp4";
+    case CheckpointKind::kBf16: return "bf16";
+    case CheckpointKind::kNvfp4Export: return "nvfp4";
+    case CheckpointKind::kNvfp4FakeQuant: return "nvfp4 (ModelOpt fake-quant, quantized at load)";
+    case CheckpointKind::kNvfp4CompressedTensors: return "nvfp4 (compressed-tensors)";
+    case CheckpointKind::kBf16ExpertsNvfp4Attention: return "bf16 experts, nvfp4 attention (ModelOpt fake-quant)";
+    case CheckpointKind::kBf16FakeQuantKept: return "bf16 (ModelOpt fake-quant, kept BF16)";
+  }
+  return "?";
+}
+
+bool checkpoint_kind_is_nvfp4(CheckpointKind k) {
+  return k == CheckpointKind::kNvfp4Export || k == CheckpointKind::kNvfp4FakeQuant || k == CheckpointKind::kNvfp4CompressedTensors;
 }
 
 size_t LinearWeight::nbytes() const {
@@ -299,14 +316,14 @@ Result<ModelWeights> load_model(const std::string& dir, const ProgressFn& progre
   if (mxfp4 && (c.n_embd % 32 != 0 || c.n_ff % 32 != 0))
     return error(dir + ": MXFP4 experts need hidden_size and intermediate_size divisible by 32");
   switch (form) {
-    case ExpertForm::kMxfp4: m.checkpoint_kind = "mxfp4"; break;
-    case ExpertForm::kNvfp4: m.checkpoint_kind = "nvfp4"; break;
-    case ExpertForm::kFakeQuant: m.checkpoint_kind = "nvfp4 (ModelOpt fake-quant, quantized at load)"; break;
-    case ExpertForm::kCompressedTensors: m.checkpoint_kind = "nvfp4 (compressed-tensors)"; break;
+    case ExpertForm::kMxfp4: m.checkpoint_kind = CheckpointKind::kMxfp4; break;
+    case ExpertForm::kNvfp4: m.checkpoint_kind = CheckpointKind::kNvfp4Export; break;
+    case ExpertForm::kFakeQuant: m.checkpoint_kind = CheckpointKind::kNvfp4FakeQuant; break;
+    case ExpertForm::kCompressedTensors: m.checkpoint_kind = CheckpointKind::kNvfp4CompressedTensors; break;
     case ExpertForm::kBf16:
-      m.checkpoint_kind = has_fakequant_attention(m.store, 0) ? opt.quantize_fakequant ? "bf16 experts, nvfp4 attention (ModelOpt fake-quant)"
-                                                                                        : "bf16 (ModelOpt fake-quant, kept BF16)"
-                                                              : "bf16";
+      m.checkpoint_kind = !has_fakequant_attention(m.store, 0) ? CheckpointKind::kBf16
+                          : opt.quantize_fakequant             ? CheckpointKind::kBf16ExpertsNvfp4Attention
+                                                               : CheckpointKind::kBf16FakeQuantKept;
       break;
   }
   if (form != ExpertForm::kMxfp4 && form != ExpertForm::kBf16 && (c.n_embd % 16 != 0 || c.n_ff % 16 != 0))

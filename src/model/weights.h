@@ -51,6 +51,22 @@ struct LayerWeights {
   LayerKind kind = LayerKind::kFull;
 };
 
+// the form a checkpoint's experts (and attention) came in, as load_model recognised it.
+enum class CheckpointKind {
+  kMxfp4,                      // HF release: MXFP4 experts, BF16 attention
+  kBf16,                       // BF16 experts and attention
+  kNvfp4Export,                // ModelOpt's exported NVFP4
+  kNvfp4FakeQuant,             // ModelOpt fake-quant save, quantized to NVFP4 at load
+  kNvfp4CompressedTensors,     // compressed-tensors nvfp4-pack-quantized
+  kBf16ExpertsNvfp4Attention,  // BF16 experts, ModelOpt fake-quant attention quantized to NVFP4 at load
+  kBf16FakeQuantKept,          // ModelOpt fake-quant save loaded with quantize_fakequant = false: BF16 as stored
+};
+
+// the display name `oss4 info` and `oss4 bench` print: "mxfp4", "bf16", "nvfp4", "nvfp4 (compressed-tensors)", ...
+const char* checkpoint_kind_name(CheckpointKind k);
+// true for the kinds whose experts are NVFP4 (the names that start with "nvfp4").
+bool checkpoint_kind_is_nvfp4(CheckpointKind k);
+
 struct ModelWeights {
   ModelConfig cfg;
   RopeTable rope;
@@ -59,7 +75,7 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   std::vector<float> final_norm;  // [n_embd]
   LinearWeight lm_head;       // [n_vocab, n_embd]
-  std::string checkpoint_kind;  // "mxfp4", "bf16", "nvfp4", ... for display
+  CheckpointKind checkpoint_kind = CheckpointKind::kBf16;  // checkpoint_kind_name() for display
   // weights built at load (ModelOpt fake-quant quantized to NVFP4, compressed-tensors gate/up interleaved, a
   // requantized lm_head); the LinearWeights point into these buffers, which a move of ModelWeights keeps in place.
   std::vector<std::vector<uint8_t>> owned;

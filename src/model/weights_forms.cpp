@@ -6,9 +6,9 @@
 #include <cstring>
 
 #include "core/parallel_for.h"
+#include "model/weight_decode.h"
 #include "model/weights_internal.h"
-#include "quant/nvfp4.h"
-#include "quant/quantize.h"
+#include "numeric/nvfp4.h"
 
 namespace oss4::detail {
 

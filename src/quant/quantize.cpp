@@ -8,53 +8,23 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 
-#include "backend/cpu/kernels_ref.h"
+#include "backend/backend.h"
 #include "core/mapped_file.h"
 #include "core/parallel_for.h"
+#include "core/thread_pool.h"
 #include "core/transpose.h"
 #include "format/checkpoint_writer.h"
 #include "format/json_read.h"
 #include "model/lm_head.h"
-#include "backend/backend.h"
-#include "core/thread_pool.h"
+#include "model/weight_decode.h"
+#include "numeric/float_formats.h"
+#include "numeric/mxfp4.h"
+#include "numeric/nvfp4.h"
 #include "quant/calibrate.h"
-#include "quant/float_formats.h"
-#include "quant/nvfp4.h"
 
 namespace oss4 {
 
 using json = nlohmann::json;
-
-void decode_weight_f32(const LinearWeight& w, float* out) {
-  const int64_t n_out = w.n_out, n_in = w.n_in;
-  auto at = [&](int64_t o, int64_t i) -> float& { return out[o * n_in + i]; };
-  switch (w.type) {
-    case WeightType::kF32:
-    case WeightType::kBF16:
-      for (int64_t o = 0; o < n_out; ++o)
-        for (int64_t i = 0; i < n_in; ++i) {
-          const int64_t k = w.in_major ? i * n_out + o : o * n_in + i;
-          at(o, i) = w.type == WeightType::kF32 ? reinterpret_cast<const float*>(w.data)[k]
-                                                : bf16_to_f32(reinterpret_cast<const uint16_t*>(w.data)[k]);
-        }
-      return;
-    case WeightType::kMxfp4:
-      for (int64_t o = 0; o < n_out; ++o) mxfp4_decode_row_ref(w.data + o * n_in / 2, w.scales + o * n_in / 32, n_in, out + o * n_in);
-      return;
-    case WeightType::kNvfp4:
-      if (!w.in_major) {
-        for (int64_t o = 0; o < n_out; ++o) nvfp4_decode_row_ref(w.data + o * n_in / 2, w.scales + o * n_in / 16, w.scale2, n_in, out + o * n_in);
-        return;
-      }
-      for (int64_t i = 0; i < n_in; ++i)
-        for (int64_t o = 0; o < n_out; ++o) {
-          const uint8_t byte = w.data[(i / 2) * n_out + o];
-          const float f = e4m3_to_f32(w.scales[(i / 16) * n_out + o]) * w.scale2;
-          at(o, i) = kE2m1Lut[i % 2 == 0 ? byte & 15 : byte >> 4] * f;
-        }
-      return;
-  }
-}
 
 namespace {
 
@@ -563,12 +533,13 @@ Status quantize_checkpoint(const QuantizeOptions& opt, const ProgressFn& progres
   LoadOptions lo;
   lo.quantize_fakequant = false;  // a ModelOpt fake-quant input is quantized here, from its BF16 weights and _amax
   OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_model(opt.in_dir, nullptr, lo));
-  if (m.checkpoint_kind == "nvfp4 (compressed-tensors)") {
+  if (m.checkpoint_kind == CheckpointKind::kNvfp4CompressedTensors) {
     if (opt.lm_head_nvfp4)
       return error(opt.in_dir + ": --lm-head nvfp4: a compressed-tensors checkpoint is repacked as it is, not requantized; run it with --lm-head nvfp4 instead");
     return repack_compressed_tensors(opt, m, progress, report);
   }
-  if (m.checkpoint_kind.rfind("nvfp4", 0) == 0) return error(opt.in_dir + ": is already NVFP4 (" + m.checkpoint_kind + ")");
+  if (checkpoint_kind_is_nvfp4(m.checkpoint_kind))
+    return error(opt.in_dir + ": is already NVFP4 (" + checkpoint_kind_name(m.checkpoint_kind) + ")");
   const ModelConfig& c = m.cfg;
   if (c.n_embd % 16 != 0 || c.n_ff % 16 != 0 || c.q_dim() % 16 != 0)
     return error(opt.in_dir + ": NVFP4 needs hidden_size, intermediate_size and the attention width divisible by 16");

@@ -57,8 +57,6 @@ struct Nvfp4Matrix {
   float scale2 = 0;
 };
 
-// every element of a weight as f32, [n_out, n_in] row-major (any WeightType, either orientation).
-void decode_weight_f32(const LinearWeight& w, float* out);
 // like nvfp4_quantize_ref, then each block's scale re-chosen among nearby E4M3 codes (the amax code included) to
 // minimise the block's squared error.
 Status nvfp4_quantize_mse(const float* w, int64_t n_out, int64_t n_in, float amax, Nvfp4Matrix* out, const std::string& name);

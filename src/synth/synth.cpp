@@ -8,10 +8,10 @@
 #include <tuple>
 #include <vector>
 
-#include "backend/cpu/kernels_ref.h"
 #include "core/mapped_file.h"
 #include "format/checkpoint_writer.h"
-#include "quant/float_formats.h"
+#include "numeric/float_formats.h"
+#include "numeric/mxfp4.h"
 #include "text/tokenizer.h"
 
 namespace oss4 {

@@ -5,7 +5,7 @@
 #include <random>
 #include <vector>
 
-#include "quant/float_formats.h"
+#include "numeric/float_formats.h"
 
 namespace oss4::test {
 

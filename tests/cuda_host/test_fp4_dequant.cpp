@@ -8,7 +8,7 @@
 
 #include "backend/cuda/fp4_dequant.h"
 #include "backend/cuda/tile_layout.h"
-#include "quant/float_formats.h"
+#include "numeric/float_formats.h"
 
 namespace oss4 {
 namespace {

@@ -29,7 +29,7 @@ TEST_P(Golden, FullForwardMatchesTransformers) {
   ASSERT_NE(ref.logits, nullptr);
   auto m = load_model(kGolden + "/" + cfg + "/" + layout);
   ASSERT_TRUE(m.ok()) << m.status().message();
-  EXPECT_EQ(m->checkpoint_kind, layout);
+  EXPECT_STREQ(checkpoint_kind_name(m->checkpoint_kind), layout.c_str());
   ASSERT_EQ(m->cfg.n_vocab, ref.n_vocab);
   const auto T = static_cast<int64_t>(ref.ids.size());
   ASSERT_GE(T, 300);

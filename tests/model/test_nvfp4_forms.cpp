@@ -15,9 +15,9 @@
 #include "logit_compare.h"
 #include "model/lm_head.h"
 #include "model/repack.h"
-#include "quant/float_formats.h"
-#include "quant/nvfp4.h"
-#include "quant/quantize.h"
+#include "model/weight_decode.h"
+#include "numeric/float_formats.h"
+#include "numeric/nvfp4.h"
 
 namespace oss4 {
 namespace {
@@ -45,7 +45,7 @@ TEST_P(Forms, LogitsMatchTransformersOnTheDequantizedWeights) {
   for (bool repack : {false, true}) {
   ModelWeights m = load(form);
   ASSERT_EQ(m.cfg.n_vocab, ref->shape[1]);
-  EXPECT_NE(m.checkpoint_kind.find("nvfp4"), std::string::npos) << m.checkpoint_kind;
+  EXPECT_TRUE(checkpoint_kind_is_nvfp4(m.checkpoint_kind)) << checkpoint_kind_name(m.checkpoint_kind);
   if (repack) {  // the layout the CLI runs (model/repack.h): row-major NVFP4 attention transposed to in-major
     auto bytes = repack_nvfp4_in_major(m);
     ASSERT_TRUE(bytes.ok()) << bytes.status().message();

@@ -5,10 +5,11 @@
 #include <vector>
 
 #include "backend/cpu/kernels_ref.h"
+#include "core/transpose.h"
 #include "format/json_read.h"
 #include "format/npy.h"
-#include "core/transpose.h"
-#include "quant/float_formats.h"
+#include "numeric/float_formats.h"
+#include "numeric/mxfp4.h"
 #include "test_helpers.h"
 
 namespace oss4 {

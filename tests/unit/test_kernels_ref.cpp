@@ -6,8 +6,8 @@
 #include <random>
 
 #include "backend/cpu/kernels_ref.h"
-#include "quant/float_formats.h"
-#include "quant/nvfp4.h"
+#include "numeric/float_formats.h"
+#include "numeric/nvfp4.h"
 
 namespace oss4 {
 namespace {

@@ -17,8 +17,8 @@
 
 #include "backend/cpu/kernels.h"
 #include "core/thread_pool.h"
-#include "quant/float_formats.h"
-#include "quant/nvfp4.h"
+#include "numeric/float_formats.h"
+#include "numeric/nvfp4.h"
 #include "test_weights.h"
 
 namespace oss4 {

@@ -11,8 +11,8 @@
 #include "core/thread_pool.h"
 #include "core/transpose.h"
 #include "model/lm_head.h"
-#include "quant/float_formats.h"
-#include "quant/nvfp4.h"
+#include "numeric/float_formats.h"
+#include "numeric/nvfp4.h"
 
 namespace oss4 {
 namespace {

@@ -14,8 +14,8 @@
 
 #include "backend/cpu/nvfp4_ref.h"
 #include "format/safetensors.h"
-#include "quant/float_formats.h"
-#include "quant/nvfp4.h"
+#include "numeric/float_formats.h"
+#include "numeric/nvfp4.h"
 
 namespace oss4 {
 namespace {

@@ -8,7 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "format/safetensors.h"
-#include "quant/float_formats.h"
+#include "model/weight_decode.h"
+#include "numeric/float_formats.h"
 #include "quant/quantize.h"
 #include "test_helpers.h"
 
@@ -99,7 +100,7 @@ TEST(Quantize, AmaxReproducesModelOptExportBitForBit) {
   // and the result loads and runs as an NVFP4 checkpoint
   auto m = load_model(out);
   ASSERT_TRUE(m.ok()) << m.status().message();
-  EXPECT_EQ(m->checkpoint_kind, "nvfp4");
+  EXPECT_EQ(m->checkpoint_kind, CheckpointKind::kNvfp4Export);
   EXPECT_EQ(m->layers[0].wq.type, WeightType::kNvfp4);
   EXPECT_EQ(m->layers[0].router.type, WeightType::kBF16) << "router stays BF16";
   auto cfg = nlohmann::json::parse(test::read_bytes(out + "/config.json"));

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "model/weights.h"
-#include "quant/float_formats.h"
-#include "quant/nvfp4.h"
+#include "numeric/float_formats.h"
+#include "numeric/nvfp4.h"
 
 namespace oss4 {
 

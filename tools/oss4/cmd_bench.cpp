@@ -173,7 +173,7 @@ int run_bench(const BenchArgs& a) {
   if (a.json) {
     nlohmann::json j = depth_json(results.front());
     j["model"] = a.model;
-    j["checkpoint_kind"] = m->checkpoint_kind;
+    j["checkpoint_kind"] = checkpoint_kind_name(m->checkpoint_kind);
     j["model_bytes"] = model_bytes;
     j["n_prompt"] = a.n_prompt;
     j["n_gen"] = a.n_gen;
@@ -200,10 +200,10 @@ int run_bench(const BenchArgs& a) {
     const Stat pp = stat(r.prefill_tok_s), tg = stat(r.decode_tok_s);
     const std::string at = r.depth > 0 ? " @ d" + std::to_string(r.depth) : "";
     if (a.n_prompt > 0)
-      std::printf("| %s | %s | %s | %s | %s | %d | pp%lld%s | %.2f ± %.2f |\n", m->checkpoint_kind.c_str(), format_bytes(model_bytes).c_str(),
+      std::printf("| %s | %s | %s | %s | %s | %d | pp%lld%s | %.2f ± %.2f |\n", checkpoint_kind_name(m->checkpoint_kind), format_bytes(model_bytes).c_str(),
                   info.lm_head.c_str(), info.activations.c_str(), info.kernels.c_str(), info.threads, static_cast<long long>(a.n_prompt), at.c_str(), pp.mean, pp.stddev);
     if (a.n_gen > 0)
-      std::printf("| %s | %s | %s | %s | %s | %d | tg%lld%s | %.2f ± %.2f |\n", m->checkpoint_kind.c_str(), format_bytes(model_bytes).c_str(),
+      std::printf("| %s | %s | %s | %s | %s | %d | tg%lld%s | %.2f ± %.2f |\n", checkpoint_kind_name(m->checkpoint_kind), format_bytes(model_bytes).c_str(),
                   info.lm_head.c_str(), info.activations.c_str(), info.kernels.c_str(), info.threads, static_cast<long long>(a.n_gen), at.c_str(), tg.mean, tg.stddev);
   }
   const DepthResult& r0 = results.front();

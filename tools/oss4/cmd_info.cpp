@@ -14,7 +14,7 @@ int run_info(const std::string& dir) {
   const ModelConfig& c = m->cfg;
   int64_t n_sliding = 0;
   for (auto k : c.layer_types) n_sliding += k == LayerKind::kSliding;
-  std::printf("checkpoint      %s (%s experts)\n", dir.c_str(), m->checkpoint_kind.c_str());
+  std::printf("checkpoint      %s (%s experts)\n", dir.c_str(), checkpoint_kind_name(m->checkpoint_kind));
   std::printf("layers          %lld (%lld sliding, window %lld)\n", static_cast<long long>(c.n_layers), static_cast<long long>(n_sliding),
               static_cast<long long>(c.sliding_window));
   std::printf("hidden          %lld; heads %lld q / %lld kv x %lld\n", static_cast<long long>(c.n_embd), static_cast<long long>(c.n_heads),

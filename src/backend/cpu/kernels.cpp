@@ -11,7 +11,7 @@
 #include "backend/cpu/q8_ref.h"
 #include "core/cpu_features.h"
 #include "core/thread_pool.h"
-#include "quant/float_formats.h"
+#include "numeric/float_formats.h"
 
 #if defined(OSS4_HAVE_AVX2)
 #include "backend/cpu/x86/gemv_fp4_avx2.h"

@@ -10,9 +10,6 @@
 
 namespace oss4 {
 
-// one row of an MXFP4 matrix decoded to f32: blocks [n_in/32, 16] u8, scales [n_in/32] e8m0 -> out [n_in].
-void mxfp4_decode_row_ref(const uint8_t* blocks, const uint8_t* scales, int64_t n_in, float* out);
-
 // y = x W^T (+ bias) for any LinearWeight: x [n_tok, n_in] f32, bias [n_out] f32 or null, y [n_tok, n_out] f32.
 void f32_linear_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y);
 void f32_f32w_matmul_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y);

@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "quant/nvfp4.h"
+#include "numeric/nvfp4.h"
 
 namespace oss4 {
 

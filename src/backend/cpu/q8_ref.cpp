@@ -4,7 +4,7 @@
 #include <cmath>
 #include <vector>
 
-#include "quant/float_formats.h"
+#include "numeric/float_formats.h"
 
 namespace oss4 {
 

@@ -1,11 +1,11 @@
-#include "quant/nvfp4.h"
+#include "numeric/nvfp4.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 
-#include "quant/float_formats.h"
+#include "numeric/float_formats.h"
 
 namespace oss4 {
 
