@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "backend/cpu/forward.h"
+#include "forward_for_test.h"
 #include "format/safetensors.h"
 #include "golden_reference.h"
 #include "logit_compare.h"
@@ -39,11 +39,12 @@ TEST_P(Golden, FullForwardMatchesTransformers) {
 
   // one chunk for the whole prompt, and chunks smaller than the window (exercising the ring buffer)
   for (int64_t chunk : {T, int64_t{7}, m->cfg.sliding_window + 3}) {
-    auto cache = KvCache::create(m->cfg, T, chunk);
+    auto fwd = test::forward_for(*m);
+    ASSERT_TRUE(fwd);
+    auto cache = fwd->new_cache(T, chunk);
     ASSERT_TRUE(cache.ok());
-    CpuForward fwd(*m);
     std::vector<float> logits;
-    Status s = fwd.eval(*cache, ref.ids.data(), T, LogitsMode::kAll, &logits);
+    Status s = eval(*fwd, **cache, ref.ids.data(), T, LogitsMode::kAll, &logits);
     ASSERT_TRUE(s.ok()) << s.message();
     int64_t row = -1;
     double err = worst_rel_err(logits.data(), ref.logits, T, ref.n_vocab, &row);
@@ -63,17 +64,18 @@ TEST_P(Golden, IncrementalDecodeMatchesFullForward) {
   const auto T = static_cast<int64_t>(ref.ids.size());
   // prefill a prefix, then one token at a time with the KV cache; each step's last logits vs the reference.
   const int64_t n_prefill = 5;
-  auto cache = KvCache::create(m->cfg, T, 64);
+  auto fwd = test::forward_for(*m);
+  ASSERT_TRUE(fwd);
+  auto cache = fwd->new_cache(T, 64);
   ASSERT_TRUE(cache.ok());
-  CpuForward fwd(*m);
   std::vector<float> got(static_cast<size_t>(T * ref.n_vocab)), step;
-  ASSERT_TRUE(fwd.eval(*cache, ref.ids.data(), n_prefill, LogitsMode::kAll, &step).ok());
+  ASSERT_TRUE(eval(*fwd, **cache, ref.ids.data(), n_prefill, LogitsMode::kAll, &step).ok());
   std::copy(step.begin(), step.end(), got.begin());
   for (int64_t t = n_prefill; t < T; ++t) {
-    ASSERT_TRUE(fwd.eval(*cache, &ref.ids[static_cast<size_t>(t)], 1, LogitsMode::kLast, &step).ok());
+    ASSERT_TRUE(eval(*fwd, **cache, &ref.ids[static_cast<size_t>(t)], 1, LogitsMode::kLast, &step).ok());
     std::copy(step.begin(), step.end(), got.begin() + t * ref.n_vocab);
   }
-  EXPECT_EQ(cache->n_pos(), T);
+  EXPECT_EQ((*cache)->n_pos(), T);
   int64_t row = -1;
   double err = worst_rel_err(got.data(), ref.logits, T, ref.n_vocab, &row);
   EXPECT_LE(err, kTol) << cfg << "/" << layout << " worst position " << row;
@@ -92,10 +94,11 @@ TEST(GoldenHidden, PerLayerHiddenStatesMatch) {
   const auto T = static_cast<int64_t>(ref.ids.size());
   const int64_t H = m->cfg.n_embd;
   std::map<std::string, std::vector<float>> got;  // name -> [T, H]
-  auto cache = KvCache::create(m->cfg, T, T);
+  auto fwd = test::forward_for(*m);
+  ASSERT_TRUE(fwd);
+  auto cache = fwd->new_cache(T, T);
   ASSERT_TRUE(cache.ok());
-  CpuForward fwd(*m);
-  Status s = fwd.eval(*cache, ref.ids.data(), T, LogitsMode::kNone, nullptr,
+  Status s = eval(*fwd, **cache, ref.ids.data(), T, LogitsMode::kNone, nullptr,
                       [&](const char* name, int64_t layer, const float* data, int64_t n_tok, int64_t n) {
                         std::string key = std::string(name) == "layer_out" ? "layer_out." + std::to_string(layer) : name;
                         auto& v = got[key];

@@ -10,11 +10,13 @@
 #include <fstream>
 #include <unistd.h>
 
-#include "backend/cpu/forward.h"
 #include "format/safetensors.h"
 #include "logit_compare.h"
 #include "model/lm_head.h"
-#include "model/repack.h"
+#include "backend/cpu/prepare.h"
+#include "core/thread_pool.h"
+#include "core/transpose.h"
+#include "forward_for_test.h"
 #include "model/weight_decode.h"
 #include "numeric/float_formats.h"
 #include "numeric/nvfp4.h"
@@ -42,51 +44,65 @@ TEST_P(Forms, LogitsMatchTransformersOnTheDequantizedWeights) {
   const TensorView* ref = golden->find(form == "c" ? "logits_compressed_tensors" : "logits_modelopt");
   ASSERT_TRUE(ids_t && ref);
   std::vector<int32_t> ids(reinterpret_cast<const int32_t*>(ids_t->data), reinterpret_cast<const int32_t*>(ids_t->data) + ids_t->numel());
-  for (bool repack : {false, true}) {
   ModelWeights m = load(form);
   ASSERT_EQ(m.cfg.n_vocab, ref->shape[1]);
   EXPECT_TRUE(checkpoint_kind_is_nvfp4(m.checkpoint_kind)) << checkpoint_kind_name(m.checkpoint_kind);
-  if (repack) {  // the layout the CLI runs (model/repack.h): row-major NVFP4 attention transposed to in-major
-    auto bytes = repack_nvfp4_in_major(m);
-    ASSERT_TRUE(bytes.ok()) << bytes.status().message();
-    EXPECT_GT(*bytes, 0u);
-    EXPECT_TRUE(m.layers[0].wq.in_major && m.layers[0].wk.in_major && m.layers[0].wo.in_major);
-  }
-  for (int64_t chunk : {int64_t{64}, int64_t{5}}) {
-    auto cache = KvCache::create(m.cfg, 64, chunk);
-    ASSERT_TRUE(cache.ok());
-    CpuForward fwd(m);
-    std::vector<float> logits;
-    ASSERT_TRUE(fwd.eval(*cache, ids.data(), static_cast<int64_t>(ids.size()), LogitsMode::kAll, &logits).ok());
-    const double err = test::worst_rel_err(logits.data(), reinterpret_cast<const float*>(ref->data), static_cast<int64_t>(ids.size()), m.cfg.n_vocab);
-    std::printf("form %s%s chunk %lld: max rel logit err %.3g\n", form.c_str(), repack ? " repacked" : "",
-                static_cast<long long>(chunk), err);
-    EXPECT_LE(err, kTol) << "form " << form << " repack " << repack << " chunk " << chunk;
-  }
+  // through the backend, which runs row-major NVFP4 attention repacked input-major (backend/cpu/prepare.h); on the
+  // reference rung too, whose row-major and input-major kernels are separate code
+  for (const char* kernels : {"auto", "ref"}) {
+    BackendOptions o;
+    o.kernels = kernels;
+    auto fwd = test::forward_for(m, o);
+    ASSERT_TRUE(fwd);
+    for (int64_t chunk : {int64_t{64}, int64_t{5}}) {
+      auto cache = fwd->new_cache(64, chunk);
+      ASSERT_TRUE(cache.ok());
+      std::vector<float> logits;
+      ASSERT_TRUE(eval(*fwd, **cache, ids.data(), static_cast<int64_t>(ids.size()), LogitsMode::kAll, &logits).ok());
+      const double err = test::worst_rel_err(logits.data(), reinterpret_cast<const float*>(ref->data), static_cast<int64_t>(ids.size()), m.cfg.n_vocab);
+      std::printf("form %s kernels %s chunk %lld: max rel logit err %.3g\n", form.c_str(), kernels, static_cast<long long>(chunk), err);
+      EXPECT_LE(err, kTol) << "form " << form << " kernels " << kernels << " chunk " << chunk;
+    }
   }
 }
 
-TEST(Forms, RepackedNvfp4LmHeadGivesTheRowMajorLogits) {
-  auto golden = TensorStore::open_file(kForms + "/golden.safetensors");
-  ASSERT_TRUE(golden.ok()) << golden.status().message();
-  const TensorView* ids_t = golden->find("ids");
-  ASSERT_TRUE(ids_t);
-  std::vector<int32_t> ids(reinterpret_cast<const int32_t*>(ids_t->data), reinterpret_cast<const int32_t*>(ids_t->data) + ids_t->numel());
-  std::vector<float> logits[2];
-  for (int repack = 0; repack < 2; ++repack) {
-    ModelWeights m = load("b");
-    ASSERT_TRUE(set_lm_head_type(m, "nvfp4").ok());
-    if (repack) {
-      ASSERT_TRUE(repack_nvfp4_in_major(m).ok());
-      ASSERT_TRUE(m.lm_head.in_major);
+// the CPU prepare step's copies are exact transposes of the checkpoint's row-major NVFP4 bytes (attention, and an
+// lm_head quantized at load against the row-major quantization), and the host weights stay as loaded
+TEST(Forms, PrepareRepacksRowMajorNvfp4Exactly) {
+  ModelWeights m = load("b");
+  const LinearWeight wq = m.layers[0].wq;
+  ASSERT_EQ(wq.type, WeightType::kNvfp4);
+  ASSERT_FALSE(wq.in_major);
+  ThreadPool pool(2);
+  auto cw = cpu_prepare_weights(m, LmHeadType::kNvfp4, pool);
+  ASSERT_TRUE(cw.ok()) << cw.status().message();
+  EXPECT_GT(cw->repacked_bytes, 0u);
+  EXPECT_FALSE(m.layers[0].wq.in_major) << "the host weights stay row-major";
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    const LayerWeights& L = m.layers[l];
+    const CpuAttnWeights& P = cw->layers[l];
+    for (auto [host, prep] : {std::pair{&L.wq, &P.wq}, std::pair{&L.wk, &P.wk}, std::pair{&L.wv, &P.wv}, std::pair{&L.wo, &P.wo}}) {
+      if (!repack_wants_in_major(host->n_out, host->n_in)) continue;
+      ASSERT_TRUE(prep->in_major) << host->name;
+      std::vector<uint8_t> codes(static_cast<size_t>(host->n_out * host->n_in / 2)), scales(static_cast<size_t>(host->n_out * host->n_in / 16));
+      transpose_u8(host->data, host->n_out, host->n_in / 2, codes.data());
+      transpose_u8(host->scales, host->n_out, host->n_in / 16, scales.data());
+      EXPECT_EQ(std::memcmp(prep->data, codes.data(), codes.size()), 0) << host->name;
+      EXPECT_EQ(std::memcmp(prep->scales, scales.data(), scales.size()), 0) << host->name;
+      EXPECT_EQ(prep->scale2, host->scale2) << host->name;
     }
-    auto cache = KvCache::create(m.cfg, 64, 64);
-    ASSERT_TRUE(cache.ok());
-    CpuForward fwd(m);
-    ASSERT_TRUE(fwd.eval(*cache, ids.data(), static_cast<int64_t>(ids.size()), LogitsMode::kAll, &logits[repack]).ok());
   }
-  const int64_t n_vocab = static_cast<int64_t>(logits[0].size() / ids.size());
-  EXPECT_LE(test::worst_rel_err(logits[1].data(), logits[0].data(), static_cast<int64_t>(ids.size()), n_vocab), 1e-5);
+  // the lm_head: quantized row-major as oss4 quantize --lm-head nvfp4 writes it, then transposed, gives the same bytes
+  ASSERT_TRUE(cw->lm_head.in_major);
+  LmHeadNvfp4 q;
+  ASSERT_TRUE(nvfp4_quantize_lm_head(m.lm_head, /*in_major=*/false, pool, &q).ok());
+  const LinearWeight& h = cw->lm_head;
+  std::vector<uint8_t> codes(q.packed.size()), scales(q.scales.size());
+  transpose_u8(q.packed.data(), h.n_out, h.n_in / 2, codes.data());
+  transpose_u8(q.scales.data(), h.n_out, h.n_in / 16, scales.data());
+  EXPECT_EQ(std::memcmp(h.data, codes.data(), codes.size()), 0);
+  EXPECT_EQ(std::memcmp(h.scales, scales.data(), scales.size()), 0);
+  EXPECT_EQ(h.scale2, q.scale2);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllForms, Forms, ::testing::Values("a", "b", "c"));

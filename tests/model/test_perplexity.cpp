@@ -5,9 +5,9 @@
 
 #include <cmath>
 
+#include "forward_for_test.h"
 #include "../unit/test_helpers.h"
 #include "golden_reference.h"
-#include "backend/cpu/forward.h"
 #include "eval/compare.h"
 #include "eval/perplexity.h"
 #include "eval/saved_logits.h"
@@ -40,7 +40,9 @@ TEST_P(PerplexityGolden, PerTokenNllEqualsTransformersCrossEntropy) {
   ASSERT_NE(ref.logits, nullptr);
   auto m = load_model(kGolden + "/" + cfg + "/" + layout);
   ASSERT_TRUE(m.ok()) << m.status().message();
-  CpuForward fwd(*m);
+  auto fwd_p = test::forward_for(*m);
+  ASSERT_TRUE(fwd_p);
+  Forward& fwd = *fwd_p;
   const auto T = static_cast<int64_t>(ref.ids.size());
   // the whole prompt as one chunk, and the first chunk of 64 (later chunks start from an empty cache, which the
   // reference's single forward does not)
@@ -75,7 +77,9 @@ TEST(Perplexity, ChunksAreIndependentAndWholeOnly) {
   Reference ref = load_reference("c1");
   auto m = load_model(kGolden + "/c1/bf16");
   ASSERT_TRUE(m.ok());
-  CpuForward fwd(*m);
+  auto fwd_p = test::forward_for(*m);
+  ASSERT_TRUE(fwd_p);
+  Forward& fwd = *fwd_p;
   PerplexityConfig pc;
   pc.ctx = 64;
   auto all = run_perplexity(fwd, ref.ids, pc, nullptr);
@@ -100,7 +104,9 @@ TEST(Perplexity, KlAgainstItsOwnSavedLogitsIsZero) {
   Reference ref = load_reference("c2");
   auto m = load_model(kGolden + "/c2/mxfp4");
   ASSERT_TRUE(m.ok());
-  CpuForward fwd(*m);
+  auto fwd_p = test::forward_for(*m);
+  ASSERT_TRUE(fwd_p);
+  Forward& fwd = *fwd_p;
   PerplexityConfig pc;
   pc.ctx = 100;
   pc.save_top_k = 8;
@@ -133,9 +139,12 @@ TEST(Perplexity, KlOverTheWholeVocabularyEqualsCompareLogits) {
   auto a = load_model(kGolden + "/c1/bf16");
   auto b = load_model(kGolden + "/c1/bf16");
   ASSERT_TRUE(a.ok() && b.ok());
-  ASSERT_TRUE(set_lm_head_type(*b, "nvfp4").ok());
   const int64_t V = a->cfg.n_vocab, ctx = 160, first = ctx / 2, n = scored_per_chunk(ctx);
-  CpuForward fa(*a), fb(*b);
+  BackendOptions ob;
+  ob.lm_head = LmHeadType::kNvfp4;
+  auto fa_p = test::forward_for(*a), fb_p = test::forward_for(*b, ob);
+  ASSERT_TRUE(fa_p && fb_p);
+  Forward &fa = *fa_p, &fb = *fb_p;
   PerplexityConfig pc;
   pc.ctx = ctx;
   pc.max_chunks = 1;
@@ -148,9 +157,9 @@ TEST(Perplexity, KlOverTheWholeVocabularyEqualsCompareLogits) {
   // the independent path: both models' logits of the whole chunk, compared by oss4 compare's code
   std::vector<float> la, lb;  // [ctx, V]
   for (auto [fwd, out] : {std::pair{&fa, &la}, std::pair{&fb, &lb}}) {
-    auto cache = KvCache::create(a->cfg, ctx, 128);
+    auto cache = fwd->new_cache(ctx, 128);
     ASSERT_TRUE(cache.ok());
-    ASSERT_TRUE(fwd->eval(*cache, ref.ids.data(), ctx, LogitsMode::kAll, out).ok());
+    ASSERT_TRUE(eval(*fwd, **cache, ref.ids.data(), ctx, LogitsMode::kAll, out).ok());
   }
   CompareSummary want = compare_logits(la.data() + first * V, lb.data() + first * V, n, V);
   double max_kl = 0;
@@ -176,7 +185,9 @@ TEST(Perplexity, RefusesWhatItCannotScore) {
   Reference ref = load_reference("c1");
   auto m = load_model(kGolden + "/c1/bf16");
   ASSERT_TRUE(m.ok());
-  CpuForward fwd(*m);
+  auto fwd_p = test::forward_for(*m);
+  ASSERT_TRUE(fwd_p);
+  Forward& fwd = *fwd_p;
   PerplexityConfig pc;
   pc.ctx = 400;  // longer than the text
   auto r = run_perplexity(fwd, ref.ids, pc, nullptr);

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "backend/cpu/forward.h"
+#include "backend/backend.h"
 #include "model/weights.h"
 #include "oss4/model.h"
 #include "runtime/kv_cache.h"
@@ -47,11 +47,12 @@ TEST(Api, GreedyGenerateIsTheArgmaxOfOnePrefill) {
   ASSERT_TRUE(w.ok());
   std::vector<int32_t> all = prompt;
   all.insert(all.end(), out.begin(), out.end() - 1);
-  auto cache = KvCache::create(w->cfg, 64, 128);
+  auto fwd = make_forward(*w, BackendOptions{});
+  ASSERT_TRUE(fwd.ok()) << fwd.status().message();
+  auto cache = (*fwd)->new_cache(64, 128);
   ASSERT_TRUE(cache.ok());
-  CpuForward fwd(*w);
   std::vector<float> logits;  // [all.size(), n_vocab]
-  ASSERT_TRUE(fwd.eval(*cache, all.data(), static_cast<int64_t>(all.size()), LogitsMode::kAll, &logits).ok());
+  ASSERT_TRUE(eval(**fwd, **cache, all.data(), static_cast<int64_t>(all.size()), LogitsMode::kAll, &logits).ok());
   const int64_t V = w->cfg.n_vocab;
   for (size_t k = 0; k < out.size(); ++k) {
     const float* row = logits.data() + (prompt.size() - 1 + k) * V;

@@ -1,13 +1,14 @@
-// The lm_head option: requantizing a loaded BF16 lm_head to NVFP4 in row chunks on the thread pool gives exactly the
-// bytes one nvfp4_quantize_ref call over the whole tensor gives (transposed to the input-major layout), and the
-// forward pass runs on it.
+// The lm_head option, now the CPU backend's prepare step: requantizing a loaded BF16 lm_head to NVFP4 in row chunks on
+// the thread pool gives exactly the bytes one nvfp4_quantize_ref call over the whole tensor gives (transposed to the
+// input-major layout), the host weights stay as loaded, and the forward pass runs on it.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
-#include "backend/cpu/forward.h"
+#include "backend/backend.h"
+#include "backend/cpu/prepare.h"
 #include "core/thread_pool.h"
 #include "core/transpose.h"
 #include "model/lm_head.h"
@@ -20,7 +21,7 @@ namespace {
 const std::string kModel = std::string(OSS4_TEST_DATA) + "/golden/c2/mxfp4";
 
 TEST(LmHead, Nvfp4RequantizationEqualsOneWholeTensorQuantization) {
-  set_kernel_threads(2);
+  ThreadPool pool(2);
   auto m = load_model(kModel);
   ASSERT_TRUE(m.ok()) << m.status().message();
   const LinearWeight before = m->lm_head;
@@ -36,11 +37,13 @@ TEST(LmHead, Nvfp4RequantizationEqualsOneWholeTensorQuantization) {
   ASSERT_TRUE(nvfp4_quantize_ref(w.data(), before.n_out, before.n_in, amax, packed.data(), scales.data(), &s2, "lm_head").ok());
 
   const size_t bytes_before = m->weight_bytes_per_token();
-  ASSERT_TRUE(set_lm_head_type(*m, "nvfp4").ok());
-  const LinearWeight& after = m->lm_head;
+  auto prepared = cpu_prepare_weights(*m, LmHeadType::kNvfp4, pool);
+  ASSERT_TRUE(prepared.ok()) << prepared.status().message();
+  EXPECT_EQ(m->lm_head.type, WeightType::kBF16) << "the host weights stay as loaded";
+  const LinearWeight& after = prepared->lm_head;
   EXPECT_EQ(after.type, WeightType::kNvfp4);
   EXPECT_EQ(after.scale2, s2);
-  // the vocabulary (n_out) is a multiple of 32, so the bytes come in the kernels' input-major layout (model/repack.h)
+  // the vocabulary (n_out) is a multiple of 32, so the bytes come in the kernels' input-major layout (backend/cpu/prepare.h)
   ASSERT_TRUE(after.in_major);
   std::vector<uint8_t> packed_t(packed.size()), scales_t(scales.size());
   transpose_u8(packed.data(), before.n_out, before.n_in / 2, packed_t.data());
@@ -49,26 +52,33 @@ TEST(LmHead, Nvfp4RequantizationEqualsOneWholeTensorQuantization) {
   scales.swap(scales_t);
   EXPECT_EQ(std::memcmp(after.data, packed.data(), packed.size()), 0);
   EXPECT_EQ(std::memcmp(after.scales, scales.data(), scales.size()), 0);
-  EXPECT_EQ(m->weight_bytes_per_token(), bytes_before - before.nbytes() + after.nbytes());
 
-  auto cache = KvCache::create(m->cfg, 8, 8);
+  BackendOptions o;
+  o.lm_head = LmHeadType::kNvfp4;
+  o.threads = 2;
+  auto fwd = make_forward(*m, o);
+  ASSERT_TRUE(fwd.ok()) << fwd.status().message();
+  EXPECT_EQ((*fwd)->info().lm_head, "nvfp4");
+  EXPECT_EQ((*fwd)->info().weight_bytes_per_token, bytes_before - before.nbytes() + after.nbytes());
+  auto cache = (*fwd)->new_cache(8, 8);
   ASSERT_TRUE(cache.ok());
-  CpuForward fwd(*m);
   std::vector<float> logits;
   const int32_t ids[3] = {1, 2, 3};
-  ASSERT_TRUE(fwd.eval(*cache, ids, 3, LogitsMode::kLast, &logits).ok());
+  ASSERT_TRUE(eval(**fwd, **cache, ids, 3, LogitsMode::kLast, &logits).ok());
   for (float v : logits) ASSERT_TRUE(std::isfinite(v));
-  set_kernel_threads(0);
 }
 
 TEST(LmHead, UnknownTypeIsAnError) {
   auto m = load_model(kModel);
   ASSERT_TRUE(m.ok());
-  Status s = set_lm_head_type(*m, "int3");
-  EXPECT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("int3"), std::string::npos);
-  EXPECT_TRUE(set_lm_head_type(*m, "bf16").ok());
-  EXPECT_EQ(m->lm_head.type, WeightType::kBF16);
+  auto t = parse_lm_head_type("int3");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("int3"), std::string::npos);
+  BackendOptions o;
+  o.lm_head = LmHeadType::kBf16;
+  auto fwd = make_forward(*m, o);
+  ASSERT_TRUE(fwd.ok()) << fwd.status().message();
+  EXPECT_EQ((*fwd)->info().lm_head, "bf16");
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/backend.h"
 #include "serve/engine.h"
 
 namespace oss4::serve {
@@ -14,7 +15,7 @@ namespace {
 
 const std::string kModel = std::string(OSS4_TEST_DATA) + "/golden/c2/mxfp4";
 
-const ModelWeights& model() {
+const ModelWeights& weights() {
   static const ModelWeights* m = [] {
     auto r = load_model(kModel);
     if (!r.ok()) {
@@ -24,6 +25,25 @@ const ModelWeights& model() {
     return new ModelWeights(std::move(r).value());
   }();
   return *m;
+}
+
+// the model's backend (the default one), shared by the tests of this file
+Forward& model() {
+  static Forward* f = [] {
+    auto r = make_forward(weights(), BackendOptions{});
+    if (!r.ok()) {
+      std::fprintf(stderr, "%s\n", r.status().message().c_str());
+      std::abort();
+    }
+    return r->release();
+  }();
+  return *f;
+}
+
+std::unique_ptr<KvCache> new_cache(int64_t max_ctx, int64_t chunk, bool ring = true) {
+  auto c = model().new_cache(max_ctx, chunk, ring);
+  if (!c.ok()) std::abort();
+  return std::move(c).value();
 }
 
 std::vector<int32_t> prompt(int64_t n, int32_t salt) {
@@ -38,97 +58,166 @@ float max_abs_diff(const float* a, const float* b, int64_t n) {
   return d;
 }
 
-TEST(DecodeBatch, MatchesPerSequenceEval) {
-  const ModelWeights& m = model();
-  const int64_t V = m.cfg.n_vocab;
-  CpuForward batched(m), single(m);
+// a decode step of several sequences as one batch (one row each) against each sequence's own eval
+TEST(BatchedRun, DecodeStepMatchesPerSequenceEval) {
+  Forward& f = model();
+  const int64_t V = f.config().n_vocab;
   const std::vector<int64_t> lens = {5, 20, 41};
-  std::vector<KvCache> a, b;  // the same sequences: batched / one at a time
+  std::vector<std::unique_ptr<KvCache>> a, b;  // the same sequences: batched / one at a time
   std::vector<int32_t> next;  // [n_seq] the token each evaluates next
   std::vector<float> logits;  // [n_vocab]
   for (size_t s = 0; s < lens.size(); ++s) {
-    for (auto* set : {&a, &b}) set->push_back(*KvCache::create(m.cfg, 256, 16));  // ring caches on sliding layers
+    a.push_back(new_cache(256, 16));  // ring caches on sliding layers
+    b.push_back(new_cache(256, 16));
     const auto p = prompt(lens[s], static_cast<int32_t>(s));
-    ASSERT_TRUE(single.eval(a[s], p.data(), lens[s], LogitsMode::kLast, &logits).ok());
-    ASSERT_TRUE(single.eval(b[s], p.data(), lens[s], LogitsMode::kLast, nullptr).ok());
+    ASSERT_TRUE(eval(f, *a[s], p.data(), lens[s], LogitsMode::kLast, &logits).ok());
+    ASSERT_TRUE(eval(f, *b[s], p.data(), lens[s], LogitsMode::kLast, nullptr).ok());
     next.push_back(argmax(logits.data(), V));
   }
-  std::vector<float> batch_logits;  // [n_seq, n_vocab]
+  std::vector<float> batch_logits(lens.size() * static_cast<size_t>(V));  // [n_seq, n_vocab]
   float worst = 0, scale = 0;  // max |difference|, max |logit|
   for (int step = 0; step < 24; ++step) {
     std::vector<KvCache*> caches;
-    for (auto& c : a) caches.push_back(&c);
-    ASSERT_TRUE(batched.decode_batch(caches.data(), next.data(), static_cast<int64_t>(next.size()), &batch_logits).ok());
+    Batch batch;
+    for (size_t s = 0; s < a.size(); ++s) {
+      caches.push_back(a[s].get());
+      batch.add(next[s], a[s]->n_pos(), static_cast<int32_t>(s), true);
+    }
+    ASSERT_TRUE(f.run(batch, caches.data(), static_cast<int64_t>(caches.size()), batch_logits.data()).ok());
     for (size_t s = 0; s < lens.size(); ++s) {
-      ASSERT_TRUE(single.eval(b[s], &next[s], 1, LogitsMode::kLast, &logits).ok());
+      ASSERT_TRUE(eval(f, *b[s], &next[s], 1, LogitsMode::kLast, &logits).ok());
       const float* bl = batch_logits.data() + static_cast<int64_t>(s) * V;
       worst = std::max(worst, max_abs_diff(bl, logits.data(), V));
       for (int64_t i = 0; i < V; ++i) scale = std::max(scale, std::fabs(logits[static_cast<size_t>(i)]));
-      EXPECT_EQ(a[s].n_pos(), b[s].n_pos());
+      EXPECT_EQ(a[s]->n_pos(), b[s]->n_pos());
       next[s] = argmax(bl, V);
     }
   }
   // the batch runs the matmuls as GEMMs, eval as GEMVs: f32 sums in another order, nothing more
   EXPECT_LE(worst, 1e-5f * scale) << "batched decode differs from per-sequence eval";
-  std::printf("[ decode_batch vs eval: max |logit difference| %.3g (max |logit| %.3g) over 24 steps x 3 sequences ]\n",
+  std::printf("[ batched decode vs eval: max |logit difference| %.3g (max |logit| %.3g) over 24 steps x 3 sequences ]\n",
               static_cast<double>(worst), static_cast<double>(scale));
 }
 
-TEST(DecodeBatch, RejectsBadInput) {
-  const ModelWeights& m = model();
-  CpuForward f(m);
-  auto c = *KvCache::create(m.cfg, 8, 4);
-  KvCache* caches[2] = {&c, &c};
-  int32_t ids[2] = {1, 2};
-  std::vector<float> logits;
-  EXPECT_FALSE(f.decode_batch(caches, ids, 2, &logits).ok()) << "two entries share a cache";
-  ids[0] = static_cast<int32_t>(m.cfg.n_vocab);
-  EXPECT_FALSE(f.decode_batch(caches, ids, 1, &logits).ok()) << "id outside the vocabulary";
-  EXPECT_FALSE(f.decode_batch(caches, ids, 0, &logits).ok());
-  ids[0] = 1;
+// one sequence's prefill chunk and two others' decode tokens in the same run, against each done alone
+TEST(BatchedRun, MixedPrefillAndDecodeStepMatchesSeparateCalls) {
+  Forward& f = model();
+  const int64_t V = f.config().n_vocab;
+  auto d1 = new_cache(256, 16), d2 = new_cache(256, 16), pf = new_cache(256, 16);
+  auto e1 = new_cache(256, 16), e2 = new_cache(256, 16), ef = new_cache(256, 16);
+  const auto p1 = prompt(23, 4), p2 = prompt(9, 5), p3 = prompt(30, 6);
+  std::vector<float> scratch;
+  for (auto [c, p] : {std::pair{d1.get(), &p1}, std::pair{e1.get(), &p1}, std::pair{d2.get(), &p2}, std::pair{e2.get(), &p2}})
+    ASSERT_TRUE(eval(f, *c, p->data(), static_cast<int64_t>(p->size()), LogitsMode::kNone, nullptr).ok());
+  // p3's first 16 tokens already in, its next chunk of 14 goes in the mixed step
+  ASSERT_TRUE(eval(f, *pf, p3.data(), 16, LogitsMode::kNone, nullptr).ok());
+  ASSERT_TRUE(eval(f, *ef, p3.data(), 16, LogitsMode::kNone, nullptr).ok());
+  Batch b;
+  b.add(7, d1->n_pos(), 0, true);
+  b.add_run(p3.data() + 16, 14, pf->n_pos(), 2, /*last_logits=*/true);
+  b.add(11, d2->n_pos(), 1, true);
+  KvCache* caches[3] = {d1.get(), d2.get(), pf.get()};
+  std::vector<float> mixed(3 * static_cast<size_t>(V));  // [3 rows asking, n_vocab]: d1, p3's last, d2
+  ASSERT_TRUE(f.run(b, caches, 3, mixed.data()).ok());
+  EXPECT_EQ(d1->n_pos(), 24);
+  EXPECT_EQ(pf->n_pos(), 30);
+  EXPECT_EQ(d2->n_pos(), 10);
+  std::vector<float> want1, want2, want3;  // [n_vocab] each
+  const int32_t t7 = 7, t11 = 11;
+  ASSERT_TRUE(eval(f, *e1, &t7, 1, LogitsMode::kLast, &want1).ok());
+  ASSERT_TRUE(eval(f, *ef, p3.data() + 16, 14, LogitsMode::kLast, &want3).ok());
+  ASSERT_TRUE(eval(f, *e2, &t11, 1, LogitsMode::kLast, &want2).ok());
+  float scale = 0;
+  for (float v : want3) scale = std::max(scale, std::fabs(v));
+  EXPECT_LE(max_abs_diff(mixed.data(), want1.data(), V), 1e-5f * scale);
+  EXPECT_LE(max_abs_diff(mixed.data() + V, want3.data(), V), 1e-5f * scale);
+  EXPECT_LE(max_abs_diff(mixed.data() + 2 * V, want2.data(), V), 1e-5f * scale);
+  // and each sequence continues from the mixed step as from the separate calls
+  std::vector<float> after_mixed, after_sep;
+  const int32_t t9 = 9;
+  ASSERT_TRUE(eval(f, *pf, &t9, 1, LogitsMode::kLast, &after_mixed).ok());
+  ASSERT_TRUE(eval(f, *ef, &t9, 1, LogitsMode::kLast, &after_sep).ok());
+  EXPECT_LE(max_abs_diff(after_mixed.data(), after_sep.data(), V), 1e-5f * scale);
+}
+
+TEST(BatchedRun, RejectsBadInput) {
+  Forward& f = model();
+  auto c = new_cache(8, 4);
+  auto other = new_cache(8, 4);
+  std::vector<float> logits(2 * static_cast<size_t>(f.config().n_vocab));  // [2, n_vocab]
+  auto run = [&](const Batch& b, KvCache* c0, KvCache* c1, int64_t n) {
+    KvCache* caches[2] = {c0, c1};
+    return f.run(b, caches, n, logits.data());
+  };
+  Batch b;
+  b.add(1, 0, 0, true);
+  b.add(2, 0, 1, true);
+  EXPECT_FALSE(run(b, c.get(), c.get(), 2).ok()) << "two sequences share a cache";
+  b.clear();
+  b.add(static_cast<int32_t>(f.config().n_vocab), 0, 0, true);
+  EXPECT_FALSE(run(b, c.get(), nullptr, 1).ok()) << "id outside the vocabulary";
+  EXPECT_FALSE(run(Batch{}, c.get(), nullptr, 1).ok()) << "an empty batch";
+  b.clear();
+  b.add(1, 3, 0, true);
+  Status s = run(b, c.get(), nullptr, 1);
+  EXPECT_FALSE(s.ok()) << "a position that does not follow the cache's";
+  EXPECT_NE(s.message().find("position"), std::string::npos) << s.message();
+  b.clear();
+  b.add(1, 0, 0, true);
+  b.add(2, 0, 1, true);
+  b.add(3, 1, 0, true);
+  EXPECT_FALSE(run(b, c.get(), other.get(), 2).ok()) << "a sequence's rows not contiguous";
+  b.clear();
+  b.add(1, 0, 5, true);
+  EXPECT_FALSE(run(b, c.get(), nullptr, 1).ok()) << "a sequence without a cache";
+  b.clear();
+  b.add(1, 0, 0, true);
+  KvCache* none[1] = {c.get()};
+  EXPECT_FALSE(f.run(b, none, 1, nullptr).ok()) << "logits asked for, no buffer";
+  EXPECT_EQ(c->n_pos(), 0) << "a refused batch evaluates nothing";
   std::vector<int32_t> p(8, 3);
-  ASSERT_TRUE(f.eval(c, p.data(), 8, LogitsMode::kNone, nullptr).ok());
-  EXPECT_FALSE(f.decode_batch(caches, ids, 1, &logits).ok()) << "context full";
+  ASSERT_TRUE(eval(f, *c, p.data(), 8, LogitsMode::kNone, nullptr).ok());
+  b.clear();
+  b.add(1, 8, 0, true);
+  EXPECT_FALSE(run(b, c.get(), nullptr, 1).ok()) << "context full";
 }
 
 // a cache that held P1 + more, rolled back to the prefix P1 and P2 shares, continues exactly as a cold prefill of P2.
 TEST(PrefixReuse, TruncatedFullCacheEqualsColdPrefill) {
-  const ModelWeights& m = model();
-  const int64_t V = m.cfg.n_vocab;
-  CpuForward f(m);
+  Forward& f = model();
+  const int64_t V = f.config().n_vocab;
   auto p1 = prompt(60, 1);  // 60 positions: well past the window of 16
   auto p2 = p1;
   p2.resize(37);
   for (int i = 0; i < 20; ++i) p2.push_back(static_cast<int32_t>((i * 13 + 5) % 380));
-  auto warm = *KvCache::create(m.cfg, 128, 16, /*sliding_ring=*/false);
-  ASSERT_FALSE(warm.has_ring());
-  ASSERT_TRUE(f.eval(warm, p1.data(), 60, LogitsMode::kNone, nullptr).ok());
-  ASSERT_TRUE(warm.truncate(37).ok());
+  auto warm = new_cache(128, 16, /*ring=*/false);
+  ASSERT_FALSE(warm->has_ring());
+  ASSERT_TRUE(eval(f, *warm, p1.data(), 60, LogitsMode::kNone, nullptr).ok());
+  ASSERT_TRUE(warm->truncate(37).ok());
   std::vector<float> lw, lc;  // [20, n_vocab] logits of P2's new tokens: warm / cold
-  ASSERT_TRUE(f.eval(warm, p2.data() + 37, 20, LogitsMode::kAll, &lw).ok());
-  auto cold = *KvCache::create(m.cfg, 128, 16, /*sliding_ring=*/false);
+  ASSERT_TRUE(eval(f, *warm, p2.data() + 37, 20, LogitsMode::kAll, &lw).ok());
+  auto cold = new_cache(128, 16, /*ring=*/false);
   std::vector<float> all;  // [57, n_vocab]
-  ASSERT_TRUE(f.eval(cold, p2.data(), 57, LogitsMode::kAll, &all).ok());
+  ASSERT_TRUE(eval(f, *cold, p2.data(), 57, LogitsMode::kAll, &all).ok());
   lc.assign(all.begin() + 37 * V, all.end());
   EXPECT_LE(max_abs_diff(lw.data(), lc.data(), 20 * V), 1e-5f);
   // and the ring layout agrees with the full one
-  auto ring = *KvCache::create(m.cfg, 128, 16);
-  ASSERT_TRUE(ring.has_ring());
+  auto ring = new_cache(128, 16);
+  ASSERT_TRUE(ring->has_ring());
   std::vector<float> lr;  // [57, n_vocab]
-  ASSERT_TRUE(f.eval(ring, p2.data(), 57, LogitsMode::kAll, &lr).ok());
+  ASSERT_TRUE(eval(f, *ring, p2.data(), 57, LogitsMode::kAll, &lr).ok());
   EXPECT_LE(max_abs_diff(lr.data(), all.data(), 57 * V), 1e-5f);
 }
 
 TEST(PrefixReuse, RingRollsBackOnlyWithinItsSpareSlots) {
-  const ModelWeights& m = model();
-  CpuForward f(m);
-  auto ring = *KvCache::create(m.cfg, 128, 16);
+  Forward& f = model();
+  auto ring = new_cache(128, 16);
   auto p = prompt(60, 2);
-  ASSERT_TRUE(f.eval(ring, p.data(), 60, LogitsMode::kNone, nullptr).ok());
-  EXPECT_FALSE(ring.truncate(30).ok()) << "the ring has overwritten what position 30 needs";
-  EXPECT_TRUE(ring.truncate(45).ok()) << "15 = max_chunk - 1 positions back is safe";
-  EXPECT_FALSE(ring.truncate(50).ok()) << "cannot grow by truncation";
-  EXPECT_FALSE(ring.set_max_ctx(200).ok());
+  ASSERT_TRUE(eval(f, *ring, p.data(), 60, LogitsMode::kNone, nullptr).ok());
+  EXPECT_FALSE(ring->truncate(30).ok()) << "the ring has overwritten what position 30 needs";
+  EXPECT_TRUE(ring->truncate(45).ok()) << "15 = max_chunk - 1 positions back is safe";
+  EXPECT_FALSE(ring->truncate(50).ok()) << "cannot grow by truncation";
+  EXPECT_FALSE(ring->set_max_ctx(200).ok());
 }
 
 EngineConfig small_config() {
@@ -424,8 +513,8 @@ double ref_logprob(const float* logits, int64_t n_vocab, int32_t id) {
 // the prompt scored (echo) and the generated tokens' log-probabilities against one forward over prompt + output;
 // a scored prompt is evaluated whole even when a parked cache shares its prefix; max_tokens 0 only scores
 TEST(Engine, LogprobsOfPromptAndOutputMatchTheForwardPass) {
-  const ModelWeights& m = model();
-  const int64_t V = m.cfg.n_vocab;
+  Forward& m = model();
+  const int64_t V = m.config().n_vocab;
   auto e = *Engine::create(m, small_config());
   const auto p = prompt(37, 9);  // prefilled in chunks of 16, crossing the sliding window
   auto warm = e->submit(greedy(p, 3));  // parks a cache sharing the whole prompt
@@ -440,10 +529,9 @@ TEST(Engine, LogprobsOfPromptAndOutputMatchTheForwardPass) {
   ASSERT_EQ(out.size(), 6u);
   std::vector<int32_t> all = p;
   all.insert(all.end(), out.begin(), out.end());
-  auto cache = *KvCache::create(m.cfg, 128, 16);
-  CpuForward f(m);
+  auto cache = new_cache(128, 16);
   std::vector<float> logits;  // [n_all, n_vocab]
-  ASSERT_TRUE(f.eval(cache, all.data(), static_cast<int64_t>(all.size()), LogitsMode::kAll, &logits).ok());
+  ASSERT_TRUE(eval(m, *cache, all.data(), static_cast<int64_t>(all.size()), LogitsMode::kAll, &logits).ok());
   const std::vector<TokenLogprob> pl = s->prompt_logprobs(), gl = s->logprobs();
   ASSERT_EQ(pl.size(), p.size());
   ASSERT_EQ(gl.size(), out.size());

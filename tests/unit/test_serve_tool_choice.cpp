@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "serve/api_request.h"
+#include "backend/backend.h"
 #include "serve/engine.h"
 #include "serve/output.h"
 #include "synth/synth.h"
@@ -54,7 +55,8 @@ Engine& engine() {
     c.ctx = 1024;
     c.chunk = 64;
     c.kv_budget_bytes = int64_t{256} << 20;
-    return Engine::create(tiny(), c).value().release();
+    static std::unique_ptr<Forward> fwd = make_forward(tiny(), BackendOptions{}).value();
+    return Engine::create(*fwd, c).value().release();
   }();
   return *e;
 }
