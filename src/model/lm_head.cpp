@@ -28,7 +28,7 @@ void lm_head_rows_f32(const LinearWeight& w, int64_t r0, int64_t r1, float* out)
 }
 
 Status nvfp4_quantize_lm_head(const LinearWeight& w, bool in_major, ThreadPool& pool, LmHeadNvfp4* out) {
-  if ((w.type != WeightType::kBF16 && w.type != WeightType::kF32) || w.in_major)
+  if ((w.type != WeightType::kBF16 && w.type != WeightType::kF32) || w.in_major())
     return error("lm_head '" + w.name + "' is " + weight_type_name(w.type) + "; only a dense [n_vocab, n_embd] BF16 or F32 lm_head can be quantized");
   if (w.n_in % kNvfp4Block != 0) return error("lm_head '" + w.name + "': n_embd " + std::to_string(w.n_in) + " is not a multiple of 16");
   const int64_t n_tasks = (w.n_out + kRowsPerTask - 1) / kRowsPerTask;

@@ -14,7 +14,7 @@ void decode_weight_f32(const LinearWeight& w, float* out) {
     case WeightType::kBF16:
       for (int64_t o = 0; o < n_out; ++o)
         for (int64_t i = 0; i < n_in; ++i) {
-          const int64_t k = w.in_major ? i * n_out + o : o * n_in + i;
+          const int64_t k = w.in_major() ? i * n_out + o : o * n_in + i;
           at(o, i) = w.type == WeightType::kF32 ? reinterpret_cast<const float*>(w.data)[k]
                                                 : bf16_to_f32(reinterpret_cast<const uint16_t*>(w.data)[k]);
         }
@@ -23,7 +23,7 @@ void decode_weight_f32(const LinearWeight& w, float* out) {
       for (int64_t o = 0; o < n_out; ++o) mxfp4_decode_row_ref(w.data + o * n_in / 2, w.scales + o * n_in / 32, n_in, out + o * n_in);
       return;
     case WeightType::kNvfp4:
-      if (!w.in_major) {
+      if (!w.in_major()) {
         for (int64_t o = 0; o < n_out; ++o) nvfp4_decode_row_ref(w.data + o * n_in / 2, w.scales + o * n_in / 16, w.scale2, n_in, out + o * n_in);
         return;
       }

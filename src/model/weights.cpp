@@ -10,16 +10,6 @@
 
 namespace oss4 {
 
-const char* weight_type_name(WeightType t) {
-  switch (t) {
-    case WeightType::kF32: return "f32";
-    case WeightType::kBF16: return "bf16";
-    case WeightType::kMxfp4: return "mxfp4";
-    case WeightType::kNvfp4: return "nvfp4";
-  }
-  return "?";
-}
-
 const char* checkpoint_kind_name(CheckpointKind k) {
   switch (k) {
     case CheckpointKind::kMxfp4: return "mxfp4";
@@ -35,17 +25,6 @@ const char* checkpoint_kind_name(CheckpointKind k) {
 
 bool checkpoint_kind_is_nvfp4(CheckpointKind k) {
   return k == CheckpointKind::kNvfp4Export || k == CheckpointKind::kNvfp4FakeQuant || k == CheckpointKind::kNvfp4CompressedTensors;
-}
-
-size_t LinearWeight::nbytes() const {
-  const auto n = static_cast<size_t>(n_out * n_in);
-  switch (type) {
-    case WeightType::kF32: return n * 4;
-    case WeightType::kBF16: return n * 2;
-    case WeightType::kMxfp4: return n / 2 + n / 32;
-    case WeightType::kNvfp4: return n / 2 + n / 16;
-  }
-  return 0;
 }
 
 size_t ModelWeights::weight_bytes_per_token() const {
@@ -180,7 +159,7 @@ Status load_nvfp4_experts(const TensorStore& st, const std::string& name, int64_
     lw.type = WeightType::kNvfp4;
     lw.n_out = n_out;
     lw.n_in = n_in;
-    lw.in_major = true;
+    lw.set_in_major(true);
     lw.data = w->data + static_cast<size_t>(e * n_in / 2 * n_out);
     lw.scales = s->data + static_cast<size_t>(e * n_in / 16 * n_out);
     lw.scale2 = s2.size() == 1 ? s2[0] : s2[static_cast<size_t>(e)];
@@ -238,7 +217,7 @@ Status load_bf16_experts(const TensorStore& st, const std::string& name, int64_t
     w.type = type;
     w.n_out = n_out;
     w.n_in = n_in;
-    w.in_major = true;
+    w.set_in_major(true);
     w.data = t->data + static_cast<size_t>(e * n_in * n_out) * esize;
     w.name = name + "[" + std::to_string(e) + "]";
     out->push_back(w);

@@ -10,30 +10,13 @@
 #include "format/safetensors.h"
 #include "model/config.h"
 #include "model/rope.h"
+#include "numeric/weight_view.h"
 
 namespace oss4 {
 
-enum class WeightType {
-  kF32,    // data: [n_out, n_in] f32
-  kBF16,   // data: [n_out, n_in] bf16, or [n_in, n_out] when in_major
-  kMxfp4,  // data: [n_out, n_in/32, 16] u8 (low nibble = even column), scales: [n_out, n_in/32] e8m0
-  kNvfp4,  // data: [n_out, n_in/2] u8 (low nibble = even column), scales: [n_out, n_in/16] e4m3, times scale2;
-           // in_major (ModelOpt's exported experts): data [n_in/2, n_out], scales [n_in/16, n_out]
-};
-
-const char* weight_type_name(WeightType t);
-
-// a linear map y = W x: n_out rows of n_in inputs.
-struct LinearWeight {
-  WeightType type = WeightType::kF32;
-  int64_t n_out = 0, n_in = 0;
-  bool in_major = false;            // BF16 HF expert layout, h @ W: element (o, i) at data[i * n_out + o]
-  const uint8_t* data = nullptr;
-  const uint8_t* scales = nullptr;  // MXFP4 / NVFP4 block scales
-  std::string name;                 // checkpoint tensor it came from, for errors
-  float scale2 = 1.0f;              // NVFP4 per-tensor scale (weight_scale_2)
-
-  size_t nbytes() const;  // bytes a full pass over the weight reads
+// a weight matrix of the checkpoint: the plain view the kernels take (numeric/weight_view.h) and the tensor it came from
+struct LinearWeight : WeightView {
+  std::string name;  // checkpoint tensor it came from, for errors
 };
 
 struct LayerWeights {

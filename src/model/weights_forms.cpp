@@ -96,7 +96,7 @@ Status load_fakequant_experts(const TensorStore& st, const std::string& name, in
     dense.type = t->dtype == DType::kBF16 ? WeightType::kBF16 : WeightType::kF32;
     dense.n_out = n_out;
     dense.n_in = n_in;
-    dense.in_major = true;
+    dense.set_in_major(true);
     dense.data = t->data + static_cast<size_t>(e * n_in * n_out) * esize;
     dense.name = name + "[" + std::to_string(e) + "]";
     OSS4_ASSIGN_OR_RETURN(qs[static_cast<size_t>(e)], quantize_owned(dense, amax, &bufs[static_cast<size_t>(e)]));

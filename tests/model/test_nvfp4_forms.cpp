@@ -72,18 +72,18 @@ TEST(Forms, PrepareRepacksRowMajorNvfp4Exactly) {
   ModelWeights m = load("b");
   const LinearWeight wq = m.layers[0].wq;
   ASSERT_EQ(wq.type, WeightType::kNvfp4);
-  ASSERT_FALSE(wq.in_major);
+  ASSERT_FALSE(wq.in_major());
   ThreadPool pool(2);
   auto cw = cpu_prepare_weights(m, LmHeadType::kNvfp4, pool);
   ASSERT_TRUE(cw.ok()) << cw.status().message();
   EXPECT_GT(cw->repacked_bytes, 0u);
-  EXPECT_FALSE(m.layers[0].wq.in_major) << "the host weights stay row-major";
+  EXPECT_FALSE(m.layers[0].wq.in_major()) << "the host weights stay row-major";
   for (size_t l = 0; l < m.layers.size(); ++l) {
     const LayerWeights& L = m.layers[l];
     const CpuAttnWeights& P = cw->layers[l];
     for (auto [host, prep] : {std::pair{&L.wq, &P.wq}, std::pair{&L.wk, &P.wk}, std::pair{&L.wv, &P.wv}, std::pair{&L.wo, &P.wo}}) {
       if (!repack_wants_in_major(host->n_out, host->n_in)) continue;
-      ASSERT_TRUE(prep->in_major) << host->name;
+      ASSERT_TRUE(prep->in_major()) << host->name;
       std::vector<uint8_t> codes(static_cast<size_t>(host->n_out * host->n_in / 2)), scales(static_cast<size_t>(host->n_out * host->n_in / 16));
       transpose_u8(host->data, host->n_out, host->n_in / 2, codes.data());
       transpose_u8(host->scales, host->n_out, host->n_in / 16, scales.data());
@@ -93,7 +93,7 @@ TEST(Forms, PrepareRepacksRowMajorNvfp4Exactly) {
     }
   }
   // the lm_head: quantized row-major as oss4 quantize --lm-head nvfp4 writes it, then transposed, gives the same bytes
-  ASSERT_TRUE(cw->lm_head.in_major);
+  ASSERT_TRUE(cw->lm_head.in_major());
   LmHeadNvfp4 q;
   ASSERT_TRUE(nvfp4_quantize_lm_head(m.lm_head, /*in_major=*/false, pool, &q).ok());
   const LinearWeight& h = cw->lm_head;
@@ -109,11 +109,11 @@ INSTANTIATE_TEST_SUITE_P(AllForms, Forms, ::testing::Values("a", "b", "c"));
 
 // element (o, i) of an NVFP4 weight in either orientation: its E2M1 code and its block's E4M3 scale byte.
 uint8_t code_at(const LinearWeight& w, int64_t o, int64_t i) {
-  const uint8_t byte = w.in_major ? w.data[(i / 2) * w.n_out + o] : w.data[o * (w.n_in / 2) + i / 2];
+  const uint8_t byte = w.in_major() ? w.data[(i / 2) * w.n_out + o] : w.data[o * (w.n_in / 2) + i / 2];
   return i % 2 == 0 ? byte & 15 : byte >> 4;
 }
 uint8_t scale_at(const LinearWeight& w, int64_t o, int64_t i) {
-  return w.in_major ? w.scales[(i / 16) * w.n_out + o] : w.scales[o * (w.n_in / 16) + i / 16];
+  return w.in_major() ? w.scales[(i / 16) * w.n_out + o] : w.scales[o * (w.n_in / 16) + i / 16];
 }
 
 std::vector<std::pair<const LinearWeight*, const LinearWeight*>> pairs(const ModelWeights& x, const ModelWeights& y) {
@@ -158,7 +158,7 @@ std::vector<LinearWeight> sources(const TensorStore& st, const ModelWeights& m) 
     w.type = WeightType::kBF16;
     w.n_out = n_out;
     w.n_in = n_in;
-    w.in_major = in_major;
+    w.set_in_major(in_major);
     w.data = t != nullptr ? t->data + offset * 2 : nullptr;
     w.name = name;
     out.push_back(w);

@@ -44,7 +44,7 @@ TEST(LmHead, Nvfp4RequantizationEqualsOneWholeTensorQuantization) {
   EXPECT_EQ(after.type, WeightType::kNvfp4);
   EXPECT_EQ(after.scale2, s2);
   // the vocabulary (n_out) is a multiple of 32, so the bytes come in the kernels' input-major layout (backend/cpu/prepare.h)
-  ASSERT_TRUE(after.in_major);
+  ASSERT_TRUE(after.in_major());
   std::vector<uint8_t> packed_t(packed.size()), scales_t(scales.size());
   transpose_u8(packed.data(), before.n_out, before.n_in / 2, packed_t.data());
   transpose_u8(scales.data(), before.n_out, before.n_in / 16, scales_t.data());

@@ -33,7 +33,7 @@ bool isa_available(KernelIsa isa) {
   }
 }
 
-bool q8_applies(const CpuExec& ex, const LinearWeight& w) { return ex.act == ActPrecision::kQ8 && w.type == WeightType::kNvfp4 && w.in_major; }
+bool q8_applies(const CpuExec& ex, const LinearWeight& w) { return ex.act == ActPrecision::kQ8 && w.type == WeightType::kNvfp4 && w.in_major(); }
 
 // fn(task) for every task in [0, n_tasks): on the pool, or on this thread when there is none
 void run_tasks(const CpuExec& ex, int64_t n_tasks, const std::function<void(int64_t)>& fn) {
@@ -68,27 +68,23 @@ float* thread_scratch(int64_t n) {
   return reinterpret_cast<float*>((p + 31) & ~uintptr_t{31});
 }
 
-bool avx2_args(const LinearWeight& w, avx2::LinearArgs* a) {
+bool avx2_args(const WeightView& w, avx2::LinearArgs* a) {
   switch (w.type) {
     case WeightType::kF32:
-      if (w.in_major) return false;
+      if (w.in_major()) return false;
       a->kind = avx2::WKind::kF32;
       break;
-    case WeightType::kBF16: a->kind = w.in_major ? avx2::WKind::kBF16InMajor : avx2::WKind::kBF16; break;
+    case WeightType::kBF16: a->kind = w.in_major() ? avx2::WKind::kBF16InMajor : avx2::WKind::kBF16; break;
     case WeightType::kMxfp4:
       if (w.n_in % 32 != 0) return false;
       a->kind = avx2::WKind::kMxfp4;
       break;
     case WeightType::kNvfp4:
       if (w.n_in % 16 != 0) return false;
-      a->kind = w.in_major ? avx2::WKind::kNvfp4InMajor : avx2::WKind::kNvfp4;
+      a->kind = w.in_major() ? avx2::WKind::kNvfp4InMajor : avx2::WKind::kNvfp4;
       break;
   }
-  a->n_out = w.n_out;
-  a->n_in = w.n_in;
-  a->data = w.data;
-  a->scales = w.scales;
-  a->scale2 = w.scale2;
+  a->w = w;
   a->e4m3_lut = luts().e4m3;
   a->e8m0_lut = luts().e8m0;
   return true;
@@ -101,8 +97,8 @@ constexpr int64_t kFinishRange = 8192;
 // y = the sum of the in-major GEMV's parts [n_parts, n_tok, n_out], in output order, plus bias, for a job of more than
 // kFinishRange outputs: in ranges on the pool (smaller jobs are summed inside their region, see linear_jobs_avx2)
 void finish_parts_pooled(const CpuExec& ex, const avx2::LinearArgs& a, const float* parts, int64_t n_parts) {
-  run_tasks(ex, (a.n_out + kFinishRange - 1) / kFinishRange, [&](int64_t r) {
-    avx2::fp4_gemv_in_major_finish(a, parts, n_parts, r * kFinishRange, std::min(a.n_out, (r + 1) * kFinishRange));
+  run_tasks(ex, (a.w.n_out + kFinishRange - 1) / kFinishRange, [&](int64_t r) {
+    avx2::fp4_gemv_in_major_finish(a, parts, n_parts, r * kFinishRange, std::min(a.w.n_out, (r + 1) * kFinishRange));
   });
 }
 
@@ -134,7 +130,7 @@ struct Q8Buffers {
 };
 
 void q8_prepare(JobPlan& p, Q8Buffers& b) {
-  const int64_t n_tok = p.a.n_tok, n_in = p.a.n_in, half = n_tok * n_in / 2;
+  const int64_t n_tok = p.a.n_tok, n_in = p.a.w.n_in, half = n_tok * n_in / 2;
   const bool gemv = p.mode == JobMode::kQ8Parts;
   b.q.resize(static_cast<size_t>(n_tok * n_in));
   b.d.resize(static_cast<size_t>(n_tok * n_in / 16));
@@ -177,8 +173,8 @@ void run_task(const JobPlan& p, int64_t task) {
   switch (p.mode) {
     case JobMode::kParts:
     case JobMode::kQ8Parts: {
-      const int64_t n_blk = a.n_in / 16, b0 = task * n_blk / p.n_parts, b1 = (task + 1) * n_blk / p.n_parts;
-      float* part = p.parts + task * a.n_tok * a.n_out;
+      const int64_t n_blk = a.w.n_in / 16, b0 = task * n_blk / p.n_parts, b1 = (task + 1) * n_blk / p.n_parts;
+      float* part = p.parts + task * a.n_tok * a.w.n_out;
       if (p.mode == JobMode::kParts) {
         avx2::fp4_gemv_in_major_part(a, b0, b1, part);
       } else {
@@ -188,9 +184,9 @@ void run_task(const JobPlan& p, int64_t task) {
     }
     case JobMode::kRanges:
     case JobMode::kQ8Gemm: {
-      const int64_t o0 = task * p.per_task * 32, o1 = std::min(a.n_out, (task + 1) * p.per_task * 32);
+      const int64_t o0 = task * p.per_task * 32, o1 = std::min(a.w.n_out, (task + 1) * p.per_task * 32);
       if (p.mode == JobMode::kRanges) {
-        avx2::f32_linear_range(a, o0, o1, thread_scratch(avx2::linear_scratch_floats(a.n_in, a.n_out)));
+        avx2::f32_linear_range(a, o0, o1, thread_scratch(avx2::linear_scratch_floats(a.w.n_in, a.w.n_out)));
       } else {
         avx2::nvfp4_q8_gemm_in_major(a, p.q8, o0, o1, reinterpret_cast<uint8_t*>(thread_scratch(avx2::nvfp4_q8_gemm_scratch_bytes() / 4)));
       }
@@ -212,14 +208,14 @@ bool linear_jobs_avx2(const CpuExec& ex, const LinearJob* jobs, int64_t n_jobs) 
     if (!plan_job(ex, jobs[j], ex.n_threads(), &p)) return false;
     p.first = n_tasks;
     n_tasks += p.n_tasks;
-    n_part_floats += p.n_parts * p.a.n_tok * p.a.n_out;
+    n_part_floats += p.n_parts * p.a.n_tok * p.a.w.n_out;
   }
   if (static_cast<int64_t>(parts.size()) < n_part_floats) parts.resize(static_cast<size_t>(n_part_floats));
   int64_t off = 0;
   for (int64_t j = 0; j < n_jobs; ++j) {
     JobPlan& p = plans[static_cast<size_t>(j)];
     p.parts = parts.data() + off;
-    off += p.n_parts * p.a.n_tok * p.a.n_out;
+    off += p.n_parts * p.a.n_tok * p.a.w.n_out;
     if (p.mode == JobMode::kQ8Parts || p.mode == JobMode::kQ8Gemm) q8_prepare(p, q8_bufs[static_cast<size_t>(j)]);
   }
   // parts of a job of at most kFinishRange outputs are summed by whichever thread completes the job's last part, inside
@@ -235,11 +231,11 @@ bool linear_jobs_avx2(const CpuExec& ex, const LinearJob* jobs, int64_t n_jobs) 
     while (j + 1 < n_jobs && task >= pl[j + 1].first) ++j;
     const JobPlan& p = pl[j];
     run_task(p, task - p.first);
-    if (p.n_parts > 0 && p.a.n_out <= kFinishRange && done[j].fetch_add(1, std::memory_order_acq_rel) + 1 == p.n_parts)
-      avx2::fp4_gemv_in_major_finish(p.a, p.parts, p.n_parts, 0, p.a.n_out);
+    if (p.n_parts > 0 && p.a.w.n_out <= kFinishRange && done[j].fetch_add(1, std::memory_order_acq_rel) + 1 == p.n_parts)
+      avx2::fp4_gemv_in_major_finish(p.a, p.parts, p.n_parts, 0, p.a.w.n_out);
   });
   for (int64_t j = 0; j < n_jobs; ++j)
-    if (pl[j].n_parts > 0 && pl[j].a.n_out > kFinishRange) finish_parts_pooled(ex, pl[j].a, pl[j].parts, pl[j].n_parts);
+    if (pl[j].n_parts > 0 && pl[j].a.w.n_out > kFinishRange) finish_parts_pooled(ex, pl[j].a, pl[j].parts, pl[j].n_parts);
   return true;
 }
 #endif

@@ -46,7 +46,7 @@ void matmul_in_major(const LinearWeight& w, const float* x, int64_t n_tok, const
 
 void f32_f32w_matmul_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y) {
   const auto* d = reinterpret_cast<const float*>(w.data);
-  if (w.in_major) {
+  if (w.in_major()) {
     matmul_in_major(w, x, n_tok, bias, y, [d](int64_t k) { return d[k]; });
     return;
   }
@@ -57,7 +57,7 @@ void f32_f32w_matmul_ref(const LinearWeight& w, const float* x, int64_t n_tok, c
 
 void f32_bf16w_matmul_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y) {
   const auto* d = reinterpret_cast<const uint16_t*>(w.data);
-  if (w.in_major) {
+  if (w.in_major()) {
     matmul_in_major(w, x, n_tok, bias, y, [d](int64_t k) { return bf16_to_f32(d[k]); });
     return;
   }
@@ -74,7 +74,7 @@ void f32_mxfp4w_matmul_ref(const LinearWeight& w, const float* x, int64_t n_tok,
 }
 
 void f32_nvfp4w_linear_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y) {
-  if (!w.in_major) {
+  if (!w.in_major()) {
     f32_nvfp4w_matmul_ref(w.data, w.scales, w.scale2, w.n_out, w.n_in, x, n_tok, bias, y);
     return;
   }

@@ -8,7 +8,7 @@ namespace oss4 {
 namespace {
 
 bool repackable(const LinearWeight& w) {
-  return w.type == WeightType::kNvfp4 && !w.in_major && repack_wants_in_major(w.n_out, w.n_in) && w.data && w.scales;
+  return w.type == WeightType::kNvfp4 && !w.in_major() && repack_wants_in_major(w.n_out, w.n_in) && w.data && w.scales;
 }
 
 // drops the checkpoint pages a prepared copy replaces (a buffer m built at load stays: m is the source of truth)
@@ -35,7 +35,7 @@ Status prepare_lm_head(const ModelWeights& m, LmHeadType type, ThreadPool& pool,
   const uint8_t* packed_ptr = out->owned.back().data();
   out->owned.push_back(std::move(q.scales));
   w.type = WeightType::kNvfp4;
-  w.in_major = q.in_major;
+  w.set_in_major(q.in_major);
   w.data = packed_ptr;
   w.scales = out->owned.back().data();
   w.scale2 = q.scale2;
@@ -76,7 +76,7 @@ Result<CpuWeights> cpu_prepare_weights(const ModelWeights& m, LmHeadType lm_head
     release_source(m, w);
     w.data = cw.owned[first + 2 * i].data();
     w.scales = cw.owned[first + 2 * i + 1].data();
-    w.in_major = true;
+    w.set_in_major(true);
     cw.repacked_bytes += cw.owned[first + 2 * i].size() + cw.owned[first + 2 * i + 1].size();
   }
   return cw;

@@ -73,12 +73,12 @@ inline void row_factors(const LinearArgs& a, const uint8_t* s, int64_t c, __m256
 template <int T>
 void rows_t(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0, const float* xp) {
   const Tables tb = tables();
-  const __m256 s2 = _mm256_set1_ps(a.kind == WKind::kNvfp4 ? a.scale2 : 1.0f);
-  const int64_t n_in = a.n_in, n_chunks = n_in / 64, row_bytes = n_in / 2;
+  const __m256 s2 = _mm256_set1_ps(a.kind == WKind::kNvfp4 ? a.w.scale2 : 1.0f);
+  const int64_t n_in = a.w.n_in, n_chunks = n_in / 64, row_bytes = n_in / 2;
   const int64_t row_scales = a.kind == WKind::kNvfp4 ? n_in / 16 : n_in / 32;
   for (int64_t o = o0; o < o1; ++o) {
-    const uint8_t* q = a.data + o * row_bytes;
-    const uint8_t* s = a.scales + o * row_scales;
+    const uint8_t* q = a.w.data + o * row_bytes;
+    const uint8_t* s = a.w.scales + o * row_scales;
     __m256 acc[T][2];
     for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
     for (int64_t c = 0; c < n_chunks; ++c) {
@@ -99,7 +99,7 @@ void rows_t(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0, const float
         acc[t][1] = _mm256_fmadd_ps(pb, fb, acc[t][1]);
       }
     }
-    for (int t = 0; t < T; ++t) a.y[(t0 + t) * a.n_out + o] = hsum(_mm256_add_ps(acc[t][0], acc[t][1])) + (a.bias ? a.bias[o] : 0.0f);
+    for (int t = 0; t < T; ++t) a.y[(t0 + t) * a.w.n_out + o] = hsum(_mm256_add_ps(acc[t][0], acc[t][1])) + (a.bias ? a.bias[o] : 0.0f);
   }
 }
 
@@ -112,16 +112,16 @@ constexpr int64_t kPrefetchAhead = 512;  // bytes ahead along a row (measured: 2
 template <int T>
 void in_major_t(const LinearArgs& a, int64_t o0, int64_t o1, int64_t b0, int64_t b1, int64_t t0, float* yp) {
   const Tables tb = tables();
-  const __m256 s2 = _mm256_set1_ps(a.scale2);
-  const int64_t n_out = a.n_out, width = o1 - o0;
-  const float* x = a.x + t0 * a.n_in;
+  const __m256 s2 = _mm256_set1_ps(a.w.scale2);
+  const int64_t n_out = a.w.n_out, width = o1 - o0;
+  const float* x = a.x + t0 * a.w.n_in;
   for (int64_t b = b0; b < b1; ++b) {
     for (int64_t o = o0; o < o1; o += 32) {
       __m256 acc[T][4];  // 4 T accumulators: with 16 registers, more would spill the decoded vectors
       for (int t = 0; t < T; ++t)
         for (int k = 0; k < 4; ++k) acc[t][k] = _mm256_setzero_ps();
       for (int64_t j = 0; j < 8; ++j) {
-        const uint8_t* row = a.data + (b * 8 + j) * n_out + o;
+        const uint8_t* row = a.w.data + (b * 8 + j) * n_out + o;
         // 8 interleaved row streams per block are more than the hardware prefetcher keeps ahead of
         _mm_prefetch(reinterpret_cast<const char*>(row + kPrefetchAhead), _MM_HINT_T0);
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row));
@@ -130,13 +130,13 @@ void in_major_t(const LinearArgs& a, int64_t o0, int64_t o1, int64_t b0, int64_t
           __m256 w[4];
           spread(_mm256_shuffle_epi8(tb.next, idx), _mm256_shuffle_epi8(tb.top, idx), w);
           for (int t = 0; t < T; ++t) {
-            const __m256 xb = _mm256_broadcast_ss(x + t * a.n_in + b * 16 + 2 * j + h);
+            const __m256 xb = _mm256_broadcast_ss(x + t * a.w.n_in + b * 16 + 2 * j + h);
             for (int k = 0; k < 4; ++k) acc[t][k] = _mm256_fmadd_ps(w[k], xb, acc[t][k]);
           }
         }
       }
       __m256i sd[4];
-      bytes_to_dwords(a.scales + b * n_out + o, sd);
+      bytes_to_dwords(a.w.scales + b * n_out + o, sd);
       for (int k = 0; k < 4; ++k) {
         const __m256 f = e4m3_times(sd[k], s2);
         for (int t = 0; t < T; ++t) {
@@ -164,7 +164,7 @@ inline void unpermute32_to(const float* p, float* y, const float* bias) {
 void unpermute_rows(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0, int64_t n_tok, const float* yp) {
   const int64_t width = o1 - o0;
   for (int64_t t = 0; t < n_tok; ++t)
-    for (int64_t o = o0; o < o1; o += 32) unpermute32_to(yp + t * width + (o - o0), a.y + (t0 + t) * a.n_out + o, a.bias ? a.bias + o : nullptr);
+    for (int64_t o = o0; o < o1; o += 32) unpermute32_to(yp + t * width + (o - o0), a.y + (t0 + t) * a.w.n_out + o, a.bias ? a.bias + o : nullptr);
 }
 
 template <int T>
@@ -177,14 +177,14 @@ void in_major_blocks(const LinearArgs& a, int64_t o0, int64_t o1, int64_t b0, in
 
 void fp4_in_major_panels(const LinearArgs& a, int64_t o, int64_t k0, int64_t k1, float* pa, float* pb) {
   const Tables tb = tables();
-  const __m256 s2 = _mm256_set1_ps(a.scale2);
+  const __m256 s2 = _mm256_set1_ps(a.w.scale2);
   for (int64_t b = k0 / 16; b < k1 / 16; ++b) {
     __m256i sd[4];
-    bytes_to_dwords(a.scales + b * a.n_out + o, sd);
+    bytes_to_dwords(a.w.scales + b * a.w.n_out + o, sd);
     __m256 f[4];
     for (int q = 0; q < 4; ++q) f[q] = e4m3_times(sd[q], s2);
     for (int64_t j = 0; j < 8; ++j) {
-      const uint8_t* row = a.data + (b * 8 + j) * a.n_out + o;
+      const uint8_t* row = a.w.data + (b * 8 + j) * a.w.n_out + o;
       // the caller walks o across the rows of a k block; the hardware prefetcher does not follow that many streams
       _mm_prefetch(reinterpret_cast<const char*>(row + 256), _MM_HINT_T0);
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row));
@@ -207,8 +207,8 @@ void fp4_unpermute32(float* y, const float* bias) { unpermute32_to(y, y, bias); 
 bool fp4_gemv_takes(const LinearArgs& a) {
   switch (a.kind) {
     case WKind::kNvfp4:
-    case WKind::kMxfp4: return a.n_in % 64 == 0;
-    case WKind::kNvfp4InMajor: return a.n_in % 16 == 0 && a.n_out % 32 == 0;
+    case WKind::kMxfp4: return a.w.n_in % 64 == 0;
+    case WKind::kNvfp4InMajor: return a.w.n_in % 16 == 0 && a.w.n_out % 32 == 0;
     default: return false;
   }
 }
@@ -225,12 +225,12 @@ void fp4_permute_x(const float* x, int64_t n_in, int64_t n_tok, float* xp) {
 
 void fp4_gemv_rows(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0, int64_t n_tok, const float* xp) {
   int64_t t = 0;
-  for (; t + 2 <= n_tok; t += 2) rows_t<2>(a, o0, o1, t0 + t, xp + t * a.n_in);
-  if (t < n_tok) rows_t<1>(a, o0, o1, t0 + t, xp + t * a.n_in);
+  for (; t + 2 <= n_tok; t += 2) rows_t<2>(a, o0, o1, t0 + t, xp + t * a.w.n_in);
+  if (t < n_tok) rows_t<1>(a, o0, o1, t0 + t, xp + t * a.w.n_in);
 }
 
 void fp4_gemv_in_major(const LinearArgs& a, int64_t o0, int64_t o1, float* yp) {
-  const int64_t n_blk = a.n_in / 16;
+  const int64_t n_blk = a.w.n_in / 16;
   int64_t t = 0;
   for (; t + 2 <= a.n_tok; t += 2) {
     in_major_blocks<2>(a, o0, o1, 0, n_blk, t, yp);
@@ -244,20 +244,20 @@ void fp4_gemv_in_major(const LinearArgs& a, int64_t o0, int64_t o1, float* yp) {
 
 void fp4_gemv_in_major_part(const LinearArgs& a, int64_t b0, int64_t b1, float* part) {
   int64_t t = 0;
-  for (; t + 2 <= a.n_tok; t += 2) in_major_blocks<2>(a, 0, a.n_out, b0, b1, t, part + t * a.n_out);
-  if (t < a.n_tok) in_major_blocks<1>(a, 0, a.n_out, b0, b1, t, part + t * a.n_out);
+  for (; t + 2 <= a.n_tok; t += 2) in_major_blocks<2>(a, 0, a.w.n_out, b0, b1, t, part + t * a.w.n_out);
+  if (t < a.n_tok) in_major_blocks<1>(a, 0, a.w.n_out, b0, b1, t, part + t * a.w.n_out);
 }
 
 void fp4_gemv_in_major_finish(const LinearArgs& a, const float* parts, int64_t n_parts, int64_t o0, int64_t o1) {
-  const int64_t n = a.n_tok * a.n_out;
+  const int64_t n = a.n_tok * a.w.n_out;
   for (int64_t t = 0; t < a.n_tok; ++t)
     for (int64_t o = o0; o < o1; o += 32) {
       alignas(32) float sum[32];  // lane order
-      const float* p0 = parts + t * a.n_out + o;
+      const float* p0 = parts + t * a.w.n_out + o;
       for (int64_t j = 0; j < 32; ++j) sum[j] = p0[j];
       for (int64_t p = 1; p < n_parts; ++p)
         for (int64_t j = 0; j < 32; ++j) sum[j] += p0[p * n + j];
-      unpermute32_to(sum, a.y + t * a.n_out + o, a.bias ? a.bias + o : nullptr);
+      unpermute32_to(sum, a.y + t * a.w.n_out + o, a.bias ? a.bias + o : nullptr);
     }
 }
 

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "numeric/weight_view.h"
+
 namespace oss4::avx2 {
 
 // kinds of weights the AVX2 linear kernels take (see LinearWeight in model/weights.h).
@@ -19,11 +21,8 @@ enum class WKind : int {
 };
 
 struct LinearArgs {
-  WKind kind = WKind::kF32;
-  int64_t n_out = 0, n_in = 0;
-  const uint8_t* data = nullptr;
-  const uint8_t* scales = nullptr;
-  float scale2 = 1.0f;
+  WeightView w;  // the weight as it is (numeric/weight_view.h)
+  WKind kind = WKind::kF32;  // w's type and layout as one kernel family
   const float* e4m3_lut = nullptr;  // [256] f32 value of every E4M3 byte
   const float* e8m0_lut = nullptr;  // [256] f32 value of every E8M0 byte
   const float* x = nullptr;         // [n_tok, n_in] f32

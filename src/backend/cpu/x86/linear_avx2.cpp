@@ -52,28 +52,28 @@ inline float bf16_scalar(uint16_t h) {
 
 // f32 factor of 8-byte group g (16 elements) of a row-major 4-bit row
 inline float group_factor(const LinearArgs& a, const uint8_t* s, int64_t g) {
-  return a.kind == WKind::kMxfp4 ? a.e8m0_lut[s[g >> 1]] : a.e4m3_lut[s[g]] * a.scale2;
+  return a.kind == WKind::kMxfp4 ? a.e8m0_lut[s[g >> 1]] : a.e4m3_lut[s[g]] * a.w.scale2;
 }
 
 inline const uint8_t* row_scales(const LinearArgs& a, int64_t o) {
-  return a.scales + o * (a.kind == WKind::kMxfp4 ? a.n_in / 32 : a.n_in / 16);
+  return a.w.scales + o * (a.kind == WKind::kMxfp4 ? a.w.n_in / 32 : a.w.n_in / 16);
 }
 
 // scalar value of weight (o, i), for tails
 float weight_at(const LinearArgs& a, int64_t o, int64_t i) {
   static const float kLut[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
   switch (a.kind) {
-    case WKind::kF32: return reinterpret_cast<const float*>(a.data)[o * a.n_in + i];
-    case WKind::kBF16: return bf16_scalar(reinterpret_cast<const uint16_t*>(a.data)[o * a.n_in + i]);
-    case WKind::kBF16InMajor: return bf16_scalar(reinterpret_cast<const uint16_t*>(a.data)[i * a.n_out + o]);
+    case WKind::kF32: return reinterpret_cast<const float*>(a.w.data)[o * a.w.n_in + i];
+    case WKind::kBF16: return bf16_scalar(reinterpret_cast<const uint16_t*>(a.w.data)[o * a.w.n_in + i]);
+    case WKind::kBF16InMajor: return bf16_scalar(reinterpret_cast<const uint16_t*>(a.w.data)[i * a.w.n_out + o]);
     case WKind::kMxfp4:
     case WKind::kNvfp4: {
-      const uint8_t b = a.data[o * (a.n_in / 2) + i / 2];
+      const uint8_t b = a.w.data[o * (a.w.n_in / 2) + i / 2];
       return kLut[(i & 1) ? b >> 4 : b & 15] * group_factor(a, row_scales(a, o), i / 16);
     }
     case WKind::kNvfp4InMajor: {
-      const uint8_t b = a.data[(i / 2) * a.n_out + o];
-      return kLut[(i & 1) ? b >> 4 : b & 15] * (a.e4m3_lut[a.scales[(i / 16) * a.n_out + o]] * a.scale2);
+      const uint8_t b = a.w.data[(i / 2) * a.w.n_out + o];
+      return kLut[(i & 1) ? b >> 4 : b & 15] * (a.e4m3_lut[a.w.scales[(i / 16) * a.w.n_out + o]] * a.w.scale2);
     }
   }
   return 0.0f;
@@ -84,8 +84,8 @@ void linear_scalar(const LinearArgs& a, int64_t o0, int64_t o1) {
   for (int64_t t = 0; t < a.n_tok; ++t)
     for (int64_t o = o0; o < o1; ++o) {
       float acc = 0.0f;
-      for (int64_t i = 0; i < a.n_in; ++i) acc += weight_at(a, o, i) * a.x[t * a.n_in + i];
-      a.y[t * a.n_out + o] = acc + (a.bias ? a.bias[o] : 0.0f);
+      for (int64_t i = 0; i < a.w.n_in; ++i) acc += weight_at(a, o, i) * a.x[t * a.w.n_in + i];
+      a.y[t * a.w.n_out + o] = acc + (a.bias ? a.bias[o] : 0.0f);
     }
 }
 
@@ -105,9 +105,9 @@ template <int T>
 void gemv_fp4_rows(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0, const float* xp) {
   constexpr int U = T == 1 ? 4 : T == 2 ? 2 : 1;
   const Nib n = nib_consts();
-  const int64_t n_groups = a.n_in / 16;
+  const int64_t n_groups = a.w.n_in / 16;
   for (int64_t o = o0; o < o1; ++o) {
-    const uint8_t* q = a.data + o * (a.n_in / 2);
+    const uint8_t* q = a.w.data + o * (a.w.n_in / 2);
     const uint8_t* s = row_scales(a, o);
     __m256 acc[U][T];
     for (int u = 0; u < U; ++u)
@@ -120,7 +120,7 @@ void gemv_fp4_rows(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0, cons
       lo = _mm256_mul_ps(lo, f);
       hi = _mm256_mul_ps(hi, f);
       for (int t = 0; t < T; ++t) {
-        const float* xt = xp + t * a.n_in + 16 * gg;
+        const float* xt = xp + t * a.w.n_in + 16 * gg;
         acc[u][t] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xt), acc[u][t]);
         acc[u][t] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xt + 8), acc[u][t]);
       }
@@ -131,7 +131,7 @@ void gemv_fp4_rows(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0, cons
     for (int t = 0; t < T; ++t) {
       __m256 sum = acc[0][t];
       for (int u = 1; u < U; ++u) sum = _mm256_add_ps(sum, acc[u][t]);
-      a.y[(t0 + t) * a.n_out + o] = hsum(sum) + (a.bias ? a.bias[o] : 0.0f);
+      a.y[(t0 + t) * a.w.n_out + o] = hsum(sum) + (a.bias ? a.bias[o] : 0.0f);
     }
   }
 }
@@ -140,10 +140,10 @@ template <int T>
 void gemv_dense_rows(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0) {
   constexpr int U = T == 1 ? 4 : T == 2 ? 2 : 1;
   const bool bf16 = a.kind == WKind::kBF16;
-  const int64_t n_in = a.n_in;
+  const int64_t n_in = a.w.n_in;
   for (int64_t o = o0; o < o1; ++o) {
-    const uint16_t* wb = reinterpret_cast<const uint16_t*>(a.data) + o * n_in;
-    const float* wf = reinterpret_cast<const float*>(a.data) + o * n_in;
+    const uint16_t* wb = reinterpret_cast<const uint16_t*>(a.w.data) + o * n_in;
+    const float* wf = reinterpret_cast<const float*>(a.w.data) + o * n_in;
     __m256 acc[U][T];
     for (int u = 0; u < U; ++u)
       for (int t = 0; t < T; ++t) acc[u][t] = _mm256_setzero_ps();
@@ -160,7 +160,7 @@ void gemv_dense_rows(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0) {
       for (int u = 1; u < U; ++u) sum = _mm256_add_ps(sum, acc[u][t]);
       float r = hsum(sum);
       for (int64_t k = i; k < n_in; ++k) r += (bf16 ? bf16_scalar(wb[k]) : wf[k]) * a.x[(t0 + t) * n_in + k];
-      a.y[(t0 + t) * a.n_out + o] = r + (a.bias ? a.bias[o] : 0.0f);
+      a.y[(t0 + t) * a.w.n_out + o] = r + (a.bias ? a.bias[o] : 0.0f);
     }
   }
 }
@@ -171,7 +171,7 @@ void gemv_rows_t(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0, float*
     gemv_dense_rows<T>(a, o0, o1, t0);
     return;
   }
-  permute_pairs(a.x + t0 * a.n_in, a.n_in, T, scratch);
+  permute_pairs(a.x + t0 * a.w.n_in, a.w.n_in, T, scratch);
   gemv_fp4_rows<T>(a, o0, o1, t0, scratch);
 }
 
@@ -190,21 +190,21 @@ void gemv_rows(const LinearArgs& a, int64_t o0, int64_t o1, float* scratch) {
 
 // row o decoded to f32 in natural input order: out [n_in]
 void decode_row(const LinearArgs& a, int64_t o, float* out) {
-  const int64_t n_in = a.n_in;
+  const int64_t n_in = a.w.n_in;
   if (a.kind == WKind::kF32) {
-    const float* w = reinterpret_cast<const float*>(a.data) + o * n_in;
+    const float* w = reinterpret_cast<const float*>(a.w.data) + o * n_in;
     for (int64_t i = 0; i < n_in; ++i) out[i] = w[i];
     return;
   }
   if (a.kind == WKind::kBF16) {
-    const uint16_t* w = reinterpret_cast<const uint16_t*>(a.data) + o * n_in;
+    const uint16_t* w = reinterpret_cast<const uint16_t*>(a.w.data) + o * n_in;
     int64_t i = 0;
     for (; i + 8 <= n_in; i += 8) _mm256_storeu_ps(out + i, bf16x8(w + i));
     for (; i < n_in; ++i) out[i] = bf16_scalar(w[i]);
     return;
   }
   const Nib n = nib_consts();
-  const uint8_t* q = a.data + o * (n_in / 2);
+  const uint8_t* q = a.w.data + o * (n_in / 2);
   const uint8_t* s = row_scales(a, o);
   for (int64_t g = 0; g < n_in / 16; ++g) {
     __m256 lo, hi;
@@ -264,11 +264,11 @@ DotTileFn dot_tile_for(int64_t r, int64_t t) {
 
 void init_outputs(const LinearArgs& a, int64_t o0, int64_t o1) {
   for (int64_t t = 0; t < a.n_tok; ++t)
-    for (int64_t o = o0; o < o1; ++o) a.y[t * a.n_out + o] = a.bias ? a.bias[o] : 0.0f;
+    for (int64_t o = o0; o < o1; ++o) a.y[t * a.w.n_out + o] = a.bias ? a.bias[o] : 0.0f;
 }
 
 void gemm_rows(const LinearArgs& a, int64_t o0, int64_t o1, float* scratch) {
-  const int64_t n_in = a.n_in, ldw = (n_in + 7) / 8 * 8;
+  const int64_t n_in = a.w.n_in, ldw = (n_in + 7) / 8 * 8;
   init_outputs(a, o0, o1);
   for (int64_t r0 = o0; r0 < o1; r0 += kRowTile) {
     const int64_t nr = min64(kRowTile, o1 - r0);
@@ -279,7 +279,7 @@ void gemm_rows(const LinearArgs& a, int64_t o0, int64_t o1, float* scratch) {
         const int64_t nt = min64(3, a.n_tok - t0);
         for (int64_t r = 0; r < nr; r += 4) {
           const int64_t rr = min64(4, nr - r);
-          dot_tile_for(rr, nt)(scratch + r * ldw, ldw, a.x + t0 * n_in, n_in, k0, k1, a.y + t0 * a.n_out + r0 + r, a.n_out);
+          dot_tile_for(rr, nt)(scratch + r * ldw, ldw, a.x + t0 * n_in, n_in, k0, k1, a.y + t0 * a.w.n_out + r0 + r, a.w.n_out);
         }
       }
     }
@@ -290,8 +290,8 @@ void gemm_rows(const LinearArgs& a, int64_t o0, int64_t o1, float* scratch) {
 
 // factors of input block b for outputs o..o+7 of an in-major NVFP4 weight: e4m3(s) * scale2 for 8 scale bytes.
 inline __m256 in_major_factors(const LinearArgs& a, int64_t b, int64_t o) {
-  return e4m3_times(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a.scales + b * a.n_out + o))),
-                    _mm256_set1_ps(a.scale2));
+  return e4m3_times(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a.w.scales + b * a.w.n_out + o))),
+                    _mm256_set1_ps(a.w.scale2));
 }
 
 // in-major GEMV. The loops run over input blocks outside and output tiles inside, so that each pass reads 8 (NVFP4)
@@ -300,7 +300,7 @@ inline __m256 in_major_factors(const LinearArgs& a, int64_t b, int64_t o) {
 template <int T>
 void gemv_in_major_t(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0) {
   const Nib n = nib_consts();
-  const int64_t n_in = a.n_in, n_out = a.n_out;
+  const int64_t n_in = a.w.n_in, n_out = a.w.n_out;
   const float* x = a.x + t0 * n_in;
   for (int t = 0; t < T; ++t)
     for (int64_t o = o0; o < o1; ++o) a.y[(t0 + t) * n_out + o] = 0.0f;
@@ -310,7 +310,7 @@ void gemv_in_major_t(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0) {
         __m256 blk[T][2][2];  // [token][output half][low/high nibble chain]
         for (int t = 0; t < T; ++t) blk[t][0][0] = blk[t][0][1] = blk[t][1][0] = blk[t][1][1] = _mm256_setzero_ps();
         for (int64_t j = 0; j < 8; ++j) {
-          const uint8_t* row = a.data + (b * 8 + j) * n_out + o;
+          const uint8_t* row = a.w.data + (b * 8 + j) * n_out + o;
           __m256 lo0, hi0, lo1, hi1;
           decode8(row, n, lo0, hi0);
           decode8(row + 8, n, lo1, hi1);
@@ -332,7 +332,7 @@ void gemv_in_major_t(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0) {
       }
     }
   } else {  // bf16
-    const uint16_t* w = reinterpret_cast<const uint16_t*>(a.data);
+    const uint16_t* w = reinterpret_cast<const uint16_t*>(a.w.data);
     for (int64_t k0 = 0; k0 < n_in; k0 += 8) {
       const int64_t k1 = min64(n_in, k0 + 8);
       for (int64_t o = o0; o < o1; o += 16) {
@@ -362,9 +362,9 @@ void gemv_in_major_t(const LinearArgs& a, int64_t o0, int64_t o1, int64_t t0) {
 
 // inputs [k0, k1) of outputs o..o+15 decoded to f32: out [k1 - k0, 16]
 void decode_in_major_tile(const LinearArgs& a, int64_t o, int64_t k0, int64_t k1, float* out) {
-  const int64_t n_out = a.n_out;
+  const int64_t n_out = a.w.n_out;
   if (a.kind == WKind::kBF16InMajor) {
-    const uint16_t* w = reinterpret_cast<const uint16_t*>(a.data);
+    const uint16_t* w = reinterpret_cast<const uint16_t*>(a.w.data);
     for (int64_t k = k0; k < k1; ++k) {
       _mm256_storeu_ps(out + (k - k0) * 16, bf16x8(w + k * n_out + o));
       _mm256_storeu_ps(out + (k - k0) * 16 + 8, bf16x8(w + k * n_out + o + 8));
@@ -375,7 +375,7 @@ void decode_in_major_tile(const LinearArgs& a, int64_t o, int64_t k0, int64_t k1
   for (int64_t b = k0 / 16; b < k1 / 16; ++b) {
     const __m256 f0 = in_major_factors(a, b, o), f1 = in_major_factors(a, b, o + 8);
     for (int64_t j = 0; j < 8; ++j) {
-      const uint8_t* row = a.data + (b * 8 + j) * n_out + o;
+      const uint8_t* row = a.w.data + (b * 8 + j) * n_out + o;
       __m256 lo0, hi0, lo1, hi1;
       decode8(row, n, lo0, hi0);
       decode8(row + 8, n, lo1, hi1);
@@ -458,23 +458,23 @@ OuterTileFn outer_tile_for(int64_t t) {
 // streams), where outputs outside would read 32 bytes from each of n_in / 2 rows n_out bytes apart.
 void gemm_in_major_fp4(const LinearArgs& a, int64_t o0, int64_t o1, float* scratch) {
   for (int64_t t = 0; t < a.n_tok; ++t)
-    for (int64_t o = o0; o < o1; ++o) a.y[t * a.n_out + o] = 0.0f;
+    for (int64_t o = o0; o < o1; ++o) a.y[t * a.w.n_out + o] = 0.0f;
   float* pa = scratch;                    // [kInKBlock, 16]
   float* pb = scratch + kInKBlock * 16;  // [kInKBlock, 16]
-  for (int64_t k0 = 0; k0 < a.n_in; k0 += kInKBlock) {
-    const int64_t k1 = min64(a.n_in, k0 + kInKBlock);
+  for (int64_t k0 = 0; k0 < a.w.n_in; k0 += kInKBlock) {
+    const int64_t k1 = min64(a.w.n_in, k0 + kInKBlock);
     for (int64_t o = o0; o < o1; o += 32) {
       fp4_in_major_panels(a, o, k0, k1, pa, pb);
       for (int64_t t0 = 0; t0 < a.n_tok; t0 += 6) {
         const int64_t nt = min64(6, a.n_tok - t0);
-        float* y = a.y + t0 * a.n_out + o;
-        outer_tile_for(nt)(pa, k1 - k0, a.x + t0 * a.n_in + k0, a.n_in, y, a.n_out);
-        outer_tile_for(nt)(pb, k1 - k0, a.x + t0 * a.n_in + k0, a.n_in, y + 16, a.n_out);
+        float* y = a.y + t0 * a.w.n_out + o;
+        outer_tile_for(nt)(pa, k1 - k0, a.x + t0 * a.w.n_in + k0, a.w.n_in, y, a.w.n_out);
+        outer_tile_for(nt)(pb, k1 - k0, a.x + t0 * a.w.n_in + k0, a.w.n_in, y + 16, a.w.n_out);
       }
     }
   }
   for (int64_t o = o0; o < o1; o += 32)
-    for (int64_t t = 0; t < a.n_tok; ++t) fp4_unpermute32(a.y + t * a.n_out + o, a.bias ? a.bias + o : nullptr);
+    for (int64_t t = 0; t < a.n_tok; ++t) fp4_unpermute32(a.y + t * a.w.n_out + o, a.bias ? a.bias + o : nullptr);
 }
 
 void gemm_in_major(const LinearArgs& a, int64_t o0, int64_t o1, float* scratch) {
@@ -484,12 +484,12 @@ void gemm_in_major(const LinearArgs& a, int64_t o0, int64_t o1, float* scratch) 
   }
   init_outputs(a, o0, o1);
   for (int64_t o = o0; o < o1; o += 16) {
-    for (int64_t k0 = 0; k0 < a.n_in; k0 += kInKBlock) {
-      const int64_t k1 = min64(a.n_in, k0 + kInKBlock);
+    for (int64_t k0 = 0; k0 < a.w.n_in; k0 += kInKBlock) {
+      const int64_t k1 = min64(a.w.n_in, k0 + kInKBlock);
       decode_in_major_tile(a, o, k0, k1, scratch);  // [k1 - k0, 16] f32
       for (int64_t t0 = 0; t0 < a.n_tok; t0 += 6) {
         const int64_t nt = min64(6, a.n_tok - t0);
-        outer_tile_for(nt)(scratch, k1 - k0, a.x + t0 * a.n_in + k0, a.n_in, a.y + t0 * a.n_out + o, a.n_out);
+        outer_tile_for(nt)(scratch, k1 - k0, a.x + t0 * a.w.n_in + k0, a.w.n_in, a.y + t0 * a.w.n_out + o, a.w.n_out);
       }
     }
   }
@@ -522,7 +522,7 @@ void f32_linear_range(const LinearArgs& a, int64_t o0, int64_t o1, float* scratc
   if (a.n_tok >= kGemmMinTok) {
     gemm_rows(a, o0, o1, scratch);
   } else if (fp4_gemv_takes(a)) {
-    fp4_permute_x(a.x, a.n_in, a.n_tok, scratch);  // [n_tok, n_in]
+    fp4_permute_x(a.x, a.w.n_in, a.n_tok, scratch);  // [n_tok, n_in]
     fp4_gemv_rows(a, o0, o1, 0, a.n_tok, scratch);
   } else {
     gemv_rows(a, o0, o1, scratch);

@@ -61,8 +61,8 @@ inline void add_scaled(__m256i s0, __m256i s1, const __m256 f[4], float d, float
 // factors e4m3 * scale2 / 2 of input block b for outputs o..o+31, lane order
 inline void block_factors(const LinearArgs& a, int64_t b, int64_t o, __m256 f[4]) {
   __m256i sd[4];
-  bytes_to_dwords(a.scales + b * a.n_out + o, sd);
-  const __m256 s2h = _mm256_set1_ps(a.scale2 * 0.5f);
+  bytes_to_dwords(a.w.scales + b * a.w.n_out + o, sd);
+  const __m256 s2h = _mm256_set1_ps(a.w.scale2 * 0.5f);
   for (int k = 0; k < 4; ++k) f[k] = e4m3_times(sd[k], s2h);
 }
 
@@ -70,7 +70,7 @@ inline void block_factors(const LinearArgs& a, int64_t b, int64_t o, __m256 f[4]
 template <int T>
 void gemv_t(const LinearArgs& a, const Q8Act& x, int64_t b0, int64_t b1, int64_t t0, float* yp) {
   const __m256i lut = twice_e2m1_lut(), low4 = _mm256_set1_epi8(0x0F);
-  const int64_t n_out = a.n_out, half = a.n_in / 2, n_blk = a.n_in / 16;
+  const int64_t n_out = a.w.n_out, half = a.w.n_in / 2, n_blk = a.w.n_in / 16;
   for (int64_t b = b0; b < b1; ++b) {
     const uint32_t* pair[T];
     const uint32_t* flip[T];
@@ -84,7 +84,7 @@ void gemv_t(const LinearArgs& a, const Q8Act& x, int64_t b0, int64_t b1, int64_t
       __m256i acc[T][2];
       for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_si256();
       for (int64_t j = 0; j < 8; ++j) {
-        const uint8_t* row = a.data + (b * 8 + j) * n_out + o;
+        const uint8_t* row = a.w.data + (b * 8 + j) * n_out + o;
         _mm_prefetch(reinterpret_cast<const char*>(row + kPrefetchAhead), _MM_HINT_T0);
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row));
         for (int t = 0; t < T; ++t) {
@@ -118,7 +118,7 @@ void panel(const LinearArgs& a, int64_t o, int64_t k0, int64_t k1, __m256i* wp, 
     block_factors(a, b, o, fp + 4 * bb);
     __m256i c0 = _mm256_setzero_si256(), c1 = _mm256_setzero_si256();
     for (int64_t j = 0; j < 8; ++j) {
-      const uint8_t* row = a.data + (b * 8 + j) * a.n_out + o;
+      const uint8_t* row = a.w.data + (b * 8 + j) * a.w.n_out + o;
       _mm_prefetch(reinterpret_cast<const char*>(row + 256), _MM_HINT_T0);
       __m256i w0, w1;
       decode_pairs(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row)), lut, low4, w0, w1);
@@ -207,16 +207,16 @@ void q8_pairs(const int8_t* q, int64_t n_tok, int64_t n_in, uint32_t* pair, uint
   }
 }
 
-bool nvfp4_q8_takes(const LinearArgs& a) { return a.kind == WKind::kNvfp4InMajor && a.n_in % 16 == 0 && a.n_out % 32 == 0; }
+bool nvfp4_q8_takes(const LinearArgs& a) { return a.kind == WKind::kNvfp4InMajor && a.w.n_in % 16 == 0 && a.w.n_out % 32 == 0; }
 
 void nvfp4_q8_gemv_in_major_part(const LinearArgs& a, const Q8Act& x, int64_t b0, int64_t b1, float* part) {
   if (b1 <= b0) {
-    for (int64_t i = 0; i < a.n_tok * a.n_out; ++i) part[i] = 0.0f;
+    for (int64_t i = 0; i < a.n_tok * a.w.n_out; ++i) part[i] = 0.0f;
     return;
   }
   int64_t t = 0;
-  for (; t + 2 <= a.n_tok; t += 2) gemv_t<2>(a, x, b0, b1, t, part + t * a.n_out);
-  if (t < a.n_tok) gemv_t<1>(a, x, b0, b1, t, part + t * a.n_out);
+  for (; t + 2 <= a.n_tok; t += 2) gemv_t<2>(a, x, b0, b1, t, part + t * a.w.n_out);
+  if (t < a.n_tok) gemv_t<1>(a, x, b0, b1, t, part + t * a.w.n_out);
 }
 
 int64_t nvfp4_q8_gemm_scratch_bytes() { return ((kKBlock / 2) * 2 + (kKBlock / 16) * 6) * 32; }
@@ -226,19 +226,19 @@ void nvfp4_q8_gemm_in_major(const LinearArgs& a, const Q8Act& x, int64_t o0, int
   auto* cp = wp + (kKBlock / 2) * 2;                                          // [kKBlock / 16, 2] offset terms
   auto* fp = reinterpret_cast<__m256*>(cp + (kKBlock / 16) * 2);              // [kKBlock / 16, 4] factors
   for (int64_t t = 0; t < a.n_tok; ++t)
-    for (int64_t o = o0; o < o1; ++o) a.y[t * a.n_out + o] = 0.0f;
-  for (int64_t k0 = 0; k0 < a.n_in; k0 += kKBlock) {
-    const int64_t k1 = k0 + kKBlock < a.n_in ? k0 + kKBlock : a.n_in;
+    for (int64_t o = o0; o < o1; ++o) a.y[t * a.w.n_out + o] = 0.0f;
+  for (int64_t k0 = 0; k0 < a.w.n_in; k0 += kKBlock) {
+    const int64_t k1 = k0 + kKBlock < a.w.n_in ? k0 + kKBlock : a.w.n_in;
     for (int64_t o = o0; o < o1; o += 32) {
       panel(a, o, k0, k1, wp, cp, fp);
       for (int64_t t0 = 0; t0 < a.n_tok; t0 += kTokTile) {
         const int64_t nt = a.n_tok - t0 < kTokTile ? a.n_tok - t0 : kTokTile;
-        gemm_tile_for(nt)(wp, cp, fp, k0 / 16, (k1 - k0) / 16, x, a.n_in, t0, a.y + t0 * a.n_out + o, a.n_out);
+        gemm_tile_for(nt)(wp, cp, fp, k0 / 16, (k1 - k0) / 16, x, a.w.n_in, t0, a.y + t0 * a.w.n_out + o, a.w.n_out);
       }
     }
   }
   for (int64_t o = o0; o < o1; o += 32)
-    for (int64_t t = 0; t < a.n_tok; ++t) fp4_unpermute32(a.y + t * a.n_out + o, a.bias ? a.bias + o : nullptr);
+    for (int64_t t = 0; t < a.n_tok; ++t) fp4_unpermute32(a.y + t * a.w.n_out + o, a.bias ? a.bias + o : nullptr);
 }
 
 }  // namespace oss4::avx2
