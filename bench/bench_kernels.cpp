@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend/cpu/kernels.h"
+#include "core/thread_pool.h"
 #include "numeric/float_formats.h"
 
 namespace oss4 {
@@ -75,15 +76,17 @@ void BM_linear(benchmark::State& state, WeightType type, bool in_major, ActPreci
     c.w.data = c.data.data();
     c.w.scales = c.scales.empty() ? nullptr : c.scales.data();
   }
-  std::vector<float> x(static_cast<size_t>(n_tok * n_in), 0.5f), y(static_cast<size_t>(n_tok * n_out));
-  set_act_precision(act);
-  if (!set_kernel_isa(ref ? KernelIsa::kRef : best_kernel_isa()).ok()) {
+  std::vector<float> x(static_cast<size_t>(n_tok * n_in), 0.5f), y(static_cast<size_t>(n_tok * n_out));  // [n_tok, n_in], [n_tok, n_out]
+  const KernelIsa isa = ref ? KernelIsa::kRef : best_kernel_isa();
+  if (!check_kernel_isa(isa).ok()) {
     state.SkipWithError("rung not available");
     return;
   }
+  ThreadPool pool(isa == KernelIsa::kRef ? 1 : resolve_threads(0));  // the reference rung runs on one thread
+  const CpuExec ex{isa, act, &pool};
   size_t next = 0;
   for (auto _ : state) {
-    f32_linear(copies[next].w, x.data(), n_tok, nullptr, y.data());
+    f32_linear(ex, copies[next].w, x.data(), n_tok, nullptr, y.data());
     next = (next + 1) % n_copies;
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
@@ -91,9 +94,7 @@ void BM_linear(benchmark::State& state, WeightType type, bool in_major, ActPreci
   const double bytes = static_cast<double>(b.w.nbytes()), flops = 2.0 * static_cast<double>(n_out * n_in * n_tok);
   state.counters["GB/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
   state.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(std::string(kernel_isa_name(kernel_isa())) + " " + act_precision_name(act));
-  (void)set_kernel_isa(best_kernel_isa());
-  set_act_precision(ActPrecision::kF32);
+  state.SetLabel(std::string(kernel_isa_name(isa)) + " " + act_precision_name(act) + " " + std::to_string(pool.n_threads()) + " threads");
 }
 
 // gpt-oss-20b shapes: expert gate_up [5760, 2880], down [2880, 2880]; attention q [4096, 2880]; ref rung only at one token
@@ -119,17 +120,21 @@ BENCHMARK_CAPTURE(BM_linear, bf16w_in_major, WeightType::kBF16, true, kF32)->App
 void BM_sdpa(benchmark::State& state) {
   const int64_t n_tok = state.range(0), depth = state.range(1), window = state.range(2);
   const int64_t n_heads = 64, n_kv = 8, hd = 64, n_ctx = depth + n_tok;
-  if (!set_kernel_isa(state.range(3) == 0 ? KernelIsa::kRef : best_kernel_isa()).ok()) {
+  const KernelIsa isa = state.range(3) == 0 ? KernelIsa::kRef : best_kernel_isa();
+  if (!check_kernel_isa(isa).ok()) {
     state.SkipWithError("rung not available");
     return;
   }
-  std::vector<float> k(static_cast<size_t>(n_ctx * n_kv * hd), 0.01f), v(k.size(), 0.02f);
+  ThreadPool pool(isa == KernelIsa::kRef ? 1 : resolve_threads(0));  // the reference rung runs on one thread
+  const CpuExec ex{isa, ActPrecision::kF32, &pool};
+  std::vector<float> k(static_cast<size_t>(n_ctx * n_kv * hd), 0.01f), v(k.size(), 0.02f);  // [n_ctx, n_kv, hd] each
+  // q and out [n_tok, n_heads * hd], sinks [n_heads]
   std::vector<float> q(static_cast<size_t>(n_tok * n_heads * hd), 0.03f), out(q.size()), sinks(static_cast<size_t>(n_heads), 0.1f);
-  std::vector<int64_t> pos(static_cast<size_t>(n_tok));
+  std::vector<int64_t> pos(static_cast<size_t>(n_tok));  // [n_tok]
   for (int64_t t = 0; t < n_tok; ++t) pos[static_cast<size_t>(t)] = depth + t;
   KvLayerView kv{k.data(), v.data(), n_ctx, false};
   for (auto _ : state) {
-    f32_sdpa_sink(q.data(), pos.data(), n_tok, n_heads, n_kv, hd, kv, window, sinks.data(), 0.125f, out.data());
+    f32_sdpa_sink(ex, q.data(), pos.data(), n_tok, n_heads, n_kv, hd, kv, window, sinks.data(), 0.125f, out.data());
     benchmark::DoNotOptimize(out.data());
   }
   double flops = 0;
@@ -138,8 +143,7 @@ void BM_sdpa(benchmark::State& state) {
     flops += 4.0 * static_cast<double>((p - lo + 1) * hd * n_heads);
   }
   state.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(kernel_isa_name(kernel_isa()));
-  (void)set_kernel_isa(best_kernel_isa());
+  state.SetLabel(std::string(kernel_isa_name(isa)) + " " + std::to_string(pool.n_threads()) + " threads");
 }
 BENCHMARK(BM_sdpa)
     ->Args({1, 4096, 0, 1})

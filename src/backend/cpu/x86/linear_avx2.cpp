@@ -1,7 +1,7 @@
 // AVX2 + FMA linear kernels: y = x W^T + bias for every weight layout of LinearWeight, as GEMV (a few tokens, weights
 // decoded in registers and used at once) and as GEMM (many tokens: a tile of weights decoded once to f32 and shared by
 // every token). Sums accumulate in f32 in a different order than the scalar reference; tests bound the difference by
-// the usual rounding-error bound of a dot product (see tests/unit/test_kernels_simd.cpp).
+// the usual rounding-error bound of a dot product (see tests/backend/kernel_checks.cpp).
 // Compiled with -mavx2 -mfma -mf16c; no standard-library templates here (see kernels_avx2.h).
 #include <immintrin.h>
 
