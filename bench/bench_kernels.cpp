@@ -54,7 +54,7 @@ BenchWeight make(WeightType type, bool in_major, int64_t n_out, int64_t n_in) {
   b.scales.resize(nscales);
   for (auto& s : b.scales) s = static_cast<uint8_t>(type == WeightType::kMxfp4 ? 120 + g() % 8 : 40 + g() % 40);
   b.w.type = type;
-  b.w.in_major = in_major;
+  b.w.set_in_major(in_major);
   b.w.n_out = n_out;
   b.w.n_in = n_in;
   b.w.data = b.data.data();

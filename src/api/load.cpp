@@ -13,8 +13,7 @@ Result<BackendOptions> backend_options(const RunOptions& o) {
   if (!act.ok()) return act.status().with_context("--activations");
   b.activations = *act;
   OSS4_ASSIGN_OR_RETURN(b.lm_head, parse_lm_head_type(o.lm_head));
-  if (o.threads < 0) return error("threads: must be 0 (every core) or more, not " + std::to_string(o.threads));
-  if (o.device != "auto" && o.device != "cpu") return error("device '" + o.device + "': this build runs models on the CPU only (auto or cpu)");
+  OSS4_TRY(check_backend_options(b));
   return b;
 }
 

@@ -15,4 +15,8 @@ namespace oss4 {
 // that checkpoint pages the backend no longer reads are released (they read back from the file if touched).
 Result<std::unique_ptr<Forward>> make_forward(const ModelWeights& m, const BackendOptions& o);
 
+// what make_forward would refuse about the options alone (an unknown device, a kernel rung this machine cannot run),
+// so a bad option fails before minutes of loading. Errors name the option.
+Status check_backend_options(const BackendOptions& o);
+
 }  // namespace oss4

@@ -237,10 +237,10 @@ void q8_double(const TestWeight& t, const std::vector<float>& x, int64_t n_tok, 
       for (int64_t k = 0; k < n_blk; ++k) {
         int64_t s = 0;
         for (int64_t i = 16 * k; i < 16 * k + 16; ++i) {
-          const uint8_t b = t.w.in_major ? t.data[static_cast<size_t>((i / 2) * n_out + o)] : t.data[static_cast<size_t>(o * n_in / 2 + i / 2)];
+          const uint8_t b = t.w.in_major() ? t.data[static_cast<size_t>((i / 2) * n_out + o)] : t.data[static_cast<size_t>(o * n_in / 2 + i / 2)];
           s += q[static_cast<size_t>(tk * n_in + i)] * kTwice[i % 2 ? b >> 4 : b & 15];
         }
-        const uint8_t sc = t.w.in_major ? t.scales[static_cast<size_t>(k * n_out + o)] : t.scales[static_cast<size_t>(o * n_blk + k)];
+        const uint8_t sc = t.w.in_major() ? t.scales[static_cast<size_t>(k * n_out + o)] : t.scales[static_cast<size_t>(o * n_blk + k)];
         const float g = e4m3_to_f32(sc) * t.w.scale2 * 0.5f * d[static_cast<size_t>(tk * n_blk + k)];
         (*y)[static_cast<size_t>(tk * n_out + o)] += static_cast<double>(s) * g;
         (*abs_sum)[static_cast<size_t>(tk * n_out + o)] += std::fabs(static_cast<double>(s) * g);

@@ -208,7 +208,7 @@ TEST(Q8Dispatch, OnlyInMajorNvfp4TakesTheQ8Path) {
     std::vector<float> f32(static_cast<size_t>(n_tok * 32)), q8(f32.size()), q8ref(f32.size());  // [n_tok, 32] each
     f32_linear(f32_ex, t.w, x.data(), n_tok, nullptr, f32.data());
     f32_linear(q8_ex, t.w, x.data(), n_tok, nullptr, q8.data());
-    const bool takes = t.w.type == WeightType::kNvfp4 && t.w.in_major;
+    const bool takes = t.w.type == WeightType::kNvfp4 && t.w.in_major();
     if (takes) {
       f32_nvfp4w_q8a_linear_ref(t.w, x.data(), n_tok, nullptr, q8ref.data());
       EXPECT_EQ(std::memcmp(q8.data(), q8ref.data(), q8.size() * 4), 0) << t.w.name;

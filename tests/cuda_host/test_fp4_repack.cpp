@@ -89,6 +89,36 @@ TEST(CudaRepack, Nvfp4InMajorExpertsRoundTrip) {
   expect_round_trip(src, *m);
 }
 
+// the weight view the CPU kernels take, handed over as it is: NVFP4 in both layouts and MXFP4 round-trip; a dense or an
+// in-major MXFP4 view is refused, naming the tensor
+TEST(CudaRepack, WeightViewAsItIs) {
+  const int64_t n_out = 40, n_in = 96;
+  const test::Fp4Source nv = test::random_fp4(false, n_out, n_in, 13);
+  WeightView v{WeightType::kNvfp4, WeightLayout::kRowMajor, n_out, n_in, nv.packed.data(), nv.scales.data(), nv.scale2};
+  auto rows = cuda::repack_weight(v, /*paired=*/true, "w");
+  ASSERT_TRUE(rows.ok()) << rows.status().message();
+  expect_round_trip(nv, *rows);
+  std::vector<uint8_t> packed_t(nv.packed.size()), scales_t(nv.scales.size());  // [n_in/2, n_out], [n_in/16, n_out]
+  for (int64_t o = 0; o < n_out; ++o) {
+    for (int64_t j = 0; j < n_in / 2; ++j) packed_t[j * n_out + o] = nv.packed[o * (n_in / 2) + j];
+    for (int64_t b = 0; b < n_in / 16; ++b) scales_t[b * n_out + o] = nv.scales[o * (n_in / 16) + b];
+  }
+  WeightView t{WeightType::kNvfp4, WeightLayout::kInMajor, n_out, n_in, packed_t.data(), scales_t.data(), nv.scale2};
+  auto cols = cuda::repack_weight(t, /*paired=*/true, "w");
+  ASSERT_TRUE(cols.ok()) << cols.status().message();
+  EXPECT_EQ(cols->tiles, rows->tiles) << "both layouts give the same tiles";
+  const test::Fp4Source mx = test::random_fp4(true, n_out, n_in, 14);
+  WeightView m{WeightType::kMxfp4, WeightLayout::kRowMajor, n_out, n_in, mx.packed.data(), mx.scales.data(), 1.0f};
+  auto mt = cuda::repack_weight(m, /*paired=*/false, "w");
+  ASSERT_TRUE(mt.ok()) << mt.status().message();
+  expect_round_trip(mx, *mt);
+  std::vector<uint16_t> dense(static_cast<size_t>(n_out * n_in));  // [n_out, n_in] bf16
+  WeightView d{WeightType::kBF16, WeightLayout::kRowMajor, n_out, n_in, reinterpret_cast<const uint8_t*>(dense.data()), nullptr, 1.0f};
+  auto bad = cuda::repack_weight(d, false, "model.layers.0.mlp.router.weight");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("model.layers.0.mlp.router.weight"), std::string::npos) << bad.status().message();
+}
+
 TEST(CudaRepack, Mxfp4RoundTrip) {
   for (Shape s : {Shape{16, 64, false}, Shape{45, 96, false}, Shape{2880, 2880, false}, Shape{34, 160, true}}) {
     const test::Fp4Source src = test::random_fp4(true, s.n_out, s.n_in, 5);

@@ -45,10 +45,10 @@ TEST(KernelsRef, LinearAllLayoutsAgreeWithDouble) {
       w_bf16_t[static_cast<size_t>(i * n_out + o)] = f32_to_bf16(v);
       w_f32[static_cast<size_t>(o * n_in + i)] = v;
     }
-  LinearWeight mx{WeightType::kMxfp4, n_out, n_in, false, blocks.data(), scales.data(), "mx"};
-  LinearWeight bf{WeightType::kBF16, n_out, n_in, false, reinterpret_cast<uint8_t*>(w_bf16.data()), nullptr, "bf"};
-  LinearWeight bft{WeightType::kBF16, n_out, n_in, true, reinterpret_cast<uint8_t*>(w_bf16_t.data()), nullptr, "bft"};
-  LinearWeight f32{WeightType::kF32, n_out, n_in, false, reinterpret_cast<uint8_t*>(w_f32.data()), nullptr, "f32"};
+  LinearWeight mx{{WeightType::kMxfp4, WeightLayout::kRowMajor, n_out, n_in, blocks.data(), scales.data()}, "mx"};
+  LinearWeight bf{{WeightType::kBF16, WeightLayout::kRowMajor, n_out, n_in, reinterpret_cast<uint8_t*>(w_bf16.data()), nullptr}, "bf"};
+  LinearWeight bft{{WeightType::kBF16, WeightLayout::kInMajor, n_out, n_in, reinterpret_cast<uint8_t*>(w_bf16_t.data()), nullptr}, "bft"};
+  LinearWeight f32{{WeightType::kF32, WeightLayout::kRowMajor, n_out, n_in, reinterpret_cast<uint8_t*>(w_f32.data()), nullptr}, "f32"};
   for (const LinearWeight* lw : {&mx, &bf, &bft, &f32}) {
     std::vector<float> y(static_cast<size_t>(n_tok * n_out));
     f32_linear_ref(*lw, x.data(), n_tok, bias.data(), y.data());
@@ -82,8 +82,8 @@ TEST(KernelsRef, Nvfp4LinearBothOrientations) {
     for (int64_t j = 0; j < n_in / 2; ++j) packed_t[static_cast<size_t>(j * n_out + o)] = packed[static_cast<size_t>(o * n_in / 2 + j)];
     for (int64_t b = 0; b < n_in / 16; ++b) scales_t[static_cast<size_t>(b * n_out + o)] = scales[static_cast<size_t>(o * n_in / 16 + b)];
   }
-  LinearWeight rows{WeightType::kNvfp4, n_out, n_in, false, packed.data(), scales.data(), "rows", s2};
-  LinearWeight cols{WeightType::kNvfp4, n_out, n_in, true, packed_t.data(), scales_t.data(), "cols", s2};
+  LinearWeight rows{{WeightType::kNvfp4, WeightLayout::kRowMajor, n_out, n_in, packed.data(), scales.data(), s2}, "rows"};
+  LinearWeight cols{{WeightType::kNvfp4, WeightLayout::kInMajor, n_out, n_in, packed_t.data(), scales_t.data(), s2}, "cols"};
   EXPECT_EQ(rows.nbytes(), static_cast<size_t>(n_out * n_in / 2 + n_out * n_in / 16));
   for (const LinearWeight* lw : {&rows, &cols}) {
     std::vector<float> y(static_cast<size_t>(n_tok * n_out));

@@ -142,7 +142,7 @@ TEST(Quantize, TranscodeIsExactAndMseNeverWorse) {
 TEST(Quantize, TranscodeReportsBlocksBelowE4m3Range) {
   // two 32-blocks 2^20 apart in scale: the small one cannot share the tensor scale exactly
   std::vector<uint8_t> blocks(2 * 16, 0x21), scales = {127, 107};
-  LinearWeight mx{WeightType::kMxfp4, 1, 64, false, blocks.data(), scales.data(), "mx"};
+  LinearWeight mx{{WeightType::kMxfp4, WeightLayout::kRowMajor, 1, 64, blocks.data(), scales.data()}, "mx"};
   Nvfp4Matrix q;
   int64_t n_inexact = 0;
   double worst = 0;

@@ -81,7 +81,7 @@ inline TestWeight make_weight(WeightType type, bool in_major, int64_t n_out, int
     }
   }
   t.w.type = type;
-  t.w.in_major = in_major;
+  t.w.set_in_major(in_major);
   t.w.n_out = n_out;
   t.w.n_in = n_in;
   t.w.data = t.data.data();

@@ -52,9 +52,12 @@ class CpuForward final : public Forward {
 
 }  // namespace
 
+Status check_cpu_options(const BackendOptions& o) { return resolve_kernel_isa(o.kernels).status().with_context("--kernels"); }
+
 Result<std::unique_ptr<Forward>> make_cpu_forward(const ModelWeights& m, const BackendOptions& o) {
-  if (o.threads < 0) return error("threads: must be 0 (every core) or more, not " + std::to_string(o.threads));
-  OSS4_ASSIGN_OR_RETURN(KernelIsa isa, resolve_kernel_isa(o.kernels));
+  auto isa_r = resolve_kernel_isa(o.kernels);
+  if (!isa_r.ok()) return isa_r.status().with_context("--kernels");
+  const KernelIsa isa = *isa_r;
   // (the reference rung runs its kernels on the calling thread; the pool then serves the prepare step)
   auto pool = std::make_unique<ThreadPool>(resolve_threads(o.threads));
   OSS4_ASSIGN_OR_RETURN(CpuWeights w, cpu_prepare_weights(m, o.lm_head, *pool));

@@ -177,4 +177,14 @@ std::vector<std::string> nvfp4_linear_tensor_names(const std::string& base, bool
   return {base + ".weight", base + ".weight_scale", base + ".weight_scale_2", base + ".input_scale", base + ".bias"};
 }
 
+Result<Fp4TileMatrix> repack_weight(const WeightView& w, bool paired, const std::string& name) {
+  if (w.type == WeightType::kNvfp4) {
+    return repack_nvfp4(w.data, w.scales, w.scale2, w.n_out, w.n_in, w.in_major() ? SourceOrder::kInMajor : SourceOrder::kRowMajor, paired,
+                        name);
+  }
+  if (w.type == WeightType::kMxfp4 && !w.in_major()) return repack_mxfp4(w.data, w.scales, w.n_out, w.n_in, paired, name);
+  return error(name + ": a " + weight_type_name(w.type) + (w.in_major() ? " in-major" : " row-major") +
+               " weight has no FP4 tile layout (NVFP4 in either layout, MXFP4 row-major)");
+}
+
 }  // namespace oss4::cuda

@@ -10,6 +10,7 @@
 
 #include "backend/cuda/tile_layout.h"
 #include "format/safetensors.h"
+#include "numeric/weight_view.h"
 #include "oss4/status.h"
 
 namespace oss4::cuda {
@@ -55,6 +56,10 @@ Result<Fp4TileMatrix> repack_nvfp4(const uint8_t* packed, const uint8_t* scales,
 // n_in % 32 != 0, a scale byte 0xff (NaN), codes spanning more than 132 values (fp4_dequant.h).
 Result<Fp4TileMatrix> repack_mxfp4(const uint8_t* blocks, const uint8_t* scales, int64_t n_out, int64_t n_in, bool paired,
                                    const std::string& name);
+
+// the weight view every rung takes (numeric/weight_view.h), as it is: an NVFP4 view in either layout or a row-major
+// MXFP4 one, repacked by the functions above. Other types and layouts are an error naming the tensor.
+Result<Fp4TileMatrix> repack_weight(const WeightView& w, bool paired, const std::string& name);
 
 // the inverse, into the row-major checkpoint form: packed [n_out, n_in/2] u8, scales [n_out, n_in/16] e4m3 (NVFP4)
 // or [n_out, n_in/32] e8m0 (MXFP4). Used by the round-trip tests.
