@@ -1,26 +1,46 @@
 #include "backend/backend.h"
 
+#include <string>
+
 #include "backend/cpu/cpu_forward.h"
 
 namespace oss4 {
 
 namespace {
-bool is_cpu(const BackendOptions& o) { return o.device == "auto" || o.device == "cpu"; }
-Status unknown_device(const BackendOptions& o) {
-  return error("--device '" + o.device + "': this build runs models on the CPU only (auto or cpu)");
+
+struct BackendEntry {
+  const char* device;
+  Status (*check)(const BackendOptions&);  // the options alone (before any weights)
+  Result<std::unique_ptr<Forward>> (*make)(const ModelWeights&, const BackendOptions&);
+};
+
+// every backend this build has, one line each; "auto" takes the first
+constexpr BackendEntry kBackends[] = {
+    {"cpu", check_cpu_options, make_cpu_forward},
+};
+
+Result<const BackendEntry*> find_backend(const BackendOptions& o) {
+  if (o.threads < 0) return error("--threads: must be 0 (every core) or more, not " + std::to_string(o.threads));
+  if (o.device == "auto") return &kBackends[0];
+  std::string names;
+  for (const BackendEntry& b : kBackends) {
+    if (o.device == b.device) return &b;
+    names += std::string(names.empty() ? "" : ", ") + b.device;
+  }
+  return error("--device '" + o.device + "': this build runs models on: auto, " + names);
 }
+
 }  // namespace
 
 Status check_backend_options(const BackendOptions& o) {
-  if (o.threads < 0) return error("--threads: must be 0 (every core) or more, not " + std::to_string(o.threads));
-  if (is_cpu(o)) return check_cpu_options(o);
-  return unknown_device(o);
+  OSS4_ASSIGN_OR_RETURN(const BackendEntry* b, find_backend(o));
+  return b->check(o);
 }
 
 Result<std::unique_ptr<Forward>> make_forward(const ModelWeights& m, const BackendOptions& o) {
-  OSS4_TRY(check_backend_options(o));
-  if (is_cpu(o)) return make_cpu_forward(m, o);
-  return unknown_device(o);
+  OSS4_ASSIGN_OR_RETURN(const BackendEntry* b, find_backend(o));
+  OSS4_TRY(b->check(o));
+  return b->make(m, o);
 }
 
 }  // namespace oss4
