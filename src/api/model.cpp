@@ -3,13 +3,13 @@
 #include "oss4/model.h"
 
 #include <algorithm>
-#include <chrono>
 
 #include "api/load.h"
 #include "core/mapped_file.h"
 #include "runtime/forward.h"
 #include "runtime/kv_cache.h"
 #include "runtime/sampler.h"
+#include "runtime/sequence_driver.h"
 #include "text/tokenizer.h"
 
 namespace oss4 {
@@ -138,49 +138,36 @@ Result<GenerateResult> generate(Context& ctx, const std::vector<int32_t>& prompt
                  std::to_string(ctx.n_ctx()));
   }
 
+  DriverParams dp;
+  dp.sampling = sp;
+  dp.max_tokens = p.max_tokens;
+  dp.stop_ids = p.stop_token_ids;
+  dp.eos_ids = m.eos;
+  dp.ignore_eos = p.ignore_eos;
   GenerateResult r;
   r.n_prompt = n_prompt;
-  // reuse the longest common prefix, but evaluate at least the prompt's last token (its logits start sampling)
-  int64_t keep = 0;
-  while (keep < n_prompt - 1 && keep < static_cast<int64_t>(c.tokens.size()) && c.tokens[static_cast<size_t>(keep)] == prompt[static_cast<size_t>(keep)]) ++keep;
-  OSS4_TRY(ctx.truncate(keep));
-  r.n_reused = keep;
-
-  using clock = std::chrono::steady_clock;
-  const auto t0 = clock::now();
-  std::vector<float> logits;  // [n_vocab] of the last evaluated token
-  OSS4_TRY(ctx.append(std::vector<int32_t>(prompt.begin() + keep, prompt.end()), &logits));
-  const auto t1 = clock::now();
-  r.prefill_s = std::chrono::duration<double>(t1 - t0).count();
-
-  Sampler sampler(sp);
   std::unique_ptr<StreamingDecoder> detok = m.tokenizer ? std::make_unique<StreamingDecoder>(*m.tokenizer) : nullptr;
   std::string piece;
-  auto is_in = [](const std::vector<int32_t>& v, int32_t id) { return std::find(v.begin(), v.end(), id) != v.end(); };
-  for (;;) {
-    const int32_t id = sampler.sample(logits.data(), n_vocab);
-    r.token_ids.push_back(id);
+  Status text_status;  // a detokenizer error ends generation and is returned
+  auto on_id = [&](int32_t id, bool last) {
     piece.clear();
-    if (detok && id < m.tokenizer->n_vocab()) OSS4_TRY(detok->push(id, &piece));
-    const bool stop = (!p.ignore_eos && is_in(m.eos, id)) || is_in(p.stop_token_ids, id);
-    const bool last = stop || static_cast<int64_t>(r.token_ids.size()) == p.max_tokens;
+    if (detok && id < m.tokenizer->n_vocab()) {
+      text_status = detok->push(id, &piece);
+      if (!text_status.ok()) return false;
+    }
     if (last && detok) piece += detok->flush();
     r.text += piece;
-    if (on_token && !on_token(id, piece)) {
-      r.finish_reason = FinishReason::kCancelled;
-      break;
-    }
-    if (stop) {
-      r.finish_reason = FinishReason::kStop;
-      break;
-    }
-    if (last) {
-      r.finish_reason = FinishReason::kLength;
-      break;
-    }
-    OSS4_TRY(ctx.append({id}, &logits));
-  }
-  r.decode_s = std::chrono::duration<double>(clock::now() - t1).count();
+    return !on_token || on_token(id, piece);
+  };
+  OSS4_ASSIGN_OR_RETURN(DriveResult d, drive(*m.run.fwd, *c.cache, &c.tokens, prompt, dp, on_id));
+  OSS4_TRY(text_status);
+  r.token_ids = std::move(d.tokens);
+  r.finish_reason = d.reason == StopReason::kStopToken ? FinishReason::kStop
+                    : d.reason == StopReason::kCancelled ? FinishReason::kCancelled
+                                                         : FinishReason::kLength;
+  r.n_reused = d.n_reused;
+  r.prefill_s = d.prefill_s;
+  r.decode_s = d.decode_s;
   return r;
 }
 

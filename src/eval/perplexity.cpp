@@ -5,7 +5,7 @@
 #include <limits>
 #include <string>
 
-#include "eval/logprobs.h"
+#include "runtime/logprobs.h"
 
 namespace oss4 {
 

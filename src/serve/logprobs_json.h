@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "serve/engine.h"
+#include "serve/engine_names.h"
 #include "text/tokenizer.h"
 
 namespace oss4::serve {

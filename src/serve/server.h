@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "oss4/status.h"
-#include "serve/engine.h"
+#include "serve/engine_names.h"
 #include "text/harmony_render.h"
 
 namespace oss4::serve {

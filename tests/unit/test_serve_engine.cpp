@@ -8,7 +8,7 @@
 #include <cmath>
 
 #include "backend/backend.h"
-#include "serve/engine.h"
+#include "serve/engine_names.h"
 
 namespace oss4::serve {
 namespace {
@@ -445,6 +445,41 @@ TEST(Engine, ChunkedPrefillInterleavesWithDecode) {
   EXPECT_EQ(odd.n_overlap, 3);
   EXPECT_EQ(odd.a, whole.a);
   EXPECT_EQ(odd.b, whole.b);
+}
+
+// a running sequence's decode token and a new sequence's prefill chunk go into one forward call (a mixed step); the
+// tokens of both are those of each request run alone
+TEST(Engine, MixedStepServesDecodeAndPrefillInOneRun) {
+  EngineConfig c = small_config();  // chunk 16
+  c.prefill_chunk = 16;
+  c.prefix_reuse = false;
+  auto alone = [&](std::vector<int32_t> p, int64_t n) {
+    auto e = *Engine::create(model(), c);
+    auto s = e->submit(greedy(std::move(p), n)).seq;
+    run_until_idle(*e);
+    EXPECT_EQ(e->stats().n_mixed_steps, 0) << "nothing else ran";
+    return drain(*s);
+  };
+  const auto pa = prompt(10, 7), pb = prompt(40, 8);
+  const auto want_a = alone(pa, 12), want_b = alone(pb, 6);
+  ASSERT_EQ(want_a.size(), 12u);
+  ASSERT_EQ(want_b.size(), 6u);
+  auto e = *Engine::create(model(), c);
+  auto a = e->submit(greedy(pa, 12)).seq;
+  ASSERT_TRUE(e->step());  // a: prefill, its first token and one decode step
+  auto b = e->submit(greedy(pb, 6)).seq;
+  const EngineStats before = e->stats();
+  ASSERT_TRUE(e->step());  // a's decode token and b's first chunk of 16
+  const EngineStats after = e->stats();
+  EXPECT_EQ(after.n_runs - before.n_runs, 1) << "one forward call served both";
+  EXPECT_EQ(after.n_mixed_steps - before.n_mixed_steps, 1);
+  EXPECT_EQ(after.n_prefill_calls - before.n_prefill_calls, 1);
+  EXPECT_EQ(a->n_generated(), 3);
+  EXPECT_EQ(b->n_generated(), 0) << "b's prompt is still prefilling";
+  run_until_idle(*e);
+  EXPECT_EQ(drain(*a), want_a);
+  EXPECT_EQ(drain(*b), want_b);
+  EXPECT_EQ(e->stats().n_mixed_steps, 3) << "b's 40 tokens (16 + 16 + 8) went in three steps next to a's decode";
 }
 
 // a sequence cancelled while its prompt is still prefilling leaves at the next step with its K/V; a parked cache it

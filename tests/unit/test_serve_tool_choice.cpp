@@ -11,7 +11,7 @@
 
 #include "serve/api_request.h"
 #include "backend/backend.h"
-#include "serve/engine.h"
+#include "serve/engine_names.h"
 #include "serve/output.h"
 #include "synth/synth.h"
 

@@ -4,7 +4,7 @@
 // the new tokens are evaluated, otherwise the prompt is prefilled again.
 #include <unistd.h>
 
-#include <chrono>
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "model_loader.h"
 #include "runtime/sampler.h"
+#include "runtime/sequence_driver.h"
 #include "text/harmony_parse.h"
 
 namespace oss4::cli {
@@ -107,43 +108,30 @@ class ChatSession {
       return error("turn " + std::to_string(turn_no) + ": the conversation (" + std::to_string(n_prompt) + " tokens) + " +
                    std::to_string(a_.n_predict) + " to generate exceeds the context size " + std::to_string(cache_->max_ctx()) + " (--ctx)");
     }
-    // reuse the cache when the new prompt extends what it holds; otherwise start over
-    const bool reuse = !cached_.empty() && cached_.size() < prompt.size() && std::equal(cached_.begin(), cached_.end(), prompt.begin());
-    if (!reuse) {
-      cache_->clear();
-      cached_.clear();
-    }
-    const size_t n_reused = cached_.size();
-    using clock = std::chrono::steady_clock;
-    const auto t0 = clock::now();
-    OSS4_TRY(eval(fwd_, *cache_, prompt.data() + n_reused, n_prompt - static_cast<int64_t>(n_reused), LogitsMode::kLast, &logits_));
-    cached_ = prompt;
-    const auto t1 = clock::now();
-
+    // the driver reuses what the cache holds of the new prompt (with the sliding layers' rings, only when it extends
+    // the tokens held or goes back within the rings' spare slots; otherwise the prompt is prefilled again)
+    DriverParams dp;
+    dp.sampling = a_.sp;
+    dp.max_tokens = a_.n_predict;
+    dp.stop_ids = {enc_.ids().return_, enc_.ids().call};
+    for (int64_t e : m_.cfg.eos_token_ids) dp.eos_ids.push_back(static_cast<int32_t>(e));
     h::HarmonyParser parser(enc_, h::Role::kAssistant);
     TurnPrinter printer(a_.hide_reasoning, isatty(STDOUT_FILENO) != 0);
-    const ModelConfig& c = m_.cfg;
-    const char* stop = "max tokens";
-    int64_t n_gen = 0;
-    while (n_gen < a_.n_predict) {
-      const int32_t tok = sampler_.sample(logits_.data(), c.n_vocab);
-      ++n_gen;
-      const bool harmony_stop = tok == enc_.ids().return_ || tok == enc_.ids().call;
-      bool eos = false;
-      for (int64_t e : c.eos_token_ids) eos = eos || e == tok;
+    auto on_token = [&](int32_t tok, bool) {
       // <|return|> and <|call|> close the message in the parser; another end-of-sequence id is not harmony text
-      if (harmony_stop || !eos) printer.print(parser, parser.push(tok));
-      if (harmony_stop || eos) {
-        stop = tok == enc_.ids().call ? "<|call|>" : tok == enc_.ids().return_ ? "<|return|>" : "end of sequence";
-        break;
-      }
-      if (n_gen == a_.n_predict) break;
-      OSS4_TRY(eval(fwd_, *cache_, &tok, 1, LogitsMode::kLast, &logits_));
-      cached_.push_back(tok);
-    }
+      const bool harmony_stop = tok == enc_.ids().return_ || tok == enc_.ids().call;
+      if (harmony_stop || std::find(dp.eos_ids.begin(), dp.eos_ids.end(), tok) == dp.eos_ids.end()) printer.print(parser, parser.push(tok));
+      return true;
+    };
+    OSS4_ASSIGN_OR_RETURN(DriveResult d, drive(fwd_, *cache_, &cached_, prompt, dp, on_token, &sampler_));
     printer.print(parser, parser.finish());
     printer.end_turn();
-    const auto t2 = clock::now();
+    const int64_t n_gen = static_cast<int64_t>(d.tokens.size());
+    const char* stop = "max tokens";
+    if (d.reason == StopReason::kStopToken) {
+      const int32_t tok = d.tokens.back();
+      stop = tok == enc_.ids().call ? "<|call|>" : tok == enc_.ids().return_ ? "<|return|>" : "end of sequence";
+    }
 
     int n_malformed = 0;
     for (const h::ParsedMessage& pm : parser.messages()) {
@@ -152,9 +140,9 @@ class ChatSession {
       conv_.messages.push_back(pm.message);
     }
     if (!a_.quiet) {
-      const double pre = std::chrono::duration<double>(t1 - t0).count(), dec = std::chrono::duration<double>(t2 - t1).count();
-      std::fprintf(stderr, "[turn %d: prompt %lld tokens (%zu reused from the cache) in %.2f s; %lld generated in %.2f s (%.2f tok/s); stop: %s; %zu messages%s]\n",
-                   turn_no, static_cast<long long>(n_prompt), n_reused, pre, static_cast<long long>(n_gen), dec,
+      const double pre = d.prefill_s, dec = d.decode_s;
+      std::fprintf(stderr, "[turn %d: prompt %lld tokens (%lld reused from the cache) in %.2f s; %lld generated in %.2f s (%.2f tok/s); stop: %s; %zu messages%s]\n",
+                   turn_no, static_cast<long long>(n_prompt), static_cast<long long>(d.n_reused), pre, static_cast<long long>(n_gen), dec,
                    dec > 0 ? static_cast<double>(n_gen) / dec : 0.0, stop, parser.messages().size(),
                    n_malformed > 0 ? (", " + std::to_string(n_malformed) + " malformed").c_str() : "");
     }
@@ -169,8 +157,7 @@ class ChatSession {
   Forward& fwd_;
   Sampler sampler_;
   h::Conversation conv_;
-  std::vector<int32_t> cached_;  // the tokens whose K/V the cache holds, in order
-  std::vector<float> logits_;    // [n_vocab]
+  std::vector<int32_t> cached_;  // [cache_->n_pos()] the tokens whose K/V the cache holds, in order
 };
 
 int run_chat(ChatArgs a) {

@@ -1,5 +1,5 @@
 // Log-probabilities from logits: the log-partition (log-sum-exp), one token's log-probability, and the top-k
-// tokens by log-probability. Shared by `oss4 perplexity` (src/eval/perplexity.h) and the server's logprobs.
+// tokens by log-probability. Shared by `oss4 perplexity` (src/eval/perplexity.h) and the engine's logprobs.
 // Everything sums in double; a log-probability is logit - lse.
 #pragma once
 

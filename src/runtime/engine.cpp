@@ -1,22 +1,11 @@
-#include "serve/engine.h"
+#include "runtime/engine.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
 
-namespace oss4::serve {
-
-const char* finish_reason_name(FinishReason r) {
-  switch (r) {
-    case FinishReason::kNone: return "none";
-    case FinishReason::kStopToken: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kCancelled: return "cancelled";
-    case FinishReason::kError: return "error";
-  }
-  return "?";
-}
+namespace oss4 {
 
 // ---- Sequence: the client's side ----
 
@@ -28,7 +17,7 @@ bool Sequence::wait(std::vector<int32_t>* out, std::chrono::milliseconds timeout
   return ended_;
 }
 
-FinishReason Sequence::finish_reason() const {
+StopReason Sequence::finish_reason() const {
   std::lock_guard<std::mutex> lk(mu_);
   return reason_;
 }
@@ -75,7 +64,7 @@ void Sequence::push(int32_t id, TokenLogprob* lp) {
   cv_.notify_all();
 }
 
-void Sequence::end(FinishReason r, std::string message) {
+void Sequence::end(StopReason r, std::string message) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (ended_) return;
@@ -193,8 +182,8 @@ void Engine::stop() {
   if (thread_.joinable()) thread_.join();
   std::lock_guard<std::mutex> lk(mu_);
   started_ = false;
-  for (auto& s : waiting_) s->seq->end(FinishReason::kCancelled, "the server is shutting down");
-  for (auto& s : running_) s->seq->end(FinishReason::kCancelled, "the server is shutting down");
+  for (auto& s : waiting_) s->seq->end(StopReason::kCancelled, "the server is shutting down");
+  for (auto& s : running_) s->seq->end(StopReason::kCancelled, "the server is shutting down");
   waiting_.clear();
   running_.clear();
 }
@@ -224,7 +213,7 @@ void Engine::admit_locked() {
   // requests cancelled while they waited leave the queue at once
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     if ((*it)->seq->cancelled()) {
-      (*it)->seq->end(FinishReason::kCancelled);
+      (*it)->seq->end(StopReason::kCancelled);
       ++st_.n_cancelled;
       it = waiting_.erase(it);
     } else {
@@ -239,9 +228,7 @@ void Engine::admit_locked() {
     size_t best_len = 0;
     if (cfg_.prefix_reuse && !s.req.score_prompt) {  // a scored prompt needs the logits of every position
       for (auto it = parked_.begin(); it != parked_.end(); ++it) {
-        const size_t n = std::min(it->tokens.size(), P.size() - 1);
-        size_t l = 0;
-        while (l < n && it->tokens[l] == P[l]) ++l;
+        const auto l = static_cast<size_t>(reusable_prefix(it->tokens, P));
         if (l > best_len) {
           best = it;
           best_len = l;
@@ -263,10 +250,9 @@ void Engine::admit_locked() {
       if (taken) parked_.push_front(std::move(*taken));
       break;  // waits until running sequences free their K/V
     }
-    if (taken) {
+    if (taken) {  // start_prefill keeps the shared prefix
       s.cache = std::move(taken->cache);
       s.cached = std::move(taken->tokens);
-      s.cached.resize(best_len);
     }
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
@@ -278,71 +264,66 @@ int64_t Engine::prefill_budget() const {
   return std::max<int64_t>(1, cfg_.prefill_chunk / cfg_.chunk) * cfg_.chunk;
 }
 
-Status Engine::prefill(Slot& s, int64_t max_tok, int64_t* n_evaluated) {
-  *n_evaluated = 0;
-  const std::vector<int32_t>& P = s.req.prompt;
-  const auto n_prompt = static_cast<int64_t>(P.size());
-  if (!s.prefill_started) {
-    const int64_t plan_pos = n_prompt + s.req.max_tokens;
-    int64_t n_reused = 0;
-    if (s.cache) {
-      n_reused = static_cast<int64_t>(s.cached.size());
-      OSS4_TRY(s.cache->truncate(n_reused));
-      OSS4_TRY(s.cache->set_max_ctx(std::max<int64_t>(plan_pos, s.cache->n_pos())));
-    } else {
-      auto c = fwd_.new_cache(plan_pos, cfg_.chunk, /*sliding_ring=*/false);
-      OSS4_TRY(c.status());
-      s.cache = std::move(c).value();
-      s.cached.clear();
-    }
-    {
-      std::lock_guard<std::mutex> lk(s.seq->mu_);
-      s.seq->n_reused_ = n_reused;
-    }
-    s.n_done = n_reused;
-    s.prefill_started = true;
-  }
-  // pieces are whole chunks (all but the prompt's last), so the forward pass sees the same chunks as one call over the
-  // whole prompt would: the result is bit-identical however the prefill is spread over steps
-  int64_t n = n_prompt - s.n_done;
-  if (n > max_tok) n = max_tok / s.cache->max_chunk() * s.cache->max_chunk();
-  if (n <= 0) return ok_status();
-  const bool last = s.n_done + n == n_prompt;
-  const LogitsMode mode = s.req.score_prompt ? LogitsMode::kAll : last ? LogitsMode::kLast : LogitsMode::kNone;
-  int64_t n_last = n;  // tokens of the last eval call (the rows of logits_ with kAll)
-  if (s.req.score_prompt) {
-    // one chunk per call, so logits_ holds [chunk, n_vocab] at most (the forward pass cuts the same chunks anyway)
-    for (int64_t at = 0; at < n; at += s.cache->max_chunk()) {
-      n_last = std::min(s.cache->max_chunk(), n - at);
-      OSS4_TRY(eval(fwd_, *s.cache, P.data() + s.n_done + at, n_last, LogitsMode::kAll, &logits_));
-      score_prompt_rows(s, logits_.data(), n_last, s.n_done + at);
-    }
+Status Engine::start_prefill(Slot& s) {
+  const auto n_prompt = static_cast<int64_t>(s.req.prompt.size());
+  const int64_t plan_pos = n_prompt + s.req.max_tokens;
+  int64_t n_reused = 0;
+  if (s.cache) {
+    OSS4_ASSIGN_OR_RETURN(n_reused, reuse_prefix(*s.cache, &s.cached, s.req.prompt));
+    OSS4_TRY(s.cache->set_max_ctx(std::max<int64_t>(plan_pos, s.cache->n_pos())));
   } else {
-    OSS4_TRY(eval(fwd_, *s.cache, P.data() + s.n_done, n, mode, mode == LogitsMode::kNone ? nullptr : &logits_));
+    auto c = fwd_.new_cache(plan_pos, cfg_.chunk, /*sliding_ring=*/false);
+    OSS4_TRY(c.status());
+    s.cache = std::move(c).value();
+    s.cached.clear();
+  }
+  {
+    std::lock_guard<std::mutex> lk(s.seq->mu_);
+    s.seq->n_reused_ = n_reused;
+  }
+  s.n_done = n_reused;
+  s.prefill_started = true;
+  return ok_status();
+}
+
+Status Engine::score_prefill(Slot& s, int64_t n) {
+  const std::vector<int32_t>& P = s.req.prompt;
+  const int64_t chunk = s.cache->max_chunk();
+  // one chunk per call, so logits_ holds [chunk, n_vocab] at most (the forward pass cuts the same chunks anyway)
+  int64_t n_last = n;  // tokens of the last eval call (the rows of logits_)
+  for (int64_t at = 0; at < n; at += chunk) {
+    n_last = std::min(chunk, n - at);
+    OSS4_TRY(eval(fwd_, *s.cache, P.data() + s.n_done + at, n_last, LogitsMode::kAll, &logits_));
+    score_prompt_rows(s, logits_.data(), n_last, s.n_done + at);
+    std::lock_guard<std::mutex> lk(mu_);
+    ++st_.n_runs;
   }
   s.cached.insert(s.cached.end(), P.begin() + s.n_done, P.begin() + s.n_done + n);
   s.n_done += n;
-  *n_evaluated = n;
+  if (s.n_done == static_cast<int64_t>(P.size())) finish_prefill(s, logits_.data() + (n_last - 1) * mc_.n_vocab);
+  return ok_status();
+}
+
+void Engine::finish_prefill(Slot& s, const float* logits) {
   {
     std::lock_guard<std::mutex> lk(mu_);
-    ++st_.n_prefill_calls;
-    if (last) {
-      st_.n_prompt_tokens += n_prompt;
-      st_.n_reused_tokens += s.seq->n_reused();
-    }
+    st_.n_prompt_tokens += static_cast<int64_t>(s.req.prompt.size());
+    st_.n_reused_tokens += s.seq->n_reused();
   }
-  if (!last) return ok_status();
-  s.sampler.emplace(s.req.sampling);
-  s.alive.clear();
-  for (size_t i = 0; i < s.req.prefixes.size(); ++i) s.alive.push_back(i);
+  DriverParams p;
+  p.sampling = s.req.sampling;
+  p.max_tokens = s.req.max_tokens;
+  p.stop_ids = s.req.stop_ids;
+  p.script = s.req.script;
+  p.prefixes = s.req.prefixes;
+  s.driver.emplace(p, mc_.n_vocab);
   s.prefilled = true;
   if (s.req.max_tokens == 0) {  // only the prompt's log-probabilities were asked for
-    s.seq->end(FinishReason::kLength);
+    s.seq->end(StopReason::kLength);
     s.done = true;
-    return ok_status();
+    return;
   }
-  emit(s, logits_.data() + (mode == LogitsMode::kAll ? (n_last - 1) * mc_.n_vocab : 0));
-  return ok_status();
+  emit(s, logits);
 }
 
 void Engine::score_prompt_rows(Slot& s, const float* rows, int64_t n_rows, int64_t from) {
@@ -360,89 +341,75 @@ void Engine::score_prompt_rows(Slot& s, const float* rows, int64_t n_rows, int64
   for (auto& lp : lps) s.seq->prompt_logprobs_.push_back(std::move(lp));
 }
 
-int32_t Engine::constrained_token(Slot& s, const float* logits) {
-  if (s.req.prefixes.empty() || s.alive.empty()) return -1;
-  const auto k = static_cast<size_t>(s.n_gen);
-  std::vector<int32_t> allowed;  // the tokens that continue an alive prefix
-  for (size_t i : s.alive) {
-    const auto& p = s.req.prefixes[i];
-    if (p.size() <= k) {  // one is complete: free from here on
-      s.alive.clear();
-      return -1;
-    }
-    if (std::find(allowed.begin(), allowed.end(), p[k]) == allowed.end()) allowed.push_back(p[k]);
-  }
-  int32_t tok = allowed[0];
-  if (allowed.size() > 1) {
-    const auto V = static_cast<size_t>(mc_.n_vocab);
-    masked_.assign(V, -INFINITY);
-    for (int32_t a : allowed) masked_[static_cast<size_t>(a)] = logits[a];
-    tok = s.sampler->sample(masked_.data(), mc_.n_vocab);
-    if (std::find(allowed.begin(), allowed.end(), tok) == allowed.end()) tok = allowed[0];  // every allowed logit NaN
-  }
-  std::vector<size_t> keep;
-  for (size_t i : s.alive) {
-    if (s.req.prefixes[i][k] == tok) keep.push_back(i);
-  }
-  s.alive = std::move(keep);
-  return tok;
-}
-
 void Engine::emit(Slot& s, const float* logits) {
-  int32_t tok;
-  if (!s.req.script.empty()) {
-    if (s.n_gen >= static_cast<int64_t>(s.req.script.size())) {
-      s.seq->end(FinishReason::kStopToken);
-      s.done = true;
-      return;
+  const NextToken t = s.driver->next(logits, s.cache->n_pos(), s.cache->max_ctx());
+  if (t.id >= 0) {
+    std::optional<TokenLogprob> lp;
+    if (s.req.top_logprobs >= 0) {
+      const LogitsSummary sum = summarize_logits(logits, mc_.n_vocab);
+      lp = TokenLogprob{t.id, static_cast<double>(logits[t.id]) - sum.lse, top_logprobs(logits, mc_.n_vocab, sum.lse, s.req.top_logprobs)};
     }
-    tok = s.req.script[static_cast<size_t>(s.n_gen)];
-  } else if (int32_t forced = constrained_token(s, logits); forced >= 0) {
-    tok = forced;
-  } else {
-    tok = s.sampler->sample(logits, mc_.n_vocab);
+    s.seq->push(t.id, lp ? &*lp : nullptr);
   }
-  ++s.n_gen;
-  std::optional<TokenLogprob> lp;
-  if (s.req.top_logprobs >= 0) {
-    const LogitsSummary sum = summarize_logits(logits, mc_.n_vocab);
-    lp = TokenLogprob{tok, static_cast<double>(logits[tok]) - sum.lse, top_logprobs(logits, mc_.n_vocab, sum.lse, s.req.top_logprobs)};
-  }
-  s.seq->push(tok, lp ? &*lp : nullptr);
-  if (std::find(s.req.stop_ids.begin(), s.req.stop_ids.end(), tok) != s.req.stop_ids.end()) {
-    s.seq->end(FinishReason::kStopToken);
-    s.done = true;
-  } else if (s.n_gen >= s.req.max_tokens || s.cache->n_pos() >= s.cache->max_ctx()) {
-    s.seq->end(FinishReason::kLength);
+  if (t.end != StopReason::kNone) {
+    s.seq->end(t.end);
     s.done = true;
   } else {
-    s.next = tok;
+    s.next = t.id;
   }
 }
 
-Status Engine::decode_step(std::vector<Slot*>& live) {
-  const auto n = static_cast<int64_t>(live.size());
-  std::vector<KvCache*> caches(live.size());  // [n] one cache per sequence
-  std::vector<int32_t> ids(live.size());      // [n] the token each sequence evaluates
+void Engine::run_rows(const std::vector<Rows>& rows) {
+  std::vector<KvCache*> caches;  // [n_seq] one cache per sequence, in batch order
   Batch batch;
-  for (size_t b = 0; b < live.size(); ++b) {
-    caches[b] = live[b]->cache.get();
-    ids[b] = live[b]->next;
-    batch.add(ids[b], caches[b]->n_pos(), static_cast<int32_t>(b), true);
+  int64_t n_decode = 0, n_asking = 0;
+  for (const Rows& r : rows) {
+    const auto seq = static_cast<int32_t>(caches.size());
+    caches.push_back(r.s->cache.get());
+    if (r.decode) {
+      batch.add(r.s->next, r.s->cache->n_pos(), seq, true);
+      ++n_decode;
+    } else {
+      batch.add_run(r.s->req.prompt.data() + r.from, r.n, r.s->cache->n_pos(), seq, r.last);
+    }
+    n_asking += r.decode || r.last;
   }
-  logits_.resize(static_cast<size_t>(n * mc_.n_vocab));
+  logits_.resize(static_cast<size_t>(n_asking * mc_.n_vocab));
   const auto t0 = std::chrono::steady_clock::now();
-  OSS4_TRY(fwd_.run(batch, caches.data(), n, logits_.data()));
+  Status st = fwd_.run(batch, caches.data(), static_cast<int64_t>(caches.size()), n_asking > 0 ? logits_.data() : nullptr);
   const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  for (size_t b = 0; b < live.size(); ++b) {
-    live[b]->cached.push_back(ids[b]);
-    emit(*live[b], logits_.data() + static_cast<int64_t>(b) * mc_.n_vocab);
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++st_.n_runs;
+    if (st.ok() && n_decode == batch.size()) {  // decode only: the rate of decode tokens alone
+      const double rate = dt > 0 ? static_cast<double>(n_decode) / dt : 0.0;
+      st_.decode_tok_per_s = st_.decode_tok_per_s == 0 ? rate : 0.8 * st_.decode_tok_per_s + 0.2 * rate;
+    }
   }
-  std::lock_guard<std::mutex> lk(mu_);
-  ++st_.n_steps;
-  const double rate = dt > 0 ? static_cast<double>(n) / dt : 0.0;
-  st_.decode_tok_per_s = st_.decode_tok_per_s == 0 ? rate : 0.8 * st_.decode_tok_per_s + 0.2 * rate;
-  return ok_status();
+  if (!st.ok()) {
+    for (const Rows& r : rows) {
+      r.s->seq->end(StopReason::kError, st.message());
+      r.s->done = true;
+    }
+    return;
+  }
+  const float* row = logits_.data();  // the next row of logits [n_vocab]
+  for (const Rows& r : rows) {
+    Slot& s = *r.s;
+    if (r.decode) {
+      s.cached.push_back(s.next);
+      emit(s, row);
+      row += mc_.n_vocab;
+      continue;
+    }
+    const auto* p = s.req.prompt.data() + r.from;
+    s.cached.insert(s.cached.end(), p, p + r.n);
+    s.n_done += r.n;
+    if (r.last) {
+      finish_prefill(s, row);
+      row += mc_.n_vocab;
+    }
+  }
 }
 
 void Engine::retire_locked() {
@@ -453,13 +420,13 @@ void Engine::retire_locked() {
       continue;
     }
     if (s.seq->cancelled() && !s.done) {
-      s.seq->end(FinishReason::kCancelled);
+      s.seq->end(StopReason::kCancelled);
       ++st_.n_cancelled;
     } else {
       ++st_.n_finished;
     }
-    st_.n_generated_tokens += s.n_gen;
-    const bool keep = cfg_.prefix_reuse && s.cache && s.prefilled && !s.seq->cancelled() && s.seq->finish_reason() != FinishReason::kError;
+    st_.n_generated_tokens += s.driver ? s.driver->n_generated() : 0;
+    const bool keep = cfg_.prefix_reuse && s.cache && s.prefilled && !s.seq->cancelled() && s.seq->finish_reason() != StopReason::kError;
     if (keep) {
       s.cached.resize(static_cast<size_t>(s.cache->n_pos()));
       parked_.push_front(Parked{std::move(s.cached), std::move(s.cache)});
@@ -491,38 +458,74 @@ bool Engine::step() {
       return false;
     }
   }
-  // only this thread changes running_, so it is read here without the lock. New sequences prefill (in admission
-  // order) up to the step's budget; the rest of a long prompt waits for the next step, so the running sequences
-  // take a decode step between its chunks
-  int64_t budget = prefill_budget();
+  // only this thread changes running_, so it is read here without the lock. The running sequences' decode tokens
+  // go first into the step's first run
+  std::vector<std::vector<Rows>> runs(1);  // [n_runs] each run's rows, in batch order
+  for (auto& sp : running_) {
+    if (sp->prefilled && sp->live()) runs[0].push_back(Rows{sp.get(), /*decode=*/true, 0, 1, false});
+  }
+  const size_t n_decode = runs[0].size();
+  // new sequences prefill (in admission order) up to the step's budget; the rest of a long prompt waits for the next
+  // step, so the running sequences decode between its chunks. Pieces are whole chunks (all but the prompt's last), so
+  // the forward pass sees the same chunks as one call over the whole prompt would: the result is the same however the
+  // prefill is spread over steps. A sequence's j-th piece goes into run j.
+  std::vector<Slot*> fresh;  // sequences whose prompt completes in this step
+  int64_t budget = prefill_budget(), n_prefilled = 0;
   for (auto& sp : running_) {
     Slot& s = *sp;
-    if (s.prefilled || s.done || s.seq->cancelled()) continue;
+    if (s.prefilled || !s.live()) continue;
     if (budget <= 0) break;
+    Status st = s.prefill_started ? ok_status() : start_prefill(s);
+    const auto n_prompt = static_cast<int64_t>(s.req.prompt.size());
+    const int64_t done0 = s.n_done;
     int64_t n = 0;
-    Status st = prefill(s, budget, &n);
-    budget -= n;
+    if (st.ok()) {
+      const int64_t chunk = s.cache->max_chunk();
+      n = n_prompt - s.n_done;
+      if (n > budget) n = budget / chunk * chunk;
+      if (n <= 0) break;
+      budget -= n;
+      ++n_prefilled;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        ++st_.n_prefill_calls;
+      }
+      if (s.req.score_prompt) {  // on its own path: every position's logits
+        st = score_prefill(s, n);
+        if (st.ok() && s.prefilled && s.live()) fresh.push_back(&s);
+      } else {
+        for (int64_t at = 0, j = 0; at < n; at += chunk, ++j) {
+          if (runs.size() <= static_cast<size_t>(j)) runs.emplace_back();
+          const int64_t m = std::min(chunk, n - at);
+          runs[static_cast<size_t>(j)].push_back(Rows{&s, false, s.n_done + at, m, s.n_done + at + m == n_prompt});
+        }
+        if (s.n_done + n == n_prompt) fresh.push_back(&s);
+      }
+    }
     if (!st.ok()) {
-      s.seq->end(FinishReason::kError, st.message());
+      s.seq->end(StopReason::kError, st.message());
       s.done = true;
-    } else if (!s.prefilled) {
+    } else if (done0 + n < n_prompt) {
       break;  // the budget ended inside this prompt
     }
   }
-  std::vector<Slot*> live;
-  for (auto& sp : running_) {
-    if (sp->prefilled && !sp->done && !sp->seq->cancelled()) live.push_back(sp.get());
+  const bool ran = !runs[0].empty() || n_prefilled > 0;
+  if (n_decode > 0 && runs[0].size() > n_decode) {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++st_.n_mixed_steps;
   }
-  if (!live.empty()) {
-    Status st = decode_step(live);
-    if (!st.ok()) {
-      for (Slot* s : live) {
-        s->seq->end(FinishReason::kError, st.message());
-        s->done = true;
-      }
-    }
+  for (auto& rows : runs) {
+    std::erase_if(rows, [](const Rows& r) { return !r.s->live(); });  // a run that failed ended its slots
+    if (!rows.empty()) run_rows(rows);
   }
+  // the sequences whose prompt completed take their first decode step too, as the others did in the first run
+  std::vector<Rows> decode;
+  for (Slot* s : fresh) {
+    if (s->prefilled && s->live()) decode.push_back(Rows{s, /*decode=*/true, 0, 1, false});
+  }
+  if (!decode.empty()) run_rows(decode);
   std::lock_guard<std::mutex> lk(mu_);
+  if (ran) ++st_.n_steps;
   retire_locked();
   return true;
 }
@@ -536,4 +539,4 @@ EngineStats Engine::stats() const {
   return s;
 }
 
-}  // namespace oss4::serve
+}  // namespace oss4

@@ -1,7 +1,10 @@
-// The serving engine: continuous batching over one model, without HTTP. Requests (token ids in) queue, join the
-// running batch between decode steps while the KV budget allows, and advance together: every step is one
-// CpuForward::decode_batch over all running sequences. Finished sequences park their KV cache so that a later
-// prompt sharing a prefix (a system prompt, earlier turns, an agent loop) starts from it instead of recomputing it.
+// The serving engine: continuous batching over one model, without HTTP (src/serve/ puts HTTP in front of it).
+// Requests (token ids in) queue, join the running batch between steps while the KV budget allows, and advance
+// together: every step is one Forward::run whose batch holds the running sequences' decode tokens and the prefill
+// chunks scheduled this step (a mixed step); a prefill longer than one chunk per sequence takes further runs or steps.
+// Each sequence's generation logic (sampling, forced prefixes, stops, limits) is its SequenceDriver's. Finished
+// sequences park their KV cache so that a later prompt sharing a prefix (a system prompt, earlier turns, an agent
+// loop) starts from it instead of recomputing it.
 //
 // Server sequences keep full-length K/V on every layer (KvCache sliding_ring = false; sliding-window layers then
 // restrict attention by position only), so a parked cache can be rolled back to any shared prefix, sliding-window
@@ -20,12 +23,13 @@
 #include <thread>
 #include <vector>
 
-#include "eval/logprobs.h"
 #include "runtime/forward.h"
 #include "runtime/kv_cache.h"
+#include "runtime/logprobs.h"
 #include "runtime/sampler.h"
+#include "runtime/sequence_driver.h"
 
-namespace oss4::serve {
+namespace oss4 {
 
 struct EngineConfig {
   int64_t max_seqs = 16;                  // sequences decoded together in one step
@@ -62,9 +66,6 @@ struct TokenLogprob {
   std::vector<TopLogprob> top;
 };
 
-enum class FinishReason { kNone, kStopToken, kLength, kCancelled, kError };
-const char* finish_reason_name(FinishReason r);
-
 // one request's sequence as its client sees it: tokens come out as the engine samples them. Thread-safe.
 class Sequence {
  public:
@@ -75,7 +76,7 @@ class Sequence {
   void cancel() { cancelled_ = true; }
   bool cancelled() const { return cancelled_; }
 
-  FinishReason finish_reason() const;
+  StopReason finish_reason() const;
   std::string error_message() const;
   int64_t n_prompt() const { return n_prompt_; }
   int64_t n_reused() const;          // prompt tokens whose K/V came from a parked cache
@@ -91,7 +92,7 @@ class Sequence {
  private:
   friend class Engine;
   void push(int32_t id, TokenLogprob* lp);  // lp: moved into logprobs() when not null
-  void end(FinishReason r, std::string message = "");
+  void end(StopReason r, std::string message = "");
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -99,7 +100,7 @@ class Sequence {
   std::vector<TokenLogprob> logprobs_;         // [n_generated] when asked for
   std::vector<TokenLogprob> prompt_logprobs_;  // [n_prompt] when asked for
   bool ended_ = false;
-  FinishReason reason_ = FinishReason::kNone;
+  StopReason reason_ = StopReason::kNone;
   std::string error_;
   int64_t n_prompt_ = 0, n_reused_ = 0, n_generated_ = 0;
   std::chrono::steady_clock::time_point t_submit_;
@@ -123,9 +124,11 @@ struct EngineStats {
   int64_t kv_bytes_budget = 0;
   int64_t n_prompt_tokens = 0, n_reused_tokens = 0, n_generated_tokens = 0;
   int64_t n_finished = 0, n_cancelled = 0, n_rejected = 0;
-  int64_t n_steps = 0;
-  int64_t n_prefill_calls = 0;     // forward calls of prefill (one per sequence per step that prefilled it)
-  double decode_tok_per_s = 0;     // tokens per second of the last decode steps (moving average)
+  int64_t n_steps = 0;             // scheduler steps that ran the model
+  int64_t n_runs = 0;              // Forward::run calls (a step makes one, more while a prefill spans several chunks)
+  int64_t n_mixed_steps = 0;       // steps whose first run served both running sequences' decode tokens and prefill
+  int64_t n_prefill_calls = 0;     // prefills (one per sequence per step that prefilled some of its prompt)
+  double decode_tok_per_s = 0;     // tokens per second of the last decode-only runs (moving average)
 };
 
 class Engine {
@@ -143,8 +146,10 @@ class Engine {
   // runs the scheduler on its own thread until stop() (or the destructor).
   void start();
   void stop();
-  // one scheduler iteration on the caller's thread (tests; only when not started): admit, prefill, one decode step,
-  // retire. Returns false when there was nothing to do.
+  // one scheduler iteration on the caller's thread (tests; only when not started): admit; one run of the running
+  // sequences' decode tokens together with the prefill chunks the step's budget allows (further runs for prompts
+  // longer than a chunk); a decode run for the sequences whose prompt completed in this step; retire. Returns false
+  // when there was nothing to do.
   bool step();
 
   EngineStats stats() const;
@@ -158,20 +163,27 @@ class Engine {
     std::shared_ptr<Sequence> seq;
     GenRequest req;
     std::unique_ptr<KvCache> cache;
-    std::vector<int32_t> cached;  // the tokens whose K/V the cache holds, in order
-    std::optional<Sampler> sampler;
-    std::vector<size_t> alive;    // req.prefixes the tokens so far agree with (while constrained)
+    std::vector<int32_t> cached;  // [cache->n_pos()] the tokens whose K/V the cache holds, in order
+    std::optional<SequenceDriver> driver;  // made once the prompt is in the cache
     int32_t next = -1;            // sampled, not yet evaluated
-    int64_t n_gen = 0;
     int64_t plan_bytes = 0;       // K/V reserved for prompt + max_tokens
     int64_t n_done = 0;           // prompt tokens whose K/V the cache holds (reused or prefilled so far)
     bool prefill_started = false;
     bool prefilled = false;       // the whole prompt is in the cache and the first token sampled
     bool done = false;
+    bool live() const { return !done && !seq->cancelled(); }
   };
   struct Parked {
     std::vector<int32_t> tokens;  // [n_pos] the tokens whose K/V the cache holds
     std::unique_ptr<KvCache> cache;
+  };
+  // one sequence's rows in a step's run: a decode token (n = 1, the slot's next) or prefill prompt tokens
+  // [from, from + n) (at most the cache's max_chunk; `last`: they end the prompt)
+  struct Rows {
+    Slot* s = nullptr;
+    bool decode = false;
+    int64_t from = 0, n = 0;
+    bool last = false;
   };
 
   Engine(Forward& fwd, const EngineConfig& cfg);
@@ -179,26 +191,30 @@ class Engine {
   // moves waiting requests into the batch while slots and the KV budget allow. Holds mu_.
   void admit_locked();
   int64_t reserved_bytes_locked() const;
-  // first call: takes the parked cache sharing the longest prefix with the prompt, or makes a new one. Then evaluates
-  // at most max_tok more prompt tokens (*n_evaluated of them); once the prompt is complete, samples the first token.
-  Status prefill(Slot& s, int64_t max_tok, int64_t* n_evaluated);
+  // a slot's first prefill: keeps what its cache (a parked one sharing the prompt's longest prefix) holds of the
+  // prompt, or makes a new cache.
+  Status start_prefill(Slot& s);
   // prompt tokens one step may prefill (whole chunks), or INT64_MAX
   int64_t prefill_budget() const;
-  Status decode_step(std::vector<Slot*>& live);
-  // samples (or replays) the next token of a slot from logits [n_vocab] and reports it; may end the slot.
+  // a scored prompt's n next tokens, one chunk per eval with every position's logits (not batched with others)
+  Status score_prefill(Slot& s, int64_t n);
+  // the prompt is in the cache: counts it, makes the driver and takes the first token from the logits [n_vocab] of
+  // its last position
+  void finish_prefill(Slot& s, const float* logits);
+  // one Forward::run over the rows, in order; then each decode slot takes its next token, each prefill slot its
+  // prompt tokens (and, with the last ones, its first token). On an error the slots of the run end.
+  void run_rows(const std::vector<Rows>& rows);
+  // chooses (SequenceDriver::next) the next token of a slot from logits [n_vocab] and reports it; may end the slot.
   void emit(Slot& s, const float* logits);
   // log-probabilities of the prompt tokens after the positions of rows [n_rows, n_vocab] that begin at position `from`
   void score_prompt_rows(Slot& s, const float* rows, int64_t n_rows, int64_t from);
-  // the next token of a slot still inside its prefixes, or -1 when it is free to sample
-  int32_t constrained_token(Slot& s, const float* logits);
   void retire_locked();
 
   const EngineConfig cfg_;
   Forward& fwd_;
   const ModelConfig& mc_;
   int64_t bytes_per_pos_ = 0;
-  std::vector<float> logits_;  // [n_running, n_vocab]
-  std::vector<float> masked_;  // [n_vocab] logits with the tokens a prefix does not allow at -inf
+  std::vector<float> logits_;  // [rows asking in a run, n_vocab]
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -211,4 +227,4 @@ class Engine {
   bool started_ = false;
 };
 
-}  // namespace oss4::serve
+}  // namespace oss4
