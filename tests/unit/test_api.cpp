@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "backend/backend.h"
+#include "backend/cpu/kernels.h"
 #include "model/weights.h"
 #include "oss4/model.h"
 #include "runtime/kv_cache.h"
@@ -137,6 +138,46 @@ TEST(Api, StopsCancelsAndSeeds) {
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
   EXPECT_EQ(a->token_ids, b->token_ids);
   EXPECT_NE(a->token_ids, c->token_ids);
+}
+
+// nothing about how a model runs is process-wide: two models of one process, one on the reference rung and one on
+// the SIMD rung, each give (bit for bit) what it gives alone, used in turns, and the two differ (f32 summation order)
+TEST(Api, TwoModelsKeepTheirOwnOptions) {
+  if (best_kernel_isa() == KernelIsa::kRef) GTEST_SKIP() << "no SIMD rung on this CPU: nothing to tell apart";
+  const std::string simd = kernel_isa_name(best_kernel_isa());
+  const std::vector<int32_t> prompt = {5, 17, 99, 3, 250, 7, 31, 64, 2, 11};
+  auto opts = [](const std::string& kernels, int threads) {
+    ModelOptions o;
+    o.kernels = kernels;
+    o.threads = threads;
+    return o;
+  };
+  auto last_logits = [&](Model& m) {
+    auto ctx = m.new_context({.n_ctx = 64});
+    EXPECT_TRUE(ctx.ok());
+    std::vector<float> logits;  // [n_vocab]
+    EXPECT_TRUE((*ctx)->append(prompt, &logits).ok());
+    return logits;
+  };
+  std::vector<float> alone_ref, alone_simd;
+  {
+    auto r = load(opts("ref", 0));
+    ASSERT_TRUE(r);
+    alone_ref = last_logits(*r);
+  }
+  {
+    auto s = load(opts(simd, 2));
+    ASSERT_TRUE(s);
+    alone_simd = last_logits(*s);
+  }
+  auto a = load(opts("ref", 0));
+  auto b = load(opts(simd, 2));
+  ASSERT_TRUE(a && b);
+  for (int turn = 0; turn < 2; ++turn) {
+    EXPECT_EQ(last_logits(*a), alone_ref) << "turn " << turn;
+    EXPECT_EQ(last_logits(*b), alone_simd) << "turn " << turn;
+  }
+  EXPECT_NE(alone_ref, alone_simd) << "the rungs sum in different orders; equal logits would mean one setting for both";
 }
 
 TEST(Api, BadInputIsAnError) {
