@@ -16,7 +16,7 @@ struct RunOptions {
   std::string device = "auto";      // auto | cpu
   std::string lm_head = "stored";   // stored | bf16 | nvfp4
   std::string activations = "f32";  // f32 | q8
-  std::string kernels = "auto";     // auto | ref | avx2
+  std::string kernels = "auto";     // auto | ref | avx2 | avx512
   int threads = 0;                  // 0: OSS4_THREADS, else every core
 };
 

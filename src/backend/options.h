@@ -26,7 +26,7 @@ Result<LmHeadType> parse_lm_head_type(const std::string& name);
 
 struct BackendOptions {
   std::string device = "auto";  // auto (the CPU today) | cpu
-  std::string kernels = "auto";  // the CPU kernel rung: auto (OSS4_KERNELS, else the best this CPU runs) | ref | avx2
+  std::string kernels = "auto";  // the CPU kernel rung: auto (OSS4_KERNELS, else the best this CPU runs) | ref | avx2 | avx512
   ActPrecision activations = ActPrecision::kF32;
   LmHeadType lm_head = LmHeadType::kStored;
   int threads = 0;  // host threads for the kernels; 0: OSS4_THREADS, else every core

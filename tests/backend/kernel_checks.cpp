@@ -135,7 +135,10 @@ void check_linear_fp4_gemv_lane_order(KernelBackend& be) {
   TestWeight b = make_weight(WeightType::kMxfp4, false, 37, 192, 22);
   TestWeight c = make_weight(WeightType::kNvfp4, true, 96, 176, 23);
   TestWeight d = make_weight(WeightType::kNvfp4, true, 320, 64, 24);
-  for (const TestWeight* t : {&a, &b, &c, &d}) {
+  // in-major with n_out a multiple of 64: the AVX-512 GEMV (kernels_avx512.h), across 16 parts and within one block
+  TestWeight e = make_weight(WeightType::kNvfp4, true, 128, 2880, 25);
+  TestWeight f = make_weight(WeightType::kNvfp4, true, 64, 16, 26);
+  for (const TestWeight* t : {&a, &b, &c, &d, &e, &f}) {
     const LinearWeight w = be.prepare_weight(t->w);
     for (int64_t n_tok : {1, 2, 3, 4, 13}) linear_vs_ref(be, *t, w, n_tok, /*with_bias=*/n_tok != 2);
   }
@@ -208,7 +211,10 @@ void check_q8_gemv_and_gemm(KernelBackend& be) {
   TestWeight a = make_weight(WeightType::kNvfp4, true, 96, 176, 41);
   TestWeight b = make_weight(WeightType::kNvfp4, true, 64, 4128, 42);
   TestWeight c = make_weight(WeightType::kNvfp4, true, 32, 16, 43);
-  for (const TestWeight* t : {&a, &b, &c}) {
+  // n_out a multiple of 64: the AVX-512 GEMV, with 16 parts and with one block
+  TestWeight d = make_weight(WeightType::kNvfp4, true, 192, 2880, 44);
+  TestWeight e = make_weight(WeightType::kNvfp4, true, 64, 16, 45);
+  for (const TestWeight* t : {&a, &b, &c, &d, &e}) {
     const LinearWeight w = be.prepare_weight(t->w);
     for (int64_t n_tok : {1, 2, 3, 4, 5, 6, 7, 13}) q8_linear_vs_ref(be, *t, w, n_tok, /*with_bias=*/n_tok != 2);
   }

@@ -15,6 +15,7 @@
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/q8_ref.h"
+#include "core/cpu_features.h"
 #include "core/thread_pool.h"
 #include "kernel_backend.h"
 #include "kernel_checks.h"
@@ -26,9 +27,11 @@
 namespace oss4 {
 namespace {
 
-// one CPU instance under test: the best rung this CPU runs, at an activation precision and a thread count
+// one CPU instance under test: a SIMD rung at an activation precision and a thread count (skipped, with the reason,
+// where this CPU or build does not run the rung)
 struct CpuInstance {
   const char* name;
+  KernelIsa isa;
   ActPrecision act;
   int threads;
 };
@@ -38,8 +41,8 @@ std::string instance_name(const ::testing::TestParamInfo<CpuInstance>& info) { r
 class CpuKernelTest : public ::testing::TestWithParam<CpuInstance> {
  protected:
   void SetUp() override {
-    if (best_kernel_isa() == KernelIsa::kRef) GTEST_SKIP() << "no SIMD rung on this CPU or in this build";
-    be_ = std::make_unique<KernelBackend>(cpu_backend(best_kernel_isa(), GetParam().act, GetParam().threads));
+    if (Status st = check_kernel_isa(GetParam().isa); !st.ok()) GTEST_SKIP() << st.message();
+    be_ = std::make_unique<KernelBackend>(cpu_backend(GetParam().isa, GetParam().act, GetParam().threads));
   }
   KernelBackend& be() { return *be_; }
 
@@ -58,8 +61,12 @@ TEST_P(SimdRung, AttentionWithSinksAndWindowMatchesReference) { check_attention_
 TEST_P(SimdRung, SwigluMatchesReference) { check_swiglu(be()); }
 
 INSTANTIATE_TEST_SUITE_P(Cpu, SimdRung,
-                         ::testing::Values(CpuInstance{"simd_1t", ActPrecision::kF32, 1}, CpuInstance{"simd_2t", ActPrecision::kF32, 2},
-                                           CpuInstance{"simd_3t", ActPrecision::kF32, 3}),
+                         ::testing::Values(CpuInstance{"avx2_1t", KernelIsa::kAvx2, ActPrecision::kF32, 1},
+                                           CpuInstance{"avx2_2t", KernelIsa::kAvx2, ActPrecision::kF32, 2},
+                                           CpuInstance{"avx2_3t", KernelIsa::kAvx2, ActPrecision::kF32, 3},
+                                           CpuInstance{"avx512_1t", KernelIsa::kAvx512, ActPrecision::kF32, 1},
+                                           CpuInstance{"avx512_2t", KernelIsa::kAvx512, ActPrecision::kF32, 2},
+                                           CpuInstance{"avx512_3t", KernelIsa::kAvx512, ActPrecision::kF32, 3}),
                          instance_name);
 
 // 8-bit activations
@@ -68,25 +75,41 @@ class SimdQ8 : public CpuKernelTest {};
 TEST_P(SimdQ8, GemvAndGemmMatchTheReference) { check_q8_gemv_and_gemm(be()); }
 
 INSTANTIATE_TEST_SUITE_P(Cpu, SimdQ8,
-                         ::testing::Values(CpuInstance{"simd_q8_1t", ActPrecision::kQ8, 1}, CpuInstance{"simd_q8_3t", ActPrecision::kQ8, 3}),
+                         ::testing::Values(CpuInstance{"avx2_q8_1t", KernelIsa::kAvx2, ActPrecision::kQ8, 1},
+                                           CpuInstance{"avx2_q8_3t", KernelIsa::kAvx2, ActPrecision::kQ8, 3},
+                                           CpuInstance{"avx512_q8_1t", KernelIsa::kAvx512, ActPrecision::kQ8, 1},
+                                           CpuInstance{"avx512_q8_3t", KernelIsa::kAvx512, ActPrecision::kQ8, 3}),
                          instance_name);
 
-// y [n_tok, n_out] of the best rung at act on each pool, which must all be bitwise equal
+// the SIMD rungs this CPU and build run
+std::vector<KernelIsa> simd_rungs() {
+  std::vector<KernelIsa> r;
+  for (KernelIsa isa : {KernelIsa::kAvx2, KernelIsa::kAvx512})
+    if (check_kernel_isa(isa).ok()) r.push_back(isa);
+  return r;
+}
+
+// y [n_tok, n_out] of every SIMD rung at act on each pool, which must all be bitwise equal per rung
 void expect_same_on_every_pool(const TestWeight& t, ActPrecision act, const std::vector<float>& x, int64_t n_tok) {
-  std::vector<float> y1(static_cast<size_t>(n_tok * t.w.n_out)), yn(y1.size());  // [n_tok, n_out] each
-  ThreadPool one(1);
-  f32_linear(CpuExec{best_kernel_isa(), act, &one}, t.w, x.data(), n_tok, nullptr, y1.data());
-  for (int threads : {2, 3, 7}) {
-    ThreadPool pool(threads);
-    f32_linear(CpuExec{best_kernel_isa(), act, &pool}, t.w, x.data(), n_tok, nullptr, yn.data());
-    EXPECT_EQ(std::memcmp(y1.data(), yn.data(), y1.size() * sizeof(float)), 0) << t.w.name << " n_tok " << n_tok << " threads " << threads;
+  for (KernelIsa isa : simd_rungs()) {
+    std::vector<float> y1(static_cast<size_t>(n_tok * t.w.n_out)), yn(y1.size());  // [n_tok, n_out] each
+    ThreadPool one(1);
+    f32_linear(CpuExec{isa, act, &one}, t.w, x.data(), n_tok, nullptr, y1.data());
+    for (int threads : {2, 3, 7}) {
+      ThreadPool pool(threads);
+      f32_linear(CpuExec{isa, act, &pool}, t.w, x.data(), n_tok, nullptr, yn.data());
+      EXPECT_EQ(std::memcmp(y1.data(), yn.data(), y1.size() * sizeof(float)), 0)
+          << kernel_isa_name(isa) << " " << t.w.name << " n_tok " << n_tok << " threads " << threads;
+    }
   }
 }
 
 TEST(SimdRungCpu, ResultsDoNotDependOnTheThreadCount) {
   if (best_kernel_isa() == KernelIsa::kRef) GTEST_SKIP() << "no SIMD rung on this CPU or in this build";
   // docs/architecture.md promises it: a reply must not change with -t
-  for (const TestWeight& t : {make_weight(WeightType::kNvfp4, true, 96, 2880, 31), make_weight(WeightType::kNvfp4, false, 40, 192, 32),
+  // 96 outputs: the AVX2 GEMV; 128: the AVX-512 one (a multiple of 64)
+  for (const TestWeight& t : {make_weight(WeightType::kNvfp4, true, 96, 2880, 31), make_weight(WeightType::kNvfp4, true, 128, 2880, 35),
+                              make_weight(WeightType::kNvfp4, false, 40, 192, 32),
                               make_weight(WeightType::kMxfp4, false, 40, 192, 33), make_weight(WeightType::kBF16, false, 40, 96, 34)}) {
     for (int64_t n_tok : {1, 2, 4, 9}) expect_same_on_every_pool(t, ActPrecision::kF32, randn(static_cast<size_t>(n_tok * t.w.n_in), 9), n_tok);
   }
@@ -94,13 +117,15 @@ TEST(SimdRungCpu, ResultsDoNotDependOnTheThreadCount) {
 
 TEST(SimdQ8Cpu, ResultsDoNotDependOnTheThreadCount) {
   if (best_kernel_isa() == KernelIsa::kRef) GTEST_SKIP() << "no SIMD rung on this CPU or in this build";
-  TestWeight t = make_weight(WeightType::kNvfp4, true, 96, 2880, 51);
-  for (int64_t n_tok : {1, 2, 9}) expect_same_on_every_pool(t, ActPrecision::kQ8, q8_test_activations(n_tok, t.w.n_in, 52), n_tok);
+  for (int64_t n_out : {96, 128}) {
+    TestWeight t = make_weight(WeightType::kNvfp4, true, n_out, 2880, 51);
+    for (int64_t n_tok : {1, 2, 9}) expect_same_on_every_pool(t, ActPrecision::kQ8, q8_test_activations(n_tok, t.w.n_in, 52), n_tok);
+  }
 }
 
 #if defined(__x86_64__)
 TEST(SimdQ8Cpu, QuantizerMatchesTheReferenceBitForBit) {
-  if (best_kernel_isa() != KernelIsa::kAvx2) GTEST_SKIP() << "no AVX2 rung on this CPU or in this build";
+  if (Status st = check_kernel_isa(KernelIsa::kAvx2); !st.ok()) GTEST_SKIP() << st.message();
   const int64_t n_tok = 5, n_in = 2880;
   auto x = q8_test_activations(n_tok, n_in, 21);                                // [n_tok, n_in]
   std::vector<int8_t> qa(x.size()), qr(x.size());                               // [n_tok, n_in] each
@@ -118,11 +143,18 @@ TEST(KernelDispatch, NamesAndForcing) {
   EXPECT_FALSE(parse_kernel_isa("sse9").ok());
   EXPECT_TRUE(check_kernel_isa(KernelIsa::kRef).ok());
   EXPECT_TRUE(check_kernel_isa(best_kernel_isa()).ok());
-  EXPECT_FALSE(check_kernel_isa(KernelIsa::kAvx512).ok());  // a slot with no kernels yet
+  EXPECT_TRUE(parse_kernel_isa("avx512").ok());
+  // a rung is available exactly where the CPU has its features (and the build has its kernels)
+  const CpuFeatures& f = cpu_features();
+#if defined(__x86_64__)
+  EXPECT_EQ(check_kernel_isa(KernelIsa::kAvx2).ok(), f.avx2 && f.fma && f.f16c);
+  EXPECT_EQ(check_kernel_isa(KernelIsa::kAvx512).ok(), f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw);
+  EXPECT_EQ(resolve_kernel_isa("avx512").ok(), check_kernel_isa(KernelIsa::kAvx512).ok());
+#endif
+  EXPECT_FALSE(check_kernel_isa(KernelIsa::kNeon).ok());  // a slot with no kernels yet
   auto ref = resolve_kernel_isa("ref");
   ASSERT_TRUE(ref.ok());
   EXPECT_EQ(*ref, KernelIsa::kRef);
-  EXPECT_FALSE(resolve_kernel_isa("avx512").ok());
   EXPECT_FALSE(resolve_kernel_isa("sse9").ok());
   EXPECT_TRUE(resolve_kernel_isa("auto").ok());
 }

@@ -18,6 +18,9 @@
 #include "backend/cpu/x86/kernels_avx2.h"
 #include "backend/cpu/x86/q8_avx2.h"
 #endif
+#if defined(OSS4_HAVE_AVX512)
+#include "backend/cpu/x86/kernels_avx512.h"
+#endif
 
 namespace oss4 {
 
@@ -29,9 +32,17 @@ bool isa_available(KernelIsa isa) {
 #if defined(OSS4_HAVE_AVX2)
     case KernelIsa::kAvx2: return cpu_features().avx2 && cpu_features().fma && cpu_features().f16c;
 #endif
+#if defined(OSS4_HAVE_AVX512)
+    case KernelIsa::kAvx512: return isa_available(KernelIsa::kAvx2) && cpu_features().avx512f && cpu_features().avx512bw;
+#endif
     default: return false;
   }
 }
+
+#if defined(OSS4_HAVE_AVX2)
+// the AVX-512 rung runs the AVX2 kernels wherever it has none of its own
+bool runs_avx2(KernelIsa isa) { return isa == KernelIsa::kAvx2 || isa == KernelIsa::kAvx512; }
+#endif
 
 bool q8_applies(const CpuExec& ex, const LinearWeight& w) { return ex.act == ActPrecision::kQ8 && w.type == WeightType::kNvfp4 && w.in_major(); }
 
@@ -96,11 +107,6 @@ constexpr int64_t kFinishRange = 8192;
 
 // y = the sum of the in-major GEMV's parts [n_parts, n_tok, n_out], in output order, plus bias, for a job of more than
 // kFinishRange outputs: in ranges on the pool (smaller jobs are summed inside their region, see linear_jobs_avx2)
-void finish_parts_pooled(const CpuExec& ex, const avx2::LinearArgs& a, const float* parts, int64_t n_parts) {
-  run_tasks(ex, (a.w.n_out + kFinishRange - 1) / kFinishRange, [&](int64_t r) {
-    avx2::fp4_gemv_in_major_finish(a, parts, n_parts, r * kFinishRange, std::min(a.w.n_out, (r + 1) * kFinishRange));
-  });
-}
 
 // How one weight's matmul runs inside a parallel region:
 //  kRanges   f32_linear_range over ranges of 32 outputs (every layout; GEMV or GEMM by token count)
@@ -118,9 +124,26 @@ struct JobPlan {
   int64_t first = 0, n_tasks = 0;  // the job's tasks are first .. first + n_tasks - 1 of the region
   int64_t per_task = 0;            // 32-output units per task (kRanges, kQ8Gemm)
   int64_t n_parts = 0;             // kParts, kQ8Parts
+  bool avx512 = false;             // kParts, kQ8Parts: the AVX-512 GEMV (parts in natural order, not lane order)
   float* parts = nullptr;          // [n_parts, n_tok, n_out] partial sums
   avx2::Q8Act q8;                  // kQ8Parts, kQ8Gemm
 };
+
+// outputs [o0, o1) of a parts job: the parts summed in part order, put in output order, plus bias
+void finish_parts(const JobPlan& p, int64_t o0, int64_t o1) {
+#if defined(OSS4_HAVE_AVX512)
+  if (p.avx512) {
+    avx512::gemv_parts_finish(p.a, p.parts, p.n_parts, o0, o1);
+    return;
+  }
+#endif
+  avx2::fp4_gemv_in_major_finish(p.a, p.parts, p.n_parts, o0, o1);
+}
+
+void finish_parts_pooled(const CpuExec& ex, const JobPlan& p) {
+  run_tasks(ex, (p.a.w.n_out + kFinishRange - 1) / kFinishRange,
+            [&](int64_t r) { finish_parts(p, r * kFinishRange, std::min(p.a.w.n_out, (r + 1) * kFinishRange)); });
+}
 
 // activations of one q8 job, quantized once before the region
 struct Q8Buffers {
@@ -157,6 +180,9 @@ bool plan_job(const CpuExec& ex, const LinearJob& j, int n_threads, JobPlan* p) 
     p->mode = JobMode::kRanges;
   }
   if (p->mode == JobMode::kParts || p->mode == JobMode::kQ8Parts) {
+#if defined(OSS4_HAVE_AVX512)
+    p->avx512 = ex.isa == KernelIsa::kAvx512 && avx512::nvfp4_in_major_takes(p->a);
+#endif
     p->n_parts = std::min<int64_t>(j.w->n_in / 16, kParts);
     p->n_tasks = p->n_parts;
   } else {
@@ -175,6 +201,16 @@ void run_task(const JobPlan& p, int64_t task) {
     case JobMode::kQ8Parts: {
       const int64_t n_blk = a.w.n_in / 16, b0 = task * n_blk / p.n_parts, b1 = (task + 1) * n_blk / p.n_parts;
       float* part = p.parts + task * a.n_tok * a.w.n_out;
+#if defined(OSS4_HAVE_AVX512)
+      if (p.avx512) {
+        if (p.mode == JobMode::kParts) {
+          avx512::f32_nvfp4w_gemv_part(a, b0, b1, part);
+        } else {
+          avx512::q8a_nvfp4w_gemv_part(a, p.q8, b0, b1, part);
+        }
+        return;
+      }
+#endif
       if (p.mode == JobMode::kParts) {
         avx2::fp4_gemv_in_major_part(a, b0, b1, part);
       } else {
@@ -232,10 +268,10 @@ bool linear_jobs_avx2(const CpuExec& ex, const LinearJob* jobs, int64_t n_jobs) 
     const JobPlan& p = pl[j];
     run_task(p, task - p.first);
     if (p.n_parts > 0 && p.a.w.n_out <= kFinishRange && done[j].fetch_add(1, std::memory_order_acq_rel) + 1 == p.n_parts)
-      avx2::fp4_gemv_in_major_finish(p.a, p.parts, p.n_parts, 0, p.a.w.n_out);
+      finish_parts(p, 0, p.a.w.n_out);
   });
   for (int64_t j = 0; j < n_jobs; ++j)
-    if (pl[j].n_parts > 0 && pl[j].a.w.n_out > kFinishRange) finish_parts_pooled(ex, pl[j].a, pl[j].parts, pl[j].n_parts);
+    if (pl[j].n_parts > 0 && pl[j].a.w.n_out > kFinishRange) finish_parts_pooled(ex, pl[j]);
   return true;
 }
 #endif
@@ -261,7 +297,10 @@ Result<KernelIsa> parse_kernel_isa(const char* name) {
   return error("unknown kernel rung '" + s + "' (expected ref, avx2, avx512 or neon)");
 }
 
-KernelIsa best_kernel_isa() { return isa_available(KernelIsa::kAvx2) ? KernelIsa::kAvx2 : KernelIsa::kRef; }
+KernelIsa best_kernel_isa() {
+  if (isa_available(KernelIsa::kAvx512)) return KernelIsa::kAvx512;
+  return isa_available(KernelIsa::kAvx2) ? KernelIsa::kAvx2 : KernelIsa::kRef;
+}
 
 Status check_kernel_isa(KernelIsa isa) {
   if (!isa_available(isa)) {
@@ -286,7 +325,7 @@ Result<KernelIsa> resolve_kernel_isa(const std::string& name) {
 
 void f32_linear_jobs(const CpuExec& ex, const LinearJob* jobs, int64_t n_jobs) {
 #if defined(OSS4_HAVE_AVX2)
-  if (ex.isa == KernelIsa::kAvx2 && linear_jobs_avx2(ex, jobs, n_jobs)) return;
+  if (runs_avx2(ex.isa) && linear_jobs_avx2(ex, jobs, n_jobs)) return;
 #endif
   for (int64_t j = 0; j < n_jobs; ++j) {
     const LinearJob& jb = jobs[j];
@@ -305,7 +344,7 @@ void f32_linear(const CpuExec& ex, const LinearWeight& w, const float* x, int64_
 
 void f32_swiglu(const CpuExec& ex, const float* gu, int64_t n_rows, int64_t n_ff, float alpha, float limit, float* out) {
 #if defined(OSS4_HAVE_AVX2)
-  if (ex.isa == KernelIsa::kAvx2) {
+  if (runs_avx2(ex.isa)) {
     // rows per task: a prompt chunk's few thousand rows are worth spreading, a decode step's four are not
     constexpr int64_t kRows = 16;
     run_tasks(ex, (n_rows + kRows - 1) / kRows, [&](int64_t task) {
@@ -321,7 +360,7 @@ void f32_swiglu(const CpuExec& ex, const float* gu, int64_t n_rows, int64_t n_ff
 void f32_sdpa_sink(const CpuExec& ex, const float* q, const int64_t* pos, int64_t n_tok, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                    const KvLayerView& kv, int64_t window, const float* sinks, float scale, float* out) {
 #if defined(OSS4_HAVE_AVX2)
-  if (ex.isa == KernelIsa::kAvx2) {
+  if (runs_avx2(ex.isa)) {
     const int64_t group = n_heads / n_kv_heads;
     // token t's query head h (and from it, for the group kernel, the rest of h's group) against its key/value head
     auto args = [&](int64_t t, int64_t h) {

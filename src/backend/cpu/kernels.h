@@ -14,7 +14,8 @@
 
 namespace oss4 {
 
-// rungs; kAvx512 and kNeon are slots for kernels not written yet (they are never chosen today).
+// rungs. kAvx512 (AVX-512 F + BW) runs its own kernels where it has them (kernels_avx512.h: the in-major NVFP4
+// decode GEMVs) and the AVX2 kernels everywhere else; kNeon is a slot for kernels not written yet (never chosen).
 enum class KernelIsa { kRef, kAvx2, kAvx512, kNeon };
 
 const char* kernel_isa_name(KernelIsa isa);
@@ -22,7 +23,7 @@ const char* kernel_isa_name(KernelIsa isa);
 KernelIsa best_kernel_isa();
 // whether this CPU and this build run the rung; an error naming the CPU's features if not.
 Status check_kernel_isa(KernelIsa isa);
-// "ref" / "avx2" -> rung; error for anything else.
+// "ref" / "avx2" / "avx512" -> rung; error for anything else.
 Result<KernelIsa> parse_kernel_isa(const char* name);
 // "auto" -> OSS4_KERNELS from the environment when it names a rung this CPU runs, else best_kernel_isa(); a rung's
 // name -> that rung, an error when this CPU or build cannot run it.
