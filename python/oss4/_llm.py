@@ -94,10 +94,11 @@ class LLM:
         final answer, .reasoning_content the analysis channel, .tool_calls the functions called."""
         convs = self._conversations(messages)
         params = self._params(sampling_params, len(convs))
+        tok = self._model.tokenizer()
         jobs = []
         for conv, p in zip(convs, params):
             ids, prefixes = self._render(conv, reasoning_effort, tools, tool_choice)
-            jobs.append(self._submit(ids, None, p, chat=True, prefixes=prefixes))
+            jobs.append(self._submit(ids, tok.decode(ids), p, chat=True, prefixes=prefixes))
         return self._run(jobs, use_tqdm)
 
     def chat_stream(self, messages: Conversation, sampling_params: Optional[SamplingParams] = None,
@@ -174,14 +175,15 @@ class LLM:
         return self._model.render_chat(text)
 
     def _submit(self, ids: List[int], text: Optional[str], p: SamplingParams, chat: bool,
-                prefixes: Optional[List[List[int]]] = None) -> "_Job":
+                prefixes: Optional[List[List[int]]] = None, script: Optional[List[int]] = None) -> "_Job":
+        """script: the engine's test facility, ids emitted in place of sampled ones (tests drive the parser with it)."""
         max_tokens = p.max_tokens
         if max_tokens is None:
             max_tokens = max(1, self._model.max_model_len - len(ids))
         seed = p.seed if p.seed is not None else self._rng.getrandbits(64)
         req = self._model.submit(ids, float(p.temperature), float(p.top_p), max(p.top_k, 0), seed, max_tokens,
                                  list(p.stop_token_ids or []), p.stop_list, -1 if p.logprobs is None else p.logprobs,
-                                 p.ignore_eos, p.skip_special_tokens, chat, prefixes or [])
+                                 p.ignore_eos, p.skip_special_tokens, chat, prefixes or [], script or [])
         return _Job(str(next(self._ids)), text, ids, p, req)
 
     def _step_until(self, jobs: List["_Job"], on_done: Any = None) -> Iterator[List[tuple]]:

@@ -110,7 +110,7 @@ class PyModel {
   std::unique_ptr<Request> submit(std::vector<int32_t> prompt, float temperature, float top_p, int64_t top_k, uint64_t seed,
                                   int64_t max_tokens, std::vector<int32_t> stop_token_ids, std::vector<std::string> stop,
                                   int64_t logprobs, bool ignore_eos, bool skip_special_tokens, bool chat,
-                                  std::vector<std::vector<int32_t>> prefixes) {
+                                  std::vector<std::vector<int32_t>> prefixes, std::vector<int32_t> script) {
     GenRequest g;
     g.prompt = std::move(prompt);
     g.sampling = {temperature, top_p, top_k, seed};
@@ -139,6 +139,9 @@ class PyModel {
       how.hidden_ids = g.stop_ids;  // like vLLM, a stop token is in token_ids but not in the text
     }
     g.prefixes = std::move(prefixes);
+    // the engine's test facility (GenRequest::script): these ids come out in place of sampled ones, so the tests can
+    // drive the output parser with a known reply, as the server's tests do
+    g.script = std::move(script);
     SubmitResult s = engine_->submit(std::move(g));
     if (s.err != SubmitError::kNone) raise(PyExc_ValueError, s.message);
     return std::make_unique<Request>(std::move(s.seq), std::move(how), logprobs >= 0);
@@ -191,7 +194,7 @@ void bind_engine(nb::module_& m) {
       .def("render_chat", &PyModel::render_chat, "body"_a)
       .def("submit", &PyModel::submit, "prompt"_a, "temperature"_a, "top_p"_a, "top_k"_a, "seed"_a, "max_tokens"_a,
            "stop_token_ids"_a, "stop"_a, "logprobs"_a, "ignore_eos"_a, "skip_special_tokens"_a, "chat"_a, "prefixes"_a,
-           nb::keep_alive<0, 1>())
+           "script"_a = std::vector<int32_t>{}, nb::keep_alive<0, 1>())
       .def("step", &PyModel::step)
       .def("stats", &PyModel::stats)
       .def_prop_ro("n_vocab", [](const PyModel& p) { return p.model().n_vocab(); })

@@ -34,7 +34,7 @@ def test_chat_is_generate_over_the_rendered_prompt(llm, tok):
     assert len(out) == 1
     c = out[0].outputs[0]
     prompt = llm.render_chat(conv)
-    assert out[0].prompt_token_ids == prompt
+    assert out[0].prompt_token_ids == prompt and out[0].prompt == tok.decode(prompt)
     stops = [tok.special_id("<|return|>"), tok.special_id("<|call|>")]
     raw = llm.generate([prompt], oss4.SamplingParams(temperature=0, max_tokens=16, stop_token_ids=stops,
                                                      skip_special_tokens=False), use_tqdm=False)[0].outputs[0]
@@ -87,3 +87,27 @@ def test_bad_conversations(llm):
     with pytest.raises(ValueError, match="tool_choice"):
         llm.chat([{"role": "user", "content": "hi"}], use_tqdm=False, tools=[WEATHER],
                  tool_choice={"type": "function", "function": {"name": "nope"}})
+
+
+def scripted_chat(llm, tok, reply, **kw):
+    """chat() over a known reply: the engine's script facility emits `reply`'s ids in place of sampled ones (as the
+    server's tests drive it), so the harmony parse of a real reply is checked end to end."""
+    ids = llm.render_chat([{"role": "user", "content": "What is the capital of France?"}], **kw)
+    job = llm._submit(ids, None, oss4.SamplingParams(temperature=0, max_tokens=64), chat=True,
+                      script=tok.encode(reply, allow_special=True))
+    return llm._run([job], False)[0].outputs[0]
+
+
+def test_reasoning_final_and_tool_calls_apart(llm, tok):
+    c = scripted_chat(llm, tok, "<|channel|>analysis<|message|>The user asks about France.<|end|>"
+                                "<|start|>assistant<|channel|>final<|message|>Paris.<|return|>")
+    assert c.reasoning_content == "The user asks about France."
+    assert c.text == "Paris."
+    assert c.tool_calls == [] and c.finish_reason == "stop"
+    assert c.token_ids[-1] == tok.special_id("<|return|>")
+    c = scripted_chat(llm, tok, "<|channel|>analysis<|message|>Need weather.<|end|><|start|>assistant<|channel|>commentary"
+                                " to=functions.get_weather <|constrain|>json<|message|>{\"city\": \"Paris\"}<|call|>",
+                      tools=[WEATHER])
+    assert c.reasoning_content == "Need weather." and c.text == ""
+    assert [(t.name, t.arguments) for t in c.tool_calls] == [("get_weather", '{"city": "Paris"}')]
+    assert c.finish_reason == "stop"
