@@ -80,7 +80,10 @@ class LLM:
 
     def generate_stream(self, prompt: PromptType, sampling_params: Optional[SamplingParams] = None) -> Iterator[str]:
         """Yields the text of one prompt's completion as it is made (deltas; joined they are outputs[0].text)."""
-        (text, ids), = self._prompts(prompt)
+        items = self._prompts(prompt)
+        if len(items) != 1:
+            raise ValueError(f"generate_stream takes one prompt, not {len(items)}")
+        (text, ids), = items
         yield from self._stream(self._submit(ids, text, sampling_params or SamplingParams(), chat=False))
 
     # ---------------------------------------------------------------------------------------------- chat
@@ -104,13 +107,19 @@ class LLM:
     def chat_stream(self, messages: Conversation, sampling_params: Optional[SamplingParams] = None,
                     reasoning_effort: Optional[str] = None, tools: Optional[List[Dict[str, Any]]] = None) -> Iterator[str]:
         """Yields the final answer's text of one conversation as it is made (the reasoning is not streamed)."""
-        ids, prefixes = self._render(self._conversations(messages)[0], reasoning_effort, tools, None)
+        convs = self._conversations(messages)
+        if len(convs) != 1:
+            raise ValueError(f"chat_stream takes one conversation, not {len(convs)}")
+        ids, prefixes = self._render(convs[0], reasoning_effort, tools, None)
         yield from self._stream(self._submit(ids, None, sampling_params or SamplingParams(), chat=True, prefixes=prefixes))
 
     def render_chat(self, messages: Conversation, reasoning_effort: Optional[str] = None,
                     tools: Optional[List[Dict[str, Any]]] = None) -> List[int]:
         """The harmony prompt chat() would submit for one conversation (ends with <|start|>assistant)."""
-        return self._render(self._conversations(messages)[0], reasoning_effort, tools, None)[0]
+        convs = self._conversations(messages)
+        if len(convs) != 1:
+            raise ValueError(f"render_chat takes one conversation, not {len(convs)}")
+        return self._render(convs[0], reasoning_effort, tools, None)[0]
 
     # ---------------------------------------------------------------------------------------------- internals
 

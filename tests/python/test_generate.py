@@ -105,6 +105,14 @@ def test_stream_equals_generate(llm):
     deltas = list(llm.generate_stream("Streaming test", p))
     assert len(deltas) > 1
     assert "".join(deltas) == llm.generate("Streaming test", p, use_tqdm=False)[0].outputs[0].text
+    # leaving a stream early cancels its sequence: the engine is empty again after the next run
+    it = llm.generate_stream("abandoned", oss4.SamplingParams(temperature=0, max_tokens=500, ignore_eos=True))
+    next(it)
+    it.close()
+    llm.generate("next", GREEDY, use_tqdm=False)
+    assert llm._model.stats()[:2] == (0, 0)
+    with pytest.raises(ValueError):
+        next(llm.generate_stream(["one", "two"], p))
 
 
 def test_logprobs(llm):
