@@ -168,3 +168,28 @@ def test_ctrl_c_cancels_cleanly(llm):
     assert [o.outputs[0].token_ids for o in a] == [o.outputs[0].token_ids for o in b]
     running, waiting = llm._model.stats()[:2]
     assert running == 0 and waiting == 0
+
+
+def test_two_threads_share_one_llm(llm):
+    """The GIL is released while a step runs and one thread steps at a time: two threads generating on one LLM both
+    finish (no deadlock) with what each gets alone, since every step advances both threads' sequences."""
+    p = oss4.SamplingParams(temperature=0, max_tokens=30, ignore_eos=True)
+    prompts = [["thread a one", "thread a two"], ["thread b one", "thread b two", "thread b three"]]
+    alone = [[o.outputs[0].token_ids for o in llm.generate(ps, p, use_tqdm=False)] for ps in prompts]
+    got = [None, None]
+    errors = []
+
+    def work(k):
+        try:
+            got[k] = [o.outputs[0].token_ids for o in llm.generate(prompts[k], p, use_tqdm=False)]
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a thread is stuck"
+    assert not errors, errors
+    assert got == alone
