@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "api/load.h"
+#include "api/model_impl.h"
 #include "core/mapped_file.h"
 #include "runtime/forward.h"
 #include "runtime/kv_cache.h"
@@ -22,13 +23,6 @@ const char* finish_reason_name(FinishReason r) {
   }
   return "?";
 }
-
-struct Model::Impl {
-  std::string dir;
-  LoadedModel run;  // the weights and their backend
-  std::unique_ptr<Tokenizer> tokenizer;  // null when the model has no tokenizer files and none was given
-  std::vector<int32_t> eos;
-};
 
 struct Context::Impl {
   const Model::Impl* model = nullptr;
