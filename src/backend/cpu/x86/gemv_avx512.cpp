@@ -29,7 +29,9 @@ alignas(64) const float kE2m1[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6
 alignas(64) const int8_t kTwiceE2m1[64] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12, 0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12,
                                            0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12, 0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
-constexpr int64_t kPrefetchAhead = 512;  // bytes ahead along each of a block's 8 row streams (as the AVX2 kernels)
+// No software prefetch, unlike the AVX2 kernels: on the Zen 4 host these were measured on, the hardware prefetcher
+// follows a block's 8 row streams, and a prefetch 256-4096 bytes ahead was 1-16% slower in the 20b decode (13.1 tok/s
+// without, 12.7 at 512 bytes, 11.0 at 2048; docs/benchmarks.md).
 
 // E4M3 bytes 0x00..0x7e (one per dword) -> f32 times s2, exactly as avx2::e4m3_times: exponent and mantissa shifted to
 // bits 20..26 read as 2^-120 times the value, subnormals included; one exact multiply by 2^120, one rounded by s2.
@@ -55,7 +57,6 @@ void f32_part_t(const LinearArgs& a, int64_t b0, int64_t b1, int64_t t0, float* 
         for (int k = 0; k < 4; ++k) acc[t][k][0] = acc[t][k][1] = _mm512_setzero_ps();
       for (int64_t j = 0; j < 8; ++j) {
         const uint8_t* row = a.w.data + (b * 8 + j) * n_out + o;
-        _mm_prefetch(reinterpret_cast<const char*>(row + kPrefetchAhead), _MM_HINT_T0);
         __m512 xe[T], xo[T];
         for (int t = 0; t < T; ++t) {
           xe[t] = _mm512_set1_ps(x[t * n_in + b * 16 + 2 * j]);
@@ -117,7 +118,6 @@ void q8_part_t(const LinearArgs& a, const Q8Act& x, int64_t b0, int64_t b1, int6
       for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = _mm512_setzero_si512();
       for (int64_t j = 0; j < 8; ++j) {
         const uint8_t* row = a.w.data + (b * 8 + j) * n_out + o;
-        _mm_prefetch(reinterpret_cast<const char*>(row + kPrefetchAhead), _MM_HINT_T0);
         const __m512i v = _mm512_loadu_si512(row);
         for (int t = 0; t < T; ++t) {
           const __m512i vf = _mm512_xor_si512(v, _mm512_set1_epi32(static_cast<int>(flip[t][j])));
