@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The docs/benchmarks.md matrix: `oss4 bench --json` on full-size synthetic gpt-oss-20b checkpoints, one JSON object
 # per line on stdout (progress on stderr). Make the checkpoints first (13-14 GB each, ~5 min):
-#   build/oss4 synth -c 20b -o /tmp/s20b                           # MXFP4 experts, the release layout
+#   build/oss4 synth --config gpt-oss-20b --out /tmp/s20b          # MXFP4 experts, the release layout
 #   build/oss4 quantize -m /tmp/s20b -o /tmp/s20b_nvfp4 --method transcode
 # Usage: tools/bench/bench_20b.sh MXFP4_DIR NVFP4_DIR [-p 512] [-n 128] [-r 3] [-t "2 1"] > results.jsonl
 # Only one checkpoint's pages fit this 24 GiB machine's page cache at a time: runs are grouped by checkpoint and
