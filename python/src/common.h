@@ -7,6 +7,8 @@
 
 #include <nanobind/nanobind.h>
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 
@@ -39,6 +41,23 @@ nb::str utf8(const std::string& s);
 
 // after a step of work done without the GIL: a pending signal (Ctrl-C) raises its exception (KeyboardInterrupt).
 void check_signals();
+
+// a progress callback for library code running without the GIL: each call takes the GIL and calls `progress`; an
+// exception from it cannot cross the library, so it is kept (restored as the pending Python error), *failed is set,
+// later calls do nothing, and the caller throws nb::python_error once the library returns. Empty when progress is.
+inline std::function<void(int64_t, int64_t)> gil_progress(const std::function<void(int64_t, int64_t)>& progress, bool* failed) {
+  if (!progress) return {};
+  return [&progress, failed](int64_t done, int64_t total) {
+    nb::gil_scoped_acquire gil;
+    if (*failed) return;
+    try {
+      progress(done, total);
+    } catch (nb::python_error& e) {
+      e.restore();
+      *failed = true;
+    }
+  };
+}
 
 void bind_tokenizer(nb::module_& m);
 void bind_request(nb::module_& m);

@@ -47,19 +47,7 @@ class PyModel {
     check(backend_options(RunOptions{device, lm_head, activations, kernels, threads}).status(), Err::kValue);
     ModelOptions mo{device, lm_head, activations, kernels, threads, tokenizer.value_or(""), nullptr};
     bool failed = false;
-    if (progress) {
-      // an exception from the callback cannot cross the library: it is kept and raised once the call returns
-      mo.progress = [&progress, &failed](int64_t done, int64_t total) {
-        nb::gil_scoped_acquire gil;
-        if (failed) return;
-        try {
-          progress(done, total);
-        } catch (nb::python_error& e) {
-          e.restore();
-          failed = true;
-        }
-      };
-    }
+    mo.progress = gil_progress(progress, &failed);
     Status st;
     {
       nb::gil_scoped_release nogil;

@@ -60,21 +60,8 @@ void quantize(const std::string& src, const std::string& dst, const std::string&
   o.calibration = calibration_prompts(src, calibration);
   std::error_code ec;
   if (std::filesystem::exists(dst, ec)) raise(PyExc_FileExistsError, "output '" + dst + "' already exists (quantize never overwrites)");
-  ProgressFn fn;
   bool failed = false;
-  if (progress) {
-    // an exception from the callback cannot cross the library: it is kept and raised once the call returns
-    fn = [&progress, &failed](int64_t done, int64_t total) {
-      nb::gil_scoped_acquire gil;
-      if (failed) return;
-      try {
-        progress(done, total);
-      } catch (nb::python_error& e) {
-        e.restore();
-        failed = true;
-      }
-    };
-  }
+  const ProgressFn fn = gil_progress(progress, &failed);
   Status st;
   {
     nb::gil_scoped_release nogil;
