@@ -426,7 +426,10 @@ void Engine::retire_locked() {
       ++st_.n_finished;
     }
     st_.n_generated_tokens += s.driver ? s.driver->n_generated() : 0;
-    const bool keep = cfg_.prefix_reuse && s.cache && s.prefilled && !s.seq->cancelled() && s.seq->finish_reason() != StopReason::kError;
+    // a sequence that ended before its client left (a stream closed right after its last chunk: the run ends it outside
+    // the lock, so the cancel can come before this) has whole K/V worth keeping; one cancelled mid-way has not
+    const bool keep = cfg_.prefix_reuse && s.cache && s.prefilled && (s.done || !s.seq->cancelled()) &&
+                      s.seq->finish_reason() != StopReason::kError;
     if (keep) {
       s.cached.resize(static_cast<size_t>(s.cache->n_pos()));
       parked_.push_front(Parked{std::move(s.cached), std::move(s.cache)});
