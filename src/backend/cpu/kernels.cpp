@@ -105,9 +105,6 @@ bool avx2_args(const WeightView& w, avx2::LinearArgs* a) {
 // parallel region costs); an lm_head (201088) is summed in ranges of this many on the pool
 constexpr int64_t kFinishRange = 8192;
 
-// y = the sum of the in-major GEMV's parts [n_parts, n_tok, n_out], in output order, plus bias, for a job of more than
-// kFinishRange outputs: in ranges on the pool (smaller jobs are summed inside their region, see linear_jobs_avx2)
-
 // How one weight's matmul runs inside a parallel region:
 //  kRanges   f32_linear_range over ranges of 32 outputs (every layout; GEMV or GEMM by token count)
 //  kParts    in-major NVFP4 decode GEMV split along the inputs into a fixed number of parts, summed in part order
@@ -140,6 +137,8 @@ void finish_parts(const JobPlan& p, int64_t o0, int64_t o1) {
   avx2::fp4_gemv_in_major_finish(p.a, p.parts, p.n_parts, o0, o1);
 }
 
+// the same for a job of more than kFinishRange outputs (an lm_head): in ranges on the pool (smaller jobs are summed
+// inside their region, see linear_jobs_avx2)
 void finish_parts_pooled(const CpuExec& ex, const JobPlan& p) {
   run_tasks(ex, (p.a.w.n_out + kFinishRange - 1) / kFinishRange,
             [&](int64_t r) { finish_parts(p, r * kFinishRange, std::min(p.a.w.n_out, (r + 1) * kFinishRange)); });
