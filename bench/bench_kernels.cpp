@@ -15,6 +15,7 @@
 #include "backend/cpu/kernels.h"
 #include "core/thread_pool.h"
 #include "numeric/float_formats.h"
+#include "numeric/nvfp4_tiles.h"
 
 namespace oss4 {
 namespace {
@@ -25,7 +26,7 @@ struct BenchWeight {
 };
 
 // random bits in the layout of the type; E4M3 / E8M0 scales kept finite
-BenchWeight make(WeightType type, bool in_major, int64_t n_out, int64_t n_in) {
+BenchWeight make(WeightType type, WeightLayout layout, int64_t n_out, int64_t n_in) {
   BenchWeight b;
   std::mt19937 g(42);
   size_t nbytes = 0, nscales = 0;
@@ -54,20 +55,29 @@ BenchWeight make(WeightType type, bool in_major, int64_t n_out, int64_t n_in) {
   b.scales.resize(nscales);
   for (auto& s : b.scales) s = static_cast<uint8_t>(type == WeightType::kMxfp4 ? 120 + g() % 8 : 40 + g() % 40);
   b.w.type = type;
-  b.w.set_in_major(in_major);
+  b.w.layout = layout == WeightLayout::kTiles32 ? WeightLayout::kInMajor : layout;
   b.w.n_out = n_out;
   b.w.n_in = n_in;
   b.w.data = b.data.data();
   b.w.scales = b.scales.empty() ? nullptr : b.scales.data();
   b.w.scale2 = 0.01f;
+  if (layout == WeightLayout::kTiles32) {  // the same random bytes, in tiles
+    std::vector<uint8_t> codes(b.data.size()), scales(b.scales.size());
+    nvfp4_to_tiles(b.w, 0, n_out / 32, codes.data(), scales.data());
+    b.data = std::move(codes);
+    b.scales = std::move(scales);
+    b.w.layout = layout;
+    b.w.data = b.data.data();
+    b.w.scales = b.scales.data();
+  }
   return b;
 }
 
 // args: weight type, in_major, activation precision; n_out, n_in, n_tok, rung (0 ref, 1 avx2, 2 avx512)
-void BM_linear(benchmark::State& state, WeightType type, bool in_major, ActPrecision act) {
+void BM_linear(benchmark::State& state, WeightType type, WeightLayout layout, ActPrecision act) {
   const int64_t n_out = state.range(0), n_in = state.range(1), n_tok = state.range(2);
   const KernelIsa isa = state.range(3) == 0 ? KernelIsa::kRef : state.range(3) == 1 ? KernelIsa::kAvx2 : KernelIsa::kAvx512;
-  BenchWeight b = make(type, in_major, n_out, n_in);
+  BenchWeight b = make(type, layout, n_out, n_in);
   // decode reads weights from DRAM, not cache: GEMV calls rotate over copies of the weight that together exceed the
   // last-level cache (256 MB), so GB/s is the streaming rate a decoded token sees
   const size_t n_copies = n_tok == 1 ? std::max<size_t>(1, (size_t{256} << 20) / b.w.nbytes()) : 1;
@@ -107,13 +117,25 @@ void shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"n_out", "n_in", "n_tok", "rung"})->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
-constexpr ActPrecision kF32 = ActPrecision::kF32;
-BENCHMARK_CAPTURE(BM_linear, nvfp4w, WeightType::kNvfp4, false, kF32)->Apply(shapes);
-BENCHMARK_CAPTURE(BM_linear, nvfp4w_in_major, WeightType::kNvfp4, true, kF32)->Apply(shapes);
-BENCHMARK_CAPTURE(BM_linear, nvfp4w_in_major_q8a, WeightType::kNvfp4, true, ActPrecision::kQ8)->Apply(shapes);
-BENCHMARK_CAPTURE(BM_linear, mxfp4w, WeightType::kMxfp4, false, kF32)->Apply(shapes);
-BENCHMARK_CAPTURE(BM_linear, bf16w, WeightType::kBF16, false, kF32)->Apply(shapes);
-BENCHMARK_CAPTURE(BM_linear, bf16w_in_major, WeightType::kBF16, true, kF32)->Apply(shapes);
+// the AVX-512 rung's tile layout: that rung only
+void tile_shapes(benchmark::internal::Benchmark* b) {
+  for (int64_t n_tok : {1, 64}) {
+    b->Args({5760, 2880, n_tok, 2});
+    b->Args({2880, 2880, n_tok, 2});
+  }
+  b->ArgNames({"n_out", "n_in", "n_tok", "rung"})->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
+constexpr ActPrecision kF32 = ActPrecision::kF32, kQ8 = ActPrecision::kQ8;
+constexpr WeightLayout kRows = WeightLayout::kRowMajor, kInMajor = WeightLayout::kInMajor, kTiles = WeightLayout::kTiles32;
+BENCHMARK_CAPTURE(BM_linear, nvfp4w, WeightType::kNvfp4, kRows, kF32)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_linear, nvfp4w_in_major, WeightType::kNvfp4, kInMajor, kF32)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_linear, nvfp4w_in_major_q8a, WeightType::kNvfp4, kInMajor, kQ8)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_linear, nvfp4w_tiles, WeightType::kNvfp4, kTiles, kF32)->Apply(tile_shapes);
+BENCHMARK_CAPTURE(BM_linear, nvfp4w_tiles_q8a, WeightType::kNvfp4, kTiles, kQ8)->Apply(tile_shapes);
+BENCHMARK_CAPTURE(BM_linear, mxfp4w, WeightType::kMxfp4, kRows, kF32)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_linear, bf16w, WeightType::kBF16, kRows, kF32)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_linear, bf16w_in_major, WeightType::kBF16, kInMajor, kF32)->Apply(shapes);
 
 // attention of one chunk: 64 heads, 8 KV heads, head_dim 64 at a KV depth; args: n_tok, depth, window, rung
 void BM_sdpa(benchmark::State& state) {

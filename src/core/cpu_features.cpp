@@ -19,6 +19,10 @@ CpuFeatures detect() {
   f.avx512f = __builtin_cpu_supports("avx512f");
   f.avx512bw = __builtin_cpu_supports("avx512bw");
   f.avx512vl = __builtin_cpu_supports("avx512vl");
+  f.avx512dq = __builtin_cpu_supports("avx512dq");
+  f.avx512vnni = __builtin_cpu_supports("avx512vnni");
+  f.avx512vbmi = __builtin_cpu_supports("avx512vbmi");
+  f.avx512bf16 = __builtin_cpu_supports("avx512bf16");
 #elif defined(__aarch64__)
   f.neon = true;
 #endif
@@ -45,6 +49,10 @@ std::string cpu_features_string() {
   add(f.avx512f, "avx512f");
   add(f.avx512bw, "avx512bw");
   add(f.avx512vl, "avx512vl");
+  add(f.avx512dq, "avx512dq");
+  add(f.avx512vnni, "avx512vnni");
+  add(f.avx512vbmi, "avx512vbmi");
+  add(f.avx512bf16, "avx512bf16");
   add(f.neon, "neon");
   return s.empty() ? "baseline" : s;
 }

@@ -7,6 +7,7 @@ namespace oss4 {
 
 struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false, avx512f = false, avx512bw = false, avx512vl = false;
+  bool avx512dq = false, avx512vnni = false, avx512vbmi = false, avx512bf16 = false;
   bool neon = false;
 };
 

@@ -293,6 +293,14 @@ void TensorStore::release(const TensorView& t) const {
     if (&f->path() == t.path) f->file().release(t.file_offset, t.nbytes);
 }
 
+void TensorStore::release_bytes(const uint8_t* p, size_t n) const {
+  for (const auto& f : files_) {
+    const uint8_t* base = f->file().data();
+    const auto a = reinterpret_cast<uintptr_t>(p), lo = reinterpret_cast<uintptr_t>(base);
+    if (base != nullptr && a >= lo && a - lo < f->file().size()) f->file().release(static_cast<size_t>(a - lo), n);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // writer
 

@@ -79,6 +79,8 @@ class TensorStore {
   size_t total_bytes() const;
   // drops the pages of one tensor from this process (after it was converted and is no longer read).
   void release(const TensorView& t) const;
+  // the same for n bytes at p inside one of the mapped files (a part of a tensor: one expert); nothing otherwise.
+  void release_bytes(const uint8_t* p, size_t n) const;
   // the tensors no require() has asked for (find/has are probes and do not count), sorted: what a load left
   // unconsumed (src/backend/cuda/repack.h check_checkpoint_consumed).
   std::vector<std::string> names_not_required() const;

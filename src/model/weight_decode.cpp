@@ -3,6 +3,7 @@
 #include "numeric/float_formats.h"
 #include "numeric/mxfp4.h"
 #include "numeric/nvfp4.h"
+#include "numeric/nvfp4_tiles.h"
 
 namespace oss4 {
 
@@ -23,16 +24,12 @@ void decode_weight_f32(const LinearWeight& w, float* out) {
       for (int64_t o = 0; o < n_out; ++o) mxfp4_decode_row_ref(w.data + o * n_in / 2, w.scales + o * n_in / 32, n_in, out + o * n_in);
       return;
     case WeightType::kNvfp4:
-      if (!w.in_major()) {
+      if (w.layout == WeightLayout::kRowMajor) {
         for (int64_t o = 0; o < n_out; ++o) nvfp4_decode_row_ref(w.data + o * n_in / 2, w.scales + o * n_in / 16, w.scale2, n_in, out + o * n_in);
         return;
       }
       for (int64_t i = 0; i < n_in; ++i)
-        for (int64_t o = 0; o < n_out; ++o) {
-          const uint8_t byte = w.data[(i / 2) * n_out + o];
-          const float f = e4m3_to_f32(w.scales[(i / 16) * n_out + o]) * w.scale2;
-          at(o, i) = kE2m1Lut[i % 2 == 0 ? byte & 15 : byte >> 4] * f;
-        }
+        for (int64_t o = 0; o < n_out; ++o) at(o, i) = kE2m1Lut[nvfp4_code_at(w, o, i)] * (e4m3_to_f32(nvfp4_scale_at(w, o, i / 16)) * w.scale2);
       return;
   }
 }

@@ -18,8 +18,9 @@ enum class WeightType {
 const char* weight_type_name(WeightType t);
 
 // kRowMajor: output rows one after another (W [n_out, n_in], as torch's Linear stores it); kInMajor: input rows
-// (h @ W, W [n_in, n_out]: HF's BF16 experts, ModelOpt's exported NVFP4 experts, the CPU's repacked NVFP4)
-enum class WeightLayout : uint8_t { kRowMajor, kInMajor };
+// (h @ W, W [n_in, n_out]: HF's BF16 experts, ModelOpt's exported NVFP4 experts, the CPU's repacked NVFP4);
+// kTiles32: NVFP4 only, the AVX-512 rung's layout of 32-output tiles (numeric/nvfp4_tiles.h).
+enum class WeightLayout : uint8_t { kRowMajor, kInMajor, kTiles32 };
 
 // a linear map y = W x: n_out rows of n_in inputs.
 struct WeightView {
@@ -31,6 +32,7 @@ struct WeightView {
   float scale2 = 1.0f;              // NVFP4 per-tensor scale (weight_scale_2)
 
   bool in_major() const { return layout == WeightLayout::kInMajor; }
+  bool tiles32() const { return layout == WeightLayout::kTiles32; }
   void set_in_major(bool in) { layout = in ? WeightLayout::kInMajor : WeightLayout::kRowMajor; }
   size_t nbytes() const;  // bytes a full pass over the weight reads
 };

@@ -4,6 +4,7 @@
 #include <new>
 
 #include "core/thread_pool.h"
+#include "numeric/nvfp4_tiles.h"
 
 namespace oss4 {
 
@@ -65,20 +66,25 @@ KernelBackend cpu_backend(KernelIsa isa, ActPrecision act, int threads) {
   be.download = [](void* host, const void* dev, size_t bytes) {
     if (bytes > 0) std::memcpy(host, dev, bytes);
   };
-  // the kernels take every host layout as it is: a copy into memory the backend owns, no repack
+  // the kernels take every host layout as it is (a copy into memory the backend owns), except that the AVX-512 rung
+  // runs NVFP4 in 32-output tiles, as the CPU backend's prepare step makes them (backend/cpu/prepare.h)
   be.prepare_weight = [s](const LinearWeight& host) {
     LinearWeight w = host;
     const size_t n_data = weight_data_bytes(host), n_scales = weight_scale_bytes(host);
+    const bool tiles = s->ex.isa == KernelIsa::kAvx512 && host.type == WeightType::kNvfp4 && nvfp4_tiles_fit(host.n_out, host.n_in);
     void* data = host_alloc(n_data);  // [n_data] bytes
     s->weights.push_back(data);
-    std::memcpy(data, host.data, n_data);
-    w.data = static_cast<const uint8_t*>(data);
-    if (n_scales > 0) {
-      void* scales = host_alloc(n_scales);  // [n_scales] bytes
-      s->weights.push_back(scales);
-      std::memcpy(scales, host.scales, n_scales);
-      w.scales = static_cast<const uint8_t*>(scales);
+    void* scales = n_scales > 0 ? host_alloc(n_scales) : nullptr;  // [n_scales] bytes
+    if (scales != nullptr) s->weights.push_back(scales);
+    if (tiles) {
+      nvfp4_to_tiles(host, 0, host.n_out / 32, static_cast<uint8_t*>(data), static_cast<uint8_t*>(scales));
+      w.layout = WeightLayout::kTiles32;
+    } else {
+      std::memcpy(data, host.data, n_data);
+      if (scales != nullptr) std::memcpy(scales, host.scales, n_scales);
     }
+    w.data = static_cast<const uint8_t*>(data);
+    if (scales != nullptr) w.scales = static_cast<const uint8_t*>(scales);
     return w;
   };
   be.linear_jobs = [s](const LinearJob* jobs, int64_t n_jobs) { f32_linear_jobs(s->ex, jobs, n_jobs); };

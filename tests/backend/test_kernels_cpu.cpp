@@ -148,7 +148,8 @@ TEST(KernelDispatch, NamesAndForcing) {
   const CpuFeatures& f = cpu_features();
 #if defined(__x86_64__)
   EXPECT_EQ(check_kernel_isa(KernelIsa::kAvx2).ok(), f.avx2 && f.fma && f.f16c);
-  EXPECT_EQ(check_kernel_isa(KernelIsa::kAvx512).ok(), f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw);
+  EXPECT_EQ(check_kernel_isa(KernelIsa::kAvx512).ok(),
+            f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni && f.avx512vbmi);
   EXPECT_EQ(resolve_kernel_isa("avx512").ok(), check_kernel_isa(KernelIsa::kAvx512).ok());
 #endif
   EXPECT_FALSE(check_kernel_isa(KernelIsa::kNeon).ok());  // a slot with no kernels yet

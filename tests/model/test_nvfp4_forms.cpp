@@ -20,6 +20,7 @@
 #include "model/weight_decode.h"
 #include "numeric/float_formats.h"
 #include "numeric/nvfp4.h"
+#include "numeric/nvfp4_tiles.h"
 
 namespace oss4 {
 namespace {
@@ -66,6 +67,45 @@ TEST_P(Forms, LogitsMatchTransformersOnTheDequantizedWeights) {
   }
 }
 
+// the AVX-512 rung's prepare step puts every NVFP4 matrix (attention, experts, lm_head) into 32-output tiles holding
+// the checkpoint's codes and scales, read back through the layout's accessors
+TEST(Forms, PrepareTilesEveryNvfp4MatrixExactly) {
+  ModelWeights m = load("b");
+  ThreadPool pool(2);
+  auto cw = cpu_prepare_weights(m, LmHeadType::kNvfp4, pool, WeightLayout::kTiles32);
+  ASSERT_TRUE(cw.ok()) << cw.status().message();
+  int64_t n_tiled = 0;
+  auto same = [&](const LinearWeight& host, const LinearWeight& prep) {
+    if (host.type != WeightType::kNvfp4 || !nvfp4_tiles_fit(host.n_out, host.n_in)) return;
+    ASSERT_TRUE(prep.tiles32()) << host.name;
+    ++n_tiled;
+    for (int64_t o = 0; o < host.n_out; ++o)
+      for (int64_t i = 0; i < host.n_in; ++i) {
+        ASSERT_EQ(nvfp4_code_at(prep, o, i), nvfp4_code_at(host, o, i)) << host.name << " o " << o << " i " << i;
+        if (i % 16 == 0) {
+          ASSERT_EQ(nvfp4_scale_at(prep, o, i / 16), nvfp4_scale_at(host, o, i / 16)) << host.name;
+        }
+      }
+    EXPECT_EQ(prep.scale2, host.scale2) << host.name;
+  };
+  for (size_t l = 0; l < m.layers.size(); ++l) {
+    const LayerWeights& L = m.layers[l];
+    const CpuLayerWeights& P = cw->layers[l];
+    same(L.wq, P.wq);
+    same(L.wk, P.wk);
+    same(L.wv, P.wv);
+    same(L.wo, P.wo);
+    ASSERT_EQ(P.gate_up.size(), L.gate_up.size());
+    for (size_t e = 0; e < L.gate_up.size(); ++e) {
+      same(L.gate_up[e], P.gate_up[e]);
+      same(L.down[e], P.down[e]);
+    }
+  }
+  EXPECT_TRUE(cw->lm_head.tiles32());
+  EXPECT_GE(n_tiled, static_cast<int64_t>(m.layers.size()) * (4 + 2 * m.cfg.n_experts));
+  EXPECT_FALSE(m.layers[0].gate_up[0].tiles32()) << "the host weights stay as loaded";
+}
+
 // the CPU prepare step's copies are exact transposes of the checkpoint's row-major NVFP4 bytes (attention, and an
 // lm_head quantized at load against the row-major quantization), and the host weights stay as loaded
 TEST(Forms, PrepareRepacksRowMajorNvfp4Exactly) {
@@ -80,7 +120,7 @@ TEST(Forms, PrepareRepacksRowMajorNvfp4Exactly) {
   EXPECT_FALSE(m.layers[0].wq.in_major()) << "the host weights stay row-major";
   for (size_t l = 0; l < m.layers.size(); ++l) {
     const LayerWeights& L = m.layers[l];
-    const CpuAttnWeights& P = cw->layers[l];
+    const CpuLayerWeights& P = cw->layers[l];
     for (auto [host, prep] : {std::pair{&L.wq, &P.wq}, std::pair{&L.wk, &P.wk}, std::pair{&L.wv, &P.wv}, std::pair{&L.wo, &P.wo}}) {
       if (!repack_wants_in_major(host->n_out, host->n_in)) continue;
       ASSERT_TRUE(prep->in_major()) << host->name;

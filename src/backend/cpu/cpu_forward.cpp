@@ -60,7 +60,9 @@ Result<std::unique_ptr<Forward>> make_cpu_forward(const ModelWeights& m, const B
   const KernelIsa isa = *isa_r;
   // (the reference rung runs its kernels on the calling thread; the pool then serves the prepare step)
   auto pool = std::make_unique<ThreadPool>(resolve_threads(o.threads));
-  OSS4_ASSIGN_OR_RETURN(CpuWeights w, cpu_prepare_weights(m, o.lm_head, *pool));
+  // the AVX-512 rung's kernels read NVFP4 in 32-output tiles, the others the input-major layout
+  const WeightLayout nvfp4 = isa == KernelIsa::kAvx512 ? WeightLayout::kTiles32 : WeightLayout::kInMajor;
+  OSS4_ASSIGN_OR_RETURN(CpuWeights w, cpu_prepare_weights(m, o.lm_head, *pool, nvfp4));
   return std::unique_ptr<Forward>(new CpuForward(m, std::move(pool), CpuExec{isa, o.activations, nullptr}, std::move(w), o));
 }
 

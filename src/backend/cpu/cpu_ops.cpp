@@ -75,7 +75,7 @@ void CpuOps::rmsnorm(int64_t layer, Norm w, Act in, Act out) {
 
 void CpuOps::linear(int64_t layer, const ProjJob* jobs, int64_t n_jobs) {
   const LayerWeights& L = m_.layers[static_cast<size_t>(layer)];
-  const CpuAttnWeights& W = w_.layers[static_cast<size_t>(layer)];
+  const CpuLayerWeights& W = w_.layers[static_cast<size_t>(layer)];
   LinearJob lj[4];
   for (int64_t j = 0; j < n_jobs && j < 4; ++j) {
     const ProjJob& p = jobs[j];
@@ -118,6 +118,7 @@ void CpuOps::attention(int64_t layer, Act q, Act out) {
 void CpuOps::moe(int64_t layer, Act in, Act out_act, const TraceFn* trace) {
   const ModelConfig& c = m_.cfg;
   const LayerWeights& L = m_.layers[static_cast<size_t>(layer)];
+  const CpuLayerWeights& W = w_.layers[static_cast<size_t>(layer)];
   const int64_t H = c.n_embd, F = c.n_ff, K = c.n_experts_used, E = c.n_experts, n_tok = n_;
   const float* h = buf(in);
   float* out = buf(out_act);
@@ -141,7 +142,7 @@ void CpuOps::moe(int64_t layer, Act in, Act out_act, const TraceFn* trace) {
   jobs.reserve(static_cast<size_t>(E));
   for (int64_t e = 0; e < E; ++e) {
     const int64_t b = start[static_cast<size_t>(e)], n_e = start[static_cast<size_t>(e + 1)] - b;
-    if (n_e > 0) jobs.push_back({&L.gate_up[static_cast<size_t>(e)], xe_.data() + b * H, n_e, L.gate_up_bias.data() + e * 2 * F, gu_.data() + b * 2 * F});
+    if (n_e > 0) jobs.push_back({&W.gate_up[static_cast<size_t>(e)], xe_.data() + b * H, n_e, L.gate_up_bias.data() + e * 2 * F, gu_.data() + b * 2 * F});
   }
   f32_linear_jobs(ex_, jobs.data(), static_cast<int64_t>(jobs.size()));
   f32_swiglu(ex_, gu_.data(), n_pairs, F, static_cast<float>(c.swiglu_alpha), static_cast<float>(c.swiglu_limit), act_.data());
@@ -150,7 +151,7 @@ void CpuOps::moe(int64_t layer, Act in, Act out_act, const TraceFn* trace) {
   for (int64_t e = 0; e < E; ++e) {
     const int64_t b = start[static_cast<size_t>(e)], n_e = start[static_cast<size_t>(e + 1)] - b;
     // the down outputs reuse xe_, whose inputs gate_up has consumed
-    if (n_e > 0) jobs.push_back({&L.down[static_cast<size_t>(e)], act_.data() + b * F, n_e, L.down_bias.data() + e * H, xe_.data() + b * H});
+    if (n_e > 0) jobs.push_back({&W.down[static_cast<size_t>(e)], act_.data() + b * F, n_e, L.down_bias.data() + e * H, xe_.data() + b * H});
   }
   f32_linear_jobs(ex_, jobs.data(), static_cast<int64_t>(jobs.size()));
   for (int64_t r = 0; r < n_pairs; ++r)

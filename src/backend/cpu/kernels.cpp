@@ -12,6 +12,7 @@
 #include "core/cpu_features.h"
 #include "core/thread_pool.h"
 #include "numeric/float_formats.h"
+#include "numeric/nvfp4_tiles.h"
 
 #if defined(OSS4_HAVE_AVX2)
 #include "backend/cpu/x86/gemv_fp4_avx2.h"
@@ -33,7 +34,10 @@ bool isa_available(KernelIsa isa) {
     case KernelIsa::kAvx2: return cpu_features().avx2 && cpu_features().fma && cpu_features().f16c;
 #endif
 #if defined(OSS4_HAVE_AVX512)
-    case KernelIsa::kAvx512: return isa_available(KernelIsa::kAvx2) && cpu_features().avx512f && cpu_features().avx512bw;
+    case KernelIsa::kAvx512: {
+      const CpuFeatures& f = cpu_features();
+      return isa_available(KernelIsa::kAvx2) && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni && f.avx512vbmi;
+    }
 #endif
     default: return false;
   }
@@ -44,7 +48,9 @@ bool isa_available(KernelIsa isa) {
 bool runs_avx2(KernelIsa isa) { return isa == KernelIsa::kAvx2 || isa == KernelIsa::kAvx512; }
 #endif
 
-bool q8_applies(const CpuExec& ex, const LinearWeight& w) { return ex.act == ActPrecision::kQ8 && w.type == WeightType::kNvfp4 && w.in_major(); }
+bool q8_applies(const CpuExec& ex, const LinearWeight& w) {
+  return ex.act == ActPrecision::kQ8 && w.type == WeightType::kNvfp4 && (w.in_major() || w.tiles32());
+}
 
 // fn(task) for every task in [0, n_tasks): on the pool, or on this thread when there is none
 void run_tasks(const CpuExec& ex, int64_t n_tasks, const std::function<void(int64_t)>& fn) {
@@ -92,7 +98,7 @@ bool avx2_args(const WeightView& w, avx2::LinearArgs* a) {
       break;
     case WeightType::kNvfp4:
       if (w.n_in % 16 != 0) return false;
-      a->kind = w.in_major() ? avx2::WKind::kNvfp4InMajor : avx2::WKind::kNvfp4;
+      a->kind = w.tiles32() ? avx2::WKind::kNvfp4Tiles32 : w.in_major() ? avx2::WKind::kNvfp4InMajor : avx2::WKind::kNvfp4;
       break;
   }
   a->w = w;
@@ -111,7 +117,10 @@ constexpr int64_t kFinishRange = 8192;
 //            (every thread streams a contiguous range; the fixed count keeps results independent of the thread count)
 //  kQ8Parts  the same with 8-bit activations (ActPrecision::kQ8)
 //  kQ8Gemm   in-major NVFP4 GEMM with 8-bit activations, ranges of 32 outputs
-enum class JobMode { kRanges, kParts, kQ8Parts, kQ8Gemm };
+//  kTiles, kTilesQ8, kTilesGemm   NVFP4 in 32-output tiles (the AVX-512 rung): ranges of whole output groups; GEMV
+//            with f32 activations, the VNNI kernel with 8-bit activations at any token count, and the AVX2 GEMM on one
+//            group at a time put back in the input-major layout (f32 activations, from kInMajorGemmMinTok tokens)
+enum class JobMode { kRanges, kParts, kQ8Parts, kQ8Gemm, kTiles, kTilesQ8, kTilesGemm };
 
 constexpr int64_t kParts = 16;
 
@@ -119,23 +128,14 @@ struct JobPlan {
   avx2::LinearArgs a;
   JobMode mode = JobMode::kRanges;
   int64_t first = 0, n_tasks = 0;  // the job's tasks are first .. first + n_tasks - 1 of the region
-  int64_t per_task = 0;            // 32-output units per task (kRanges, kQ8Gemm)
+  int64_t per_task = 0;            // 32-output units (output groups of the tile modes) per task
   int64_t n_parts = 0;             // kParts, kQ8Parts
-  bool avx512 = false;             // kParts, kQ8Parts: the AVX-512 GEMV (parts in natural order, not lane order)
   float* parts = nullptr;          // [n_parts, n_tok, n_out] partial sums
   avx2::Q8Act q8;                  // kQ8Parts, kQ8Gemm
 };
 
 // outputs [o0, o1) of a parts job: the parts summed in part order, put in output order, plus bias
-void finish_parts(const JobPlan& p, int64_t o0, int64_t o1) {
-#if defined(OSS4_HAVE_AVX512)
-  if (p.avx512) {
-    avx512::gemv_parts_finish(p.a, p.parts, p.n_parts, o0, o1);
-    return;
-  }
-#endif
-  avx2::fp4_gemv_in_major_finish(p.a, p.parts, p.n_parts, o0, o1);
-}
+void finish_parts(const JobPlan& p, int64_t o0, int64_t o1) { avx2::fp4_gemv_in_major_finish(p.a, p.parts, p.n_parts, o0, o1); }
 
 // the same for a job of more than kFinishRange outputs (an lm_head): in ranges on the pool (smaller jobs are summed
 // inside their region, see linear_jobs_avx2)
@@ -149,10 +149,26 @@ struct Q8Buffers {
   std::vector<int8_t> q;     // [n_tok, n_in]
   std::vector<float> d;      // [n_tok, n_in / 16]
   std::vector<uint32_t> pr;  // [n_tok, n_in / 2] pairs, then (GEMV) [n_tok, n_in / 2] sign flips
+  std::vector<int32_t> nsum12;  // [n_tok, n_in / 16] (tiles)
 };
 
 void q8_prepare(JobPlan& p, Q8Buffers& b) {
   const int64_t n_tok = p.a.n_tok, n_in = p.a.w.n_in, half = n_tok * n_in / 2;
+  if (p.mode == JobMode::kTilesQ8) {
+    b.q.resize(static_cast<size_t>(n_tok * n_in));
+    b.d.resize(static_cast<size_t>(n_tok * n_in / 16));
+    b.nsum12.resize(b.d.size());
+    avx2::q8_quantize(p.a.x, n_tok, n_in, b.q.data(), b.d.data());
+    for (size_t k = 0; k < b.nsum12.size(); ++k) {
+      int32_t s = 0;
+      for (size_t i = 16 * k; i < 16 * k + 16; ++i) s += b.q[i];
+      b.nsum12[k] = -12 * s;
+    }
+    p.q8.d = b.d.data();
+    p.q8.q = b.q.data();
+    p.q8.nsum12 = b.nsum12.data();
+    return;
+  }
   const bool gemv = p.mode == JobMode::kQ8Parts;
   b.q.resize(static_cast<size_t>(n_tok * n_in));
   b.d.resize(static_cast<size_t>(n_tok * n_in / 16));
@@ -171,6 +187,18 @@ bool plan_job(const CpuExec& ex, const LinearJob& j, int n_threads, JobPlan* p) 
   p->a.bias = j.bias;
   p->a.y = j.y;
   const bool gemv = j.n_tok < avx2::kInMajorGemmMinTok;
+  if (p->a.kind == avx2::WKind::kNvfp4Tiles32) {
+#if defined(OSS4_HAVE_AVX512)
+    if (ex.isa != KernelIsa::kAvx512 || !avx512::nvfp4_tiles_takes(p->a)) return false;
+    p->mode = q8_applies(ex, *j.w) ? JobMode::kTilesQ8 : gemv ? JobMode::kTiles : JobMode::kTilesGemm;
+    const int64_t n_groups = j.w->n_out / 32;
+    p->per_task = std::max<int64_t>(1, n_groups / (4 * n_threads));
+    p->n_tasks = (n_groups + p->per_task - 1) / p->per_task;
+    return true;
+#else
+    return false;
+#endif
+  }
   if (q8_applies(ex, *j.w) && avx2::nvfp4_q8_takes(p->a)) {
     p->mode = gemv ? JobMode::kQ8Parts : JobMode::kQ8Gemm;
   } else if (p->a.kind == avx2::WKind::kNvfp4InMajor && gemv && avx2::fp4_gemv_takes(p->a)) {
@@ -179,9 +207,6 @@ bool plan_job(const CpuExec& ex, const LinearJob& j, int n_threads, JobPlan* p) 
     p->mode = JobMode::kRanges;
   }
   if (p->mode == JobMode::kParts || p->mode == JobMode::kQ8Parts) {
-#if defined(OSS4_HAVE_AVX512)
-    p->avx512 = ex.isa == KernelIsa::kAvx512 && avx512::nvfp4_in_major_takes(p->a);
-#endif
     p->n_parts = std::min<int64_t>(j.w->n_in / 16, kParts);
     p->n_tasks = p->n_parts;
   } else {
@@ -193,6 +218,31 @@ bool plan_job(const CpuExec& ex, const LinearJob& j, int n_threads, JobPlan* p) 
   return true;
 }
 
+#if defined(OSS4_HAVE_AVX512)
+// output group g of a tiled weight for n_tok >= kInMajorGemmMinTok tokens with f32 activations: the group put back in
+// the input-major layout of a 32-output matrix (a few tens of kB, in cache) and run through the AVX2 GEMM, whose
+// result goes to y's 32 columns of the group
+void tiles_group_gemm(const avx2::LinearArgs& a, int64_t g) {
+  thread_local std::vector<uint8_t> codes, scales;  // [n_in/2, 32], [n_in/16, 32]
+  thread_local std::vector<float> y32;              // [n_tok, 32]
+  const int64_t n_in = a.w.n_in, n_tok = a.n_tok;
+  codes.resize(static_cast<size_t>(n_in / 2 * 32));
+  scales.resize(static_cast<size_t>(n_in / 16 * 32));
+  y32.resize(static_cast<size_t>(n_tok * 32));
+  nvfp4_tiles_group_to_in_major(a.w, g, codes.data(), scales.data());
+  avx2::LinearArgs s = a;
+  s.kind = avx2::WKind::kNvfp4InMajor;
+  s.w.layout = WeightLayout::kInMajor;
+  s.w.n_out = 32;
+  s.w.data = codes.data();
+  s.w.scales = scales.data();
+  s.bias = a.bias ? a.bias + 32 * g : nullptr;
+  s.y = y32.data();
+  avx2::f32_linear_range(s, 0, 32, thread_scratch(avx2::linear_scratch_floats(n_in, 32)));
+  for (int64_t t = 0; t < n_tok; ++t) std::memcpy(a.y + t * a.w.n_out + 32 * g, y32.data() + t * 32, 32 * sizeof(float));
+}
+#endif
+
 void run_task(const JobPlan& p, int64_t task) {
   const avx2::LinearArgs& a = p.a;
   switch (p.mode) {
@@ -200,16 +250,6 @@ void run_task(const JobPlan& p, int64_t task) {
     case JobMode::kQ8Parts: {
       const int64_t n_blk = a.w.n_in / 16, b0 = task * n_blk / p.n_parts, b1 = (task + 1) * n_blk / p.n_parts;
       float* part = p.parts + task * a.n_tok * a.w.n_out;
-#if defined(OSS4_HAVE_AVX512)
-      if (p.avx512) {
-        if (p.mode == JobMode::kParts) {
-          avx512::f32_nvfp4w_gemv_part(a, b0, b1, part);
-        } else {
-          avx512::q8a_nvfp4w_gemv_part(a, p.q8, b0, b1, part);
-        }
-        return;
-      }
-#endif
       if (p.mode == JobMode::kParts) {
         avx2::fp4_gemv_in_major_part(a, b0, b1, part);
       } else {
@@ -217,6 +257,25 @@ void run_task(const JobPlan& p, int64_t task) {
       }
       return;
     }
+#if defined(OSS4_HAVE_AVX512)
+    case JobMode::kTiles:
+    case JobMode::kTilesQ8:
+    case JobMode::kTilesGemm: {
+      const int64_t g0 = task * p.per_task, g1 = std::min(a.w.n_out / 32, (task + 1) * p.per_task);
+      if (p.mode == JobMode::kTiles) {
+        avx512::f32_nvfp4t_gemv(a, g0, g1);
+      } else if (p.mode == JobMode::kTilesQ8) {
+        avx512::q8a_nvfp4t_linear(a, p.q8, g0, g1);
+      } else {
+        for (int64_t g = g0; g < g1; ++g) tiles_group_gemm(a, g);
+      }
+      return;
+    }
+#else
+    case JobMode::kTiles:
+    case JobMode::kTilesQ8:
+    case JobMode::kTilesGemm: return;  // never planned without the AVX-512 kernels
+#endif
     case JobMode::kRanges:
     case JobMode::kQ8Gemm: {
       const int64_t o0 = task * p.per_task * 32, o1 = std::min(a.w.n_out, (task + 1) * p.per_task * 32);
@@ -251,7 +310,7 @@ bool linear_jobs_avx2(const CpuExec& ex, const LinearJob* jobs, int64_t n_jobs) 
     JobPlan& p = plans[static_cast<size_t>(j)];
     p.parts = parts.data() + off;
     off += p.n_parts * p.a.n_tok * p.a.w.n_out;
-    if (p.mode == JobMode::kQ8Parts || p.mode == JobMode::kQ8Gemm) q8_prepare(p, q8_bufs[static_cast<size_t>(j)]);
+    if (p.mode == JobMode::kQ8Parts || p.mode == JobMode::kQ8Gemm || p.mode == JobMode::kTilesQ8) q8_prepare(p, q8_bufs[static_cast<size_t>(j)]);
   }
   // parts of a job of at most kFinishRange outputs are summed by whichever thread completes the job's last part, inside
   // the region (in part order, so the result does not depend on which thread it is); larger ones (an lm_head) after

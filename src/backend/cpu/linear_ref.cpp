@@ -4,6 +4,7 @@
 #include "backend/cpu/nvfp4_ref.h"
 #include "numeric/float_formats.h"
 #include "numeric/mxfp4.h"
+#include "numeric/nvfp4_tiles.h"
 
 namespace oss4 {
 
@@ -74,6 +75,16 @@ void f32_mxfp4w_matmul_ref(const LinearWeight& w, const float* x, int64_t n_tok,
 }
 
 void f32_nvfp4w_linear_ref(const LinearWeight& w, const float* x, int64_t n_tok, const float* bias, float* y) {
+  if (w.tiles32()) {
+    // the AVX-512 rung's tiles: rows decoded as nvfp4_decode_row_ref does (one rounded factor per block)
+    matmul_rows(w, x, n_tok, bias, y, [&](int64_t o, float* row) {
+      for (int64_t b = 0; b < w.n_in / 16; ++b) {
+        const float f = e4m3_to_f32(nvfp4_scale_at(w, o, b)) * w.scale2;
+        for (int64_t i = 16 * b; i < 16 * b + 16; ++i) row[i] = kE2m1Lut[nvfp4_code_at(w, o, i)] * f;
+      }
+    });
+    return;
+  }
   if (!w.in_major()) {
     f32_nvfp4w_matmul_ref(w.data, w.scales, w.scale2, w.n_out, w.n_in, x, n_tok, bias, y);
     return;

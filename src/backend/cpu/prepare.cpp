@@ -1,7 +1,10 @@
 #include "backend/cpu/prepare.h"
 
+#include <string>
+
 #include "core/transpose.h"
 #include "model/lm_head.h"
+#include "numeric/nvfp4_tiles.h"
 
 namespace oss4 {
 
@@ -11,10 +14,9 @@ bool repackable(const LinearWeight& w) {
   return w.type == WeightType::kNvfp4 && !w.in_major() && repack_wants_in_major(w.n_out, w.n_in) && w.data && w.scales;
 }
 
-// drops the checkpoint pages a prepared copy replaces (a buffer m built at load stays: m is the source of truth)
-void release_source(const ModelWeights& m, const LinearWeight& w) {
-  for (const std::string& name : {w.name, w.name + "_scale"})
-    if (const TensorView* t = m.store.find(name)) m.store.release(*t);
+// NVFP4 that the AVX-512 rung runs in 32-output tiles (any source layout)
+bool tileable(const LinearWeight& w) {
+  return w.type == WeightType::kNvfp4 && !w.tiles32() && nvfp4_tiles_fit(w.n_out, w.n_in) && w.data && w.scales;
 }
 
 // the lm_head option: w as stored, or quantized to NVFP4 (input-major when the repack would make it so) into out
@@ -47,37 +49,54 @@ Status prepare_lm_head(const ModelWeights& m, LmHeadType type, ThreadPool& pool,
 
 bool repack_wants_in_major(int64_t n_out, int64_t n_in) { return n_out % 32 == 0 && n_in % 16 == 0; }
 
-Result<CpuWeights> cpu_prepare_weights(const ModelWeights& m, LmHeadType lm_head, ThreadPool& pool) {
+Result<CpuWeights> cpu_prepare_weights(const ModelWeights& m, LmHeadType lm_head, ThreadPool& pool, WeightLayout nvfp4) {
   CpuWeights cw;
+  const bool tiles = nvfp4 == WeightLayout::kTiles32;
   cw.layers.resize(m.layers.size());
   for (size_t l = 0; l < m.layers.size(); ++l) {
     const LayerWeights& L = m.layers[l];
-    cw.layers[l] = CpuAttnWeights{L.wq, L.wk, L.wv, L.wo};
+    cw.layers[l] = CpuLayerWeights{L.wq, L.wk, L.wv, L.wo, L.gate_up, L.down};
   }
   OSS4_TRY(prepare_lm_head(m, lm_head, pool, &cw));
   std::vector<LinearWeight*> todo;
-  for (CpuAttnWeights& L : cw.layers)
+  auto want = [&](const LinearWeight& w) { return tiles ? tileable(w) : repackable(w); };
+  for (CpuLayerWeights& L : cw.layers) {
     for (LinearWeight* w : {&L.wq, &L.wk, &L.wv, &L.wo})
-      if (repackable(*w)) todo.push_back(w);
-  if (repackable(cw.lm_head)) todo.push_back(&cw.lm_head);
-  // buffers first (owned may reallocate its outer vector, never the inner buffers), then the transposes in parallel
-  const size_t first = cw.owned.size();
+      if (want(*w)) todo.push_back(w);
+    if (tiles)
+      for (std::vector<LinearWeight>* ws : {&L.gate_up, &L.down})
+        for (LinearWeight& w : *ws)
+          if (want(w)) todo.push_back(&w);
+  }
+  if (want(cw.lm_head)) todo.push_back(&cw.lm_head);
+  // buffers first, then the repacks in parallel
   for (LinearWeight* w : todo) {
-    cw.owned.emplace_back(static_cast<size_t>(w->n_out * w->n_in / 2));   // [n_in/2, n_out] codes
-    cw.owned.emplace_back(static_cast<size_t>(w->n_out * w->n_in / 16));  // [n_in/16, n_out] e4m3
+    cw.repacked.emplace_back(static_cast<size_t>(w->n_out * w->n_in / 2));   // [n_in/2, n_out] codes, or tiles
+    cw.repacked.emplace_back(static_cast<size_t>(w->n_out * w->n_in / 16));  // [n_in/16, n_out] e4m3, or tiles
+    if (!cw.repacked[cw.repacked.size() - 2].ok() || !cw.repacked.back().ok())
+      return error("prepare: out of memory for the repacked copy of '" + w->name + "' [" + std::to_string(w->n_out) + ", " +
+                   std::to_string(w->n_in) + "]");
   }
   pool.run(static_cast<int64_t>(todo.size()), [&](int64_t i) {
     const LinearWeight& w = *todo[static_cast<size_t>(i)];
-    transpose_u8(w.data, w.n_out, w.n_in / 2, cw.owned[first + 2 * static_cast<size_t>(i)].data());
-    transpose_u8(w.scales, w.n_out, w.n_in / 16, cw.owned[first + 2 * static_cast<size_t>(i) + 1].data());
+    uint8_t* codes = cw.repacked[2 * static_cast<size_t>(i)].data();
+    uint8_t* scales = cw.repacked[2 * static_cast<size_t>(i) + 1].data();
+    if (tiles) {
+      nvfp4_to_tiles(w, 0, w.n_out / 32, codes, scales);
+    } else {
+      transpose_u8(w.data, w.n_out, w.n_in / 2, codes);
+      transpose_u8(w.scales, w.n_out, w.n_in / 16, scales);
+    }
+    // the checkpoint pages the copy replaces (an expert is a part of its layer's tensor); buffers m built stay
+    m.store.release_bytes(w.data, static_cast<size_t>(w.n_out * w.n_in / 2));
+    m.store.release_bytes(w.scales, static_cast<size_t>(w.n_out * w.n_in / 16));
   });
   for (size_t i = 0; i < todo.size(); ++i) {
     LinearWeight& w = *todo[i];
-    release_source(m, w);
-    w.data = cw.owned[first + 2 * i].data();
-    w.scales = cw.owned[first + 2 * i + 1].data();
-    w.set_in_major(true);
-    cw.repacked_bytes += cw.owned[first + 2 * i].size() + cw.owned[first + 2 * i + 1].size();
+    w.data = cw.repacked[2 * i].data();
+    w.scales = cw.repacked[2 * i + 1].data();
+    w.layout = tiles ? WeightLayout::kTiles32 : WeightLayout::kInMajor;
+    cw.repacked_bytes += cw.repacked[2 * i].size() + cw.repacked[2 * i + 1].size();
   }
   return cw;
 }

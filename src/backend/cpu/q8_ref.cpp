@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "numeric/float_formats.h"
+#include "numeric/nvfp4_tiles.h"
 
 namespace oss4 {
 
@@ -31,14 +32,8 @@ void f32_nvfp4w_q8a_linear_ref(const LinearWeight& w, const float* x, int64_t n_
   std::vector<int8_t> q(static_cast<size_t>(n_tok * n_in));  // [n_tok, n_in]
   std::vector<float> d(static_cast<size_t>(n_tok * n_blk));  // [n_tok, n_blk]
   q8_quantize_ref(x, n_tok, n_in, q.data(), d.data());
-  auto code = [&](int64_t o, int64_t i) -> int {
-    const uint8_t b = w.in_major() ? w.data[(i / 2) * n_out + o] : w.data[o * (n_in / 2) + i / 2];
-    return kE2m1Twice[(i & 1) ? b >> 4 : b & 15];
-  };
-  auto factor = [&](int64_t o, int64_t k) {
-    const uint8_t s = w.in_major() ? w.scales[k * n_out + o] : w.scales[o * n_blk + k];
-    return e4m3_to_f32(s) * w.scale2 * 0.5f;
-  };
+  auto code = [&](int64_t o, int64_t i) -> int { return kE2m1Twice[nvfp4_code_at(w, o, i)]; };
+  auto factor = [&](int64_t o, int64_t k) { return e4m3_to_f32(nvfp4_scale_at(w, o, k)) * w.scale2 * 0.5f; };
   for (int64_t t = 0; t < n_tok; ++t)
     for (int64_t o = 0; o < n_out; ++o) {
       float acc = 0.0f;

@@ -18,6 +18,7 @@ enum class WKind : int {
   kMxfp4 = 3,        // [n_out, n_in/32, 16] u8 + [n_out, n_in/32] e8m0
   kNvfp4 = 4,        // [n_out, n_in/2] u8 + [n_out, n_in/16] e4m3, times scale2
   kNvfp4InMajor = 5, // [n_in/2, n_out] u8 + [n_in/16, n_out] e4m3, times scale2
+  kNvfp4Tiles32 = 6, // 32-output tiles (numeric/nvfp4_tiles.h): the AVX-512 rung's kernels only, no AVX2 kernel takes it
 };
 
 struct LinearArgs {

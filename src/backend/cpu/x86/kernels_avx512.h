@@ -1,7 +1,8 @@
-// AVX-512 kernels of the CPU backend (the rung above AVX2, chosen where the CPU has AVX-512 F/BW/VL/DQ and VNNI):
-// the decode GEMVs of in-major NVFP4 weights, with f32 or 8-bit activations. Everything the rung does not override
-// runs the AVX2 kernels (kernels_avx2.h), which every AVX-512 CPU also runs. Plain C++ without standard-library
-// templates, like kernels_avx2.h: only the .cpp files behind this header are compiled with -mavx512*.
+// AVX-512 kernels of the CPU backend (the rung above AVX2, chosen where the CPU has AVX-512 F/BW/VL/DQ, VNNI and
+// VBMI: Ice Lake, Zen 4 and later): the NVFP4 linear kernels of the 32-output tile layout the rung's prepare step
+// makes (numeric/nvfp4_tiles.h), with f32 or 8-bit activations (linear_tiles_avx512.cpp). Everything else runs the
+// AVX2 kernels (kernels_avx2.h), which every AVX-512 CPU also runs. Plain C++ without standard-library templates, like
+// kernels_avx2.h: only the .cpp files behind this header are compiled with -mavx512*.
 //
 // Outputs come out in natural order (no lane order to undo): 16 f32 per register are 16 consecutive outputs.
 #pragma once
@@ -16,19 +17,15 @@ namespace oss4::avx512 {
 using avx2::LinearArgs;
 using avx2::Q8Act;
 
-// whether these kernels take the weight: in-major NVFP4 with n_in % 16 == 0 and n_out % 64 == 0 (every gpt-oss
-// matrix: 512, 2880, 4096, 5760, 201088 outputs).
-bool nvfp4_in_major_takes(const LinearArgs& a);
+// whether the kernels below take the weight: NVFP4 in 32-output tiles with n_in % 16 == 0, n_out % 32 == 0.
+bool nvfp4_tiles_takes(const LinearArgs& a);
 
-// decode GEMV split along the inputs, f32 activations: part [n_tok, n_out] = partial sums over input blocks [b0, b1)
-// (16 inputs each) of every output, natural order; b1 > b0.
-void f32_nvfp4w_gemv_part(const LinearArgs& a, int64_t b0, int64_t b1, float* part);
+// y [n_tok, n_out] columns of output groups [g0, g1) (32 outputs each) = x W^T + bias, 8-bit activations (x.q, x.d,
+// x.nsum12; a.x is not read), any token count: VNNI dot products on the tile layout.
+void q8a_nvfp4t_linear(const LinearArgs& a, const Q8Act& x, int64_t g0, int64_t g1);
 
-// the same with 8-bit activations (backend/cpu/q8_ref.h), prepared by avx2::q8_quantize and avx2::q8_pairs (GEMV
-// form: pair and flip); a.x is not read.
-void q8a_nvfp4w_gemv_part(const LinearArgs& a, const Q8Act& x, int64_t b0, int64_t b1, float* part);
-
-// y[:, o0 .. o1) = the sum of parts [n_parts, n_tok, n_out] in part order, plus bias; o0 and o1 multiples of 16.
-void gemv_parts_finish(const LinearArgs& a, const float* parts, int64_t n_parts, int64_t o0, int64_t o1);
+// the same with f32 activations, for the decode's 1-2 tokens (any count works; prefill runs the AVX2 GEMM on each group
+// put back in the input-major layout instead: kernels.cpp).
+void f32_nvfp4t_gemv(const LinearArgs& a, int64_t g0, int64_t g1);
 
 }  // namespace oss4::avx512

@@ -75,6 +75,7 @@ float weight_at(const LinearArgs& a, int64_t o, int64_t i) {
       const uint8_t b = a.w.data[(i / 2) * a.w.n_out + o];
       return kLut[(i & 1) ? b >> 4 : b & 15] * (a.e4m3_lut[a.w.scales[(i / 16) * a.w.n_out + o]] * a.w.scale2);
     }
+    case WKind::kNvfp4Tiles32: return 0.0f;  // never reaches the AVX2 kernels (kernels.cpp)
   }
   return 0.0f;
 }

@@ -18,6 +18,8 @@ struct Q8Act {
   const float* d = nullptr;        // [n_tok, n_in / 16] block scales
   const uint32_t* pair = nullptr;  // [n_tok, n_in / 2] GEMV: bytes |q[2r]|, |q[2r+1]| twice; GEMM: q[2r] + 128, q[2r+1] + 128 twice
   const uint32_t* flip = nullptr;  // [n_tok, n_in / 2] GEMV only: 0x08 if q[2r] < 0, | 0x80 if q[2r+1] < 0, in all 4 bytes
+  const int8_t* q = nullptr;       // [n_tok, n_in] the quantized activations (the AVX-512 tile kernels)
+  const int32_t* nsum12 = nullptr; // [n_tok, n_in / 16] -12 times each block's sum of q (the AVX-512 tile kernels)
 };
 // q [n_tok, n_in] -> pair and, for the GEMV (flip != null), flip, as Q8Act describes.
 void q8_pairs(const int8_t* q, int64_t n_tok, int64_t n_in, uint32_t* pair, uint32_t* flip);
