@@ -2,13 +2,21 @@
 
 namespace oss4 {
 
-const char* act_precision_name(ActPrecision p) { return p == ActPrecision::kQ8 ? "q8" : "f32"; }
+const char* act_precision_name(ActPrecision p) {
+  switch (p) {
+    case ActPrecision::kF32: return "f32";
+    case ActPrecision::kQ8: return "q8";
+    case ActPrecision::kBf16: return "bf16";
+  }
+  return "?";
+}
 
 Result<ActPrecision> parse_act_precision(const char* name) {
   const std::string s = name;
   if (s == "f32") return ActPrecision::kF32;
   if (s == "q8") return ActPrecision::kQ8;
-  return error("unknown activation precision '" + s + "' (expected f32 or q8)");
+  if (s == "bf16") return ActPrecision::kBf16;
+  return error("unknown activation precision '" + s + "' (expected f32, q8 or bf16)");
 }
 
 const char* lm_head_type_name(LmHeadType t) {

@@ -12,9 +12,12 @@ namespace oss4 {
 // kQ8 (opt-in, faster on the CPU): activations are quantized to int8 per 16 inputs before every in-major NVFP4
 // matmul (the experts of NVFP4 checkpoints, and the attention and lm_head after the CPU's repack), see
 // backend/cpu/q8_ref.h; other weights keep f32 activations. `oss4 compare --activations-b q8` reports what it costs.
-enum class ActPrecision { kF32, kQ8 };
+// kBf16: the activations of every NVFP4 matmul rounded to BF16 (nearest even) first; the products with the 4-bit
+// weights stay exact and the sums f32, so it differs from kF32 by the activations' rounding alone. It lets the
+// AVX-512 rung's prefill run BF16 dot products (vdpbf16ps) where the CPU has them.
+enum class ActPrecision { kF32, kQ8, kBf16 };
 const char* act_precision_name(ActPrecision p);
-// "f32" / "q8" -> precision; error for anything else.
+// "f32" / "q8" / "bf16" -> precision; error for anything else.
 Result<ActPrecision> parse_act_precision(const char* name);
 
 // the lm_head as it runs: kStored as the checkpoint has it (BF16, or NVFP4 from oss4 quantize --lm-head nvfp4); kBf16

@@ -36,14 +36,18 @@ std::vector<float> backend_linear(KernelBackend& be, const LinearWeight& w_dev, 
   return y_dev->download<float>(static_cast<size_t>(n_tok * w_dev.n_out));
 }
 
-void linear_vs_ref(KernelBackend& be, const TestWeight& t, const LinearWeight& w_dev, int64_t n_tok, bool with_bias) {
+// round_x: the backend rounds the activations to BF16 (ActPrecision::kBf16), so the reference takes them rounded
+void linear_vs_ref(KernelBackend& be, const TestWeight& t, const LinearWeight& w_dev, int64_t n_tok, bool with_bias, bool round_x = false) {
   const int64_t n_out = t.w.n_out, n_in = t.w.n_in;
-  auto x = randn(static_cast<size_t>(n_tok * n_in), 7);  // [n_tok, n_in]
+  auto x_in = randn(static_cast<size_t>(n_tok * n_in), 7);  // [n_tok, n_in] what the backend gets
+  auto x = x_in;                                             // [n_tok, n_in] what the reference gets
+  if (round_x)
+    for (float& v : x) v = bf16_to_f32(f32_to_bf16(v));
   auto bias = randn(static_cast<size_t>(n_out), 8);      // [n_out]
   const float* b = with_bias ? bias.data() : nullptr;
   std::vector<float> want(static_cast<size_t>(n_tok * n_out));  // [n_tok, n_out]
   f32_linear_ref(t.w, x.data(), n_tok, b, want.data());
-  const std::vector<float> got = backend_linear(be, w_dev, x, n_tok, b);  // [n_tok, n_out]
+  const std::vector<float> got = backend_linear(be, w_dev, x_in, n_tok, b);  // [n_tok, n_out]
   const double u = std::ldexp(1.0, -24), n = static_cast<double>(n_in + 2);
   const double gamma = n * u / (1 - n * u);
   int64_t bad = 0;
@@ -199,6 +203,20 @@ void check_swiglu(KernelBackend& be) {
     EXPECT_NEAR(got[i], want[i], 1e-6f * std::max(1e-30f, std::fabs(want[i])) + 1e-30f)
         << be.name << ": i " << i << " gate " << gu[2 * i % gu.size()];
   }
+}
+
+void check_bf16_gemv_and_gemm(KernelBackend& be) {
+  // NVFP4 of both layouts: the tile GEMV (1-2 tokens) and the BF16 GEMM (8-token tiles, 4/2/1 tails) where the
+  // weight fits 32-output tiles, the f32 kernels on rounded activations elsewhere (n_out 48); n_in 4128 is long
+  // enough that an unrounded activation would show; BF16 weights keep f32 activations
+  const TestWeight ws[] = {make_weight(WeightType::kNvfp4, true, 96, 176, 51), make_weight(WeightType::kNvfp4, false, 64, 4128, 52),
+                           make_weight(WeightType::kNvfp4, true, 32, 16, 53), make_weight(WeightType::kNvfp4, false, 48, 64, 54)};
+  for (const TestWeight& t : ws) {
+    const LinearWeight w = be.prepare_weight(t.w);
+    for (int64_t n_tok : {1, 2, 3, 7, 8, 9, 15, 17}) linear_vs_ref(be, t, w, n_tok, /*with_bias=*/n_tok != 2, /*round_x=*/true);
+  }
+  const TestWeight d = make_weight(WeightType::kBF16, false, 40, 96, 55);
+  for (int64_t n_tok : {1, 9}) linear_vs_ref(be, d, be.prepare_weight(d.w), n_tok, true, /*round_x=*/false);
 }
 
 void check_q8_linear(KernelBackend& be, const TestWeight& t, int64_t n_tok, bool with_bias) {

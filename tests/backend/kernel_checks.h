@@ -24,6 +24,10 @@ void check_linear_fp4_gemv_lane_order(KernelBackend& be);
 void check_attention_with_sinks_and_window(KernelBackend& be);
 void check_swiglu(KernelBackend& be);
 
+// the BF16-activation path (a backend made with ActPrecision::kBf16): NVFP4 weights against f32_linear_ref on the
+// activations rounded to BF16, at check_linear's bound; other weights against the unrounded activations
+void check_bf16_gemv_and_gemm(KernelBackend& be);
+
 // the 8-bit-activation path (a backend made with ActPrecision::kQ8) against f32_nvfp4w_q8a_linear_ref for one
 // in-major NVFP4 weight, within 2 gamma_n sum_k |s_k g_k|
 void check_q8_linear(KernelBackend& be, const TestWeight& t, int64_t n_tok, bool with_bias);

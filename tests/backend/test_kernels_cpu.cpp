@@ -81,6 +81,17 @@ INSTANTIATE_TEST_SUITE_P(Cpu, SimdQ8,
                                            CpuInstance{"avx512_q8_3t", KernelIsa::kAvx512, ActPrecision::kQ8, 3}),
                          instance_name);
 
+// BF16 activations
+class SimdBf16 : public CpuKernelTest {};
+
+TEST_P(SimdBf16, GemvAndGemmMatchTheReferenceOnRoundedActivations) { check_bf16_gemv_and_gemm(be()); }
+
+INSTANTIATE_TEST_SUITE_P(Cpu, SimdBf16,
+                         ::testing::Values(CpuInstance{"avx2_bf16_2t", KernelIsa::kAvx2, ActPrecision::kBf16, 2},
+                                           CpuInstance{"avx512_bf16_1t", KernelIsa::kAvx512, ActPrecision::kBf16, 1},
+                                           CpuInstance{"avx512_bf16_3t", KernelIsa::kAvx512, ActPrecision::kBf16, 3}),
+                         instance_name);
+
 // the SIMD rungs this CPU and build run
 std::vector<KernelIsa> simd_rungs() {
   std::vector<KernelIsa> r;
@@ -89,15 +100,18 @@ std::vector<KernelIsa> simd_rungs() {
   return r;
 }
 
-// y [n_tok, n_out] of every SIMD rung at act on each pool, which must all be bitwise equal per rung
+// y [n_tok, n_out] of every SIMD rung at act on each pool (the weight as the rung's backend prepares it: tiles on the
+// AVX-512 rung), which must all be bitwise equal per rung
 void expect_same_on_every_pool(const TestWeight& t, ActPrecision act, const std::vector<float>& x, int64_t n_tok) {
   for (KernelIsa isa : simd_rungs()) {
+    KernelBackend be = cpu_backend(isa, act, 1);
+    const LinearWeight w = be.prepare_weight(t.w);
     std::vector<float> y1(static_cast<size_t>(n_tok * t.w.n_out)), yn(y1.size());  // [n_tok, n_out] each
     ThreadPool one(1);
-    f32_linear(CpuExec{isa, act, &one}, t.w, x.data(), n_tok, nullptr, y1.data());
+    f32_linear(CpuExec{isa, act, &one}, w, x.data(), n_tok, nullptr, y1.data());
     for (int threads : {2, 3, 7}) {
       ThreadPool pool(threads);
-      f32_linear(CpuExec{isa, act, &pool}, t.w, x.data(), n_tok, nullptr, yn.data());
+      f32_linear(CpuExec{isa, act, &pool}, w, x.data(), n_tok, nullptr, yn.data());
       EXPECT_EQ(std::memcmp(y1.data(), yn.data(), y1.size() * sizeof(float)), 0)
           << kernel_isa_name(isa) << " " << t.w.name << " n_tok " << n_tok << " threads " << threads;
     }
@@ -107,7 +121,7 @@ void expect_same_on_every_pool(const TestWeight& t, ActPrecision act, const std:
 TEST(SimdRungCpu, ResultsDoNotDependOnTheThreadCount) {
   if (best_kernel_isa() == KernelIsa::kRef) GTEST_SKIP() << "no SIMD rung on this CPU or in this build";
   // docs/architecture.md promises it: a reply must not change with -t
-  // 96 outputs: the AVX2 GEMV; 128: the AVX-512 one (a multiple of 64)
+  // NVFP4 in tiles on the AVX-512 rung (96, 128 outputs), the AVX2 kernels elsewhere
   for (const TestWeight& t : {make_weight(WeightType::kNvfp4, true, 96, 2880, 31), make_weight(WeightType::kNvfp4, true, 128, 2880, 35),
                               make_weight(WeightType::kNvfp4, false, 40, 192, 32),
                               make_weight(WeightType::kMxfp4, false, 40, 192, 33), make_weight(WeightType::kBF16, false, 40, 96, 34)}) {
@@ -120,6 +134,14 @@ TEST(SimdQ8Cpu, ResultsDoNotDependOnTheThreadCount) {
   for (int64_t n_out : {96, 128}) {
     TestWeight t = make_weight(WeightType::kNvfp4, true, n_out, 2880, 51);
     for (int64_t n_tok : {1, 2, 9}) expect_same_on_every_pool(t, ActPrecision::kQ8, q8_test_activations(n_tok, t.w.n_in, 52), n_tok);
+  }
+}
+
+TEST(SimdBf16Cpu, ResultsDoNotDependOnTheThreadCount) {
+  if (best_kernel_isa() == KernelIsa::kRef) GTEST_SKIP() << "no SIMD rung on this CPU or in this build";
+  for (bool in_major : {true, false}) {
+    TestWeight t = make_weight(WeightType::kNvfp4, in_major, 96, 2880, 61);
+    for (int64_t n_tok : {1, 2, 9}) expect_same_on_every_pool(t, ActPrecision::kBf16, randn(static_cast<size_t>(n_tok * t.w.n_in), 62), n_tok);
   }
 }
 

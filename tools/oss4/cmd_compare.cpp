@@ -99,7 +99,7 @@ void add_compare(CLI::App& app, int* rc) {
   sub->add_option("--lm-head-b", a->lm_head_b, "lm_head of B: stored, bf16 or nvfp4 (a BF16 lm_head quantized at load); "
                                                "-m X -m X --lm-head-b nvfp4 shows what the NVFP4 lm_head costs")
       ->capture_default_str();
-  sub->add_option("--activations-b", a->activations_b, "activations of B's NVFP4 matmuls: f32 or q8; -m X -m X --activations-b q8 "
+  sub->add_option("--activations-b", a->activations_b, "activations of B's NVFP4 matmuls: f32, bf16 or q8; -m X -m X --activations-b q8 "
                                                        "shows what the 8-bit-activation fast path costs")
       ->capture_default_str();
   sub->add_flag("--per-position", a->per_position, "print every position, not only the summary");

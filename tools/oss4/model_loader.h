@@ -44,8 +44,8 @@ inline constexpr const char* kLmHeadHelp =
     "lm_head weights: stored (as the checkpoint has them: BF16, or NVFP4 from oss4 quantize --lm-head nvfp4), bf16 (a BF16 "
     "lm_head as stored), or nvfp4 (a BF16 one quantized at load; see oss4 compare --lm-head-b)";
 inline constexpr const char* kActivationsHelp =
-    "activations of the NVFP4 matmuls: f32 (default, W4A16) or q8 (opt-in fast path: quantized to 8 bits per 16 inputs; "
-    "see oss4 compare --activations-b)";
+    "activations of the NVFP4 matmuls: f32 (default, W4A16), bf16 (rounded to BF16: BF16 dot products in the AVX-512 "
+    "prefill) or q8 (opt-in fast path: quantized to 8 bits per 16 inputs); see oss4 compare --activations-b";
 
 inline constexpr const char* kKernelsHelp =
     "CPU kernel rung: auto (OSS4_KERNELS, else the best this CPU runs), ref (the scalar reference, one thread), avx2 or avx512 (AVX-512 F+BW: its own decode GEMVs, AVX2 elsewhere)";

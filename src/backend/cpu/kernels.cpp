@@ -48,6 +48,14 @@ bool isa_available(KernelIsa isa) {
 bool runs_avx2(KernelIsa isa) { return isa == KernelIsa::kAvx2 || isa == KernelIsa::kAvx512; }
 #endif
 
+// the BF16-activation path rounds the activations of every NVFP4 matmul
+bool bf16_applies(const CpuExec& ex, const LinearWeight& w) { return ex.act == ActPrecision::kBf16 && w.type == WeightType::kNvfp4; }
+
+// x [n_tok, n_in] rounded to BF16 (nearest even), as f32: out [n_tok, n_in]
+void round_bf16(const float* x, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(f32_to_bf16(x[i]));
+}
+
 bool q8_applies(const CpuExec& ex, const LinearWeight& w) {
   return ex.act == ActPrecision::kQ8 && w.type == WeightType::kNvfp4 && (w.in_major() || w.tiles32());
 }
@@ -120,7 +128,8 @@ constexpr int64_t kFinishRange = 8192;
 //  kTiles, kTilesQ8, kTilesGemm   NVFP4 in 32-output tiles (the AVX-512 rung): ranges of whole output groups; GEMV
 //            with f32 activations, the VNNI kernel with 8-bit activations at any token count, and the AVX2 GEMM on one
 //            group at a time put back in the input-major layout (f32 activations, from kInMajorGemmMinTok tokens)
-enum class JobMode { kRanges, kParts, kQ8Parts, kQ8Gemm, kTiles, kTilesQ8, kTilesGemm };
+//  kTilesBf16Gemm   the same with BF16 activations on a CPU with AVX512_BF16: vdpbf16ps over a BF16 panel per group
+enum class JobMode { kRanges, kParts, kQ8Parts, kQ8Gemm, kTiles, kTilesQ8, kTilesGemm, kTilesBf16Gemm };
 
 constexpr int64_t kParts = 16;
 
@@ -132,6 +141,7 @@ struct JobPlan {
   int64_t n_parts = 0;             // kParts, kQ8Parts
   float* parts = nullptr;          // [n_parts, n_tok, n_out] partial sums
   avx2::Q8Act q8;                  // kQ8Parts, kQ8Gemm
+  const uint32_t* xpair = nullptr; // kTilesBf16Gemm: [n_tok, n_in / 2] BF16 activation pairs
 };
 
 // outputs [o0, o1) of a parts job: the parts summed in part order, put in output order, plus bias
@@ -151,6 +161,27 @@ struct Q8Buffers {
   std::vector<uint32_t> pr;  // [n_tok, n_in / 2] pairs, then (GEMV) [n_tok, n_in / 2] sign flips
   std::vector<int32_t> nsum12;  // [n_tok, n_in / 16] (tiles)
 };
+
+// activations of one BF16-path job, rounded once before the region: as f32, or as the BF16 GEMM's pairs
+struct Bf16Buffers {
+  std::vector<float> xr;         // [n_tok, n_in]
+  std::vector<uint32_t> xpair;   // [n_tok, n_in / 2]
+};
+
+void bf16_prepare(JobPlan& p, Bf16Buffers& b) {
+  const int64_t n = p.a.n_tok * p.a.w.n_in;
+#if defined(OSS4_HAVE_AVX512)
+  if (p.mode == JobMode::kTilesBf16Gemm) {
+    b.xpair.resize(static_cast<size_t>(n / 2));
+    avx512::bf16_pairs(p.a.x, p.a.n_tok, p.a.w.n_in, b.xpair.data());
+    p.xpair = b.xpair.data();
+    return;
+  }
+#endif
+  b.xr.resize(static_cast<size_t>(n));
+  round_bf16(p.a.x, n, b.xr.data());
+  p.a.x = b.xr.data();
+}
 
 void q8_prepare(JobPlan& p, Q8Buffers& b) {
   const int64_t n_tok = p.a.n_tok, n_in = p.a.w.n_in, half = n_tok * n_in / 2;
@@ -191,6 +222,7 @@ bool plan_job(const CpuExec& ex, const LinearJob& j, int n_threads, JobPlan* p) 
 #if defined(OSS4_HAVE_AVX512)
     if (ex.isa != KernelIsa::kAvx512 || !avx512::nvfp4_tiles_takes(p->a)) return false;
     p->mode = q8_applies(ex, *j.w) ? JobMode::kTilesQ8 : gemv ? JobMode::kTiles : JobMode::kTilesGemm;
+    if (p->mode == JobMode::kTilesGemm && bf16_applies(ex, *j.w) && cpu_features().avx512bf16) p->mode = JobMode::kTilesBf16Gemm;
     const int64_t n_groups = j.w->n_out / 32;
     p->per_task = std::max<int64_t>(1, n_groups / (4 * n_threads));
     p->n_tasks = (n_groups + p->per_task - 1) / p->per_task;
@@ -260,9 +292,12 @@ void run_task(const JobPlan& p, int64_t task) {
 #if defined(OSS4_HAVE_AVX512)
     case JobMode::kTiles:
     case JobMode::kTilesQ8:
-    case JobMode::kTilesGemm: {
+    case JobMode::kTilesGemm:
+    case JobMode::kTilesBf16Gemm: {
       const int64_t g0 = task * p.per_task, g1 = std::min(a.w.n_out / 32, (task + 1) * p.per_task);
-      if (p.mode == JobMode::kTiles) {
+      if (p.mode == JobMode::kTilesBf16Gemm) {
+        avx512::bf16a_nvfp4t_gemm(a, p.xpair, g0, g1, reinterpret_cast<uint32_t*>(thread_scratch(16 * a.w.n_in)));
+      } else if (p.mode == JobMode::kTiles) {
         avx512::f32_nvfp4t_gemv(a, g0, g1);
       } else if (p.mode == JobMode::kTilesQ8) {
         avx512::q8a_nvfp4t_linear(a, p.q8, g0, g1);
@@ -274,7 +309,8 @@ void run_task(const JobPlan& p, int64_t task) {
 #else
     case JobMode::kTiles:
     case JobMode::kTilesQ8:
-    case JobMode::kTilesGemm: return;  // never planned without the AVX-512 kernels
+    case JobMode::kTilesGemm:
+    case JobMode::kTilesBf16Gemm: return;  // never planned without the AVX-512 kernels
 #endif
     case JobMode::kRanges:
     case JobMode::kQ8Gemm: {
@@ -293,9 +329,11 @@ void run_task(const JobPlan& p, int64_t task) {
 bool linear_jobs_avx2(const CpuExec& ex, const LinearJob* jobs, int64_t n_jobs) {
   thread_local std::vector<JobPlan> plans;
   thread_local std::vector<Q8Buffers> q8_bufs;
+  thread_local std::vector<Bf16Buffers> bf16_bufs;
   thread_local std::vector<float> parts;
   plans.assign(static_cast<size_t>(n_jobs), JobPlan{});
   if (static_cast<int64_t>(q8_bufs.size()) < n_jobs) q8_bufs.resize(static_cast<size_t>(n_jobs));
+  if (static_cast<int64_t>(bf16_bufs.size()) < n_jobs) bf16_bufs.resize(static_cast<size_t>(n_jobs));
   int64_t n_tasks = 0, n_part_floats = 0;
   for (int64_t j = 0; j < n_jobs; ++j) {
     JobPlan& p = plans[static_cast<size_t>(j)];
@@ -311,6 +349,7 @@ bool linear_jobs_avx2(const CpuExec& ex, const LinearJob* jobs, int64_t n_jobs) 
     p.parts = parts.data() + off;
     off += p.n_parts * p.a.n_tok * p.a.w.n_out;
     if (p.mode == JobMode::kQ8Parts || p.mode == JobMode::kQ8Gemm || p.mode == JobMode::kTilesQ8) q8_prepare(p, q8_bufs[static_cast<size_t>(j)]);
+    if (bf16_applies(ex, *jobs[j].w)) bf16_prepare(p, bf16_bufs[static_cast<size_t>(j)]);
   }
   // parts of a job of at most kFinishRange outputs are summed by whichever thread completes the job's last part, inside
   // the region (in part order, so the result does not depend on which thread it is); larger ones (an lm_head) after
@@ -389,6 +428,10 @@ void f32_linear_jobs(const CpuExec& ex, const LinearJob* jobs, int64_t n_jobs) {
     const LinearJob& jb = jobs[j];
     if (q8_applies(ex, *jb.w)) {
       f32_nvfp4w_q8a_linear_ref(*jb.w, jb.x, jb.n_tok, jb.bias, jb.y);
+    } else if (bf16_applies(ex, *jb.w)) {
+      std::vector<float> xr(static_cast<size_t>(jb.n_tok * jb.w->n_in));  // [n_tok, n_in] rounded to BF16
+      round_bf16(jb.x, jb.n_tok * jb.w->n_in, xr.data());
+      f32_linear_ref(*jb.w, xr.data(), jb.n_tok, jb.bias, jb.y);
     } else {
       f32_linear_ref(*jb.w, jb.x, jb.n_tok, jb.bias, jb.y);
     }

@@ -28,4 +28,11 @@ void q8a_nvfp4t_linear(const LinearArgs& a, const Q8Act& x, int64_t g0, int64_t 
 // put back in the input-major layout instead: kernels.cpp).
 void f32_nvfp4t_gemv(const LinearArgs& a, int64_t g0, int64_t g1);
 
+// BF16 activations (ActPrecision::kBf16), on CPUs that also have AVX512_BF16 (linear_tiles_bf16_avx512.cpp):
+// x [n_tok, n_in] f32 -> xpair [n_tok, n_in / 2] BF16 pairs (inputs 8k + j and 8k + j + 4 of pair 4k + j), rounded to
+// nearest even; then y columns of groups [g0, g1) = x W^T + bias by vdpbf16ps, any token count; panel: scratch of
+// 16 n_in dwords.
+void bf16_pairs(const float* x, int64_t n_tok, int64_t n_in, uint32_t* xpair);
+void bf16a_nvfp4t_gemm(const LinearArgs& a, const uint32_t* xpair, int64_t g0, int64_t g1, uint32_t* panel);
+
 }  // namespace oss4::avx512
