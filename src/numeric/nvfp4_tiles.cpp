@@ -32,21 +32,23 @@ uint8_t nvfp4_scale_at(const WeightView& w, int64_t o, int64_t b) {
 
 namespace {
 
-// one tile from its source bytes: src[j][o] = in-major row 8b + j (inputs 16b + 2j, + 1) of the group's output o
+// one tile from its source bytes: src[j][o] = in-major row 8b + j (inputs 16b + 2j, + 1) of the group's output o.
+// Chunk (h, q), dword d, byte k holds inputs 8q + k (low nibble) and 8q + 4 + k (high): rows 4q + k / 2 and
+// 4q + 2 + k / 2, nibble k % 2 of both. Written over d in straight loops the compiler vectorizes.
 inline void tile_from_rows(const uint8_t (&src)[8][32], uint8_t* t) {
   for (int c = 0; c < 4; ++c) {
     const int h = c & 1, q = c >> 1;
-    for (int k = 0; k < 4; ++k) {
-      // inputs 8q + k (low nibble) and 8q + 4 + k (high): rows 4q + k / 2 and 4q + 2 + k / 2, nibble k % 2 of both
-      const uint8_t* lo = src[4 * q + k / 2] + 16 * h;
-      const uint8_t* hi = src[4 * q + 2 + k / 2] + 16 * h;
-      uint8_t* out = t + c * 64 + k;
-      if (k % 2 == 0) {
-        for (int d = 0; d < 16; ++d) out[4 * d] = static_cast<uint8_t>((lo[d] & 15) | (hi[d] << 4));
-      } else {
-        for (int d = 0; d < 16; ++d) out[4 * d] = static_cast<uint8_t>((lo[d] >> 4) | (hi[d] & 0xF0));
-      }
+    const uint8_t *r0 = src[4 * q] + 16 * h, *r1 = src[4 * q + 1] + 16 * h, *r2 = src[4 * q + 2] + 16 * h, *r3 = src[4 * q + 3] + 16 * h;
+    uint8_t b[4][16];  // [byte k][dword d]
+    for (int d = 0; d < 16; ++d) {
+      b[0][d] = static_cast<uint8_t>((r0[d] & 15) | (r2[d] << 4));
+      b[1][d] = static_cast<uint8_t>((r0[d] >> 4) | (r2[d] & 0xF0));
+      b[2][d] = static_cast<uint8_t>((r1[d] & 15) | (r3[d] << 4));
+      b[3][d] = static_cast<uint8_t>((r1[d] >> 4) | (r3[d] & 0xF0));
     }
+    uint8_t* out = t + c * 64;
+    for (int d = 0; d < 16; ++d)
+      for (int k = 0; k < 4; ++k) out[4 * d + k] = b[k][d];
   }
 }
 
