@@ -31,7 +31,7 @@ class LLM:
     """LLM(model, device="auto", threads=None, lm_head=None, activations=None, max_num_seqs=16, kv_memory_gib=4.0)
 
     model: a checkpoint directory (any form oss4 reads: the MXFP4 release, BF16, NVFP4). device: auto | cpu.
-    threads: None = every core (or OSS4_THREADS). lm_head: stored | bf16 | nvfp4. activations: f32 | q8.
+    threads: None = every core (or OSS4_THREADS). lm_head: stored | bf16 | nvfp4. activations: f32 | bf16 | q8.
     max_num_seqs: sequences decoded together. kv_memory_gib: the K/V budget of running (and parked, for prefix reuse)
     sequences. max_model_len: positions per sequence (None: the model's, at most 8192). seed: the default seed of
     requests whose SamplingParams give none (each request gets its own, drawn from it).

@@ -12,7 +12,8 @@
 #   gpt-oss-20b-synth-mxfp4.gguf   tools/bench/make_synth_gguf.py: ggml-org's gpt-oss-20b GGUF layout, MXFP4 experts,
 #                                  Q8_0 elsewhere, random weights
 #   s20b/, s20b_nvfp4/             oss4 synth (MXFP4 release layout) and oss4 quantize --method transcode (NVFP4)
-# oss4 runs as build/oss4 (build it first); configurations: default (as oss4 runs with no options) and fastest
+# oss4 runs as build/oss4 (build it first); configurations: default (as oss4 runs with no options), bf16-activations
+# (--activations bf16: the BF16 prefill) and fastest
 # (--lm-head nvfp4 --activations q8).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -59,7 +60,7 @@ for rep in $(seq 1 "$r"); do
   warm "$gguf"
   "$work/venv/bin/python" "$here/llamacpp_bench.py" "$gguf" -p 512 -n 128 -r 1 -t "$t" | tee -a "$results" >&2
   warm "$work"/s20b_nvfp4/*.safetensors
-  for cfg in "default" "fastest --lm-head nvfp4 --activations q8"; do
+  for cfg in "default" "bf16-activations --activations bf16" "fastest --lm-head nvfp4 --activations q8"; do
     read -r label opts <<< "$cfg"
     # shellcheck disable=SC2086
     "$oss4" bench -m "$work/s20b_nvfp4" -p 512 -n 128 -r 1 -t "$t" $opts --json -q |

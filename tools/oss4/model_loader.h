@@ -48,7 +48,7 @@ inline constexpr const char* kActivationsHelp =
     "prefill) or q8 (opt-in fast path: quantized to 8 bits per 16 inputs); see oss4 compare --activations-b";
 
 inline constexpr const char* kKernelsHelp =
-    "CPU kernel rung: auto (OSS4_KERNELS, else the best this CPU runs), ref (the scalar reference, one thread), avx2 or avx512 (AVX-512 F+BW: its own decode GEMVs, AVX2 elsewhere)";
+    "CPU kernel rung: auto (OSS4_KERNELS, else the best this CPU runs), ref (the scalar reference, one thread), avx2 or avx512 (AVX-512 with VNNI and VBMI: NVFP4 in 32-output tiles, AVX2 elsewhere)";
 
 // how a command runs the model: RunOptions (api/load.h), the options every running command takes
 inline void add_run_options(CLI::App* sub, RunOptions* o, bool with_threads = true) {

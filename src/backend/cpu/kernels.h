@@ -14,8 +14,9 @@
 
 namespace oss4 {
 
-// rungs. kAvx512 (AVX-512 F + BW) runs its own kernels where it has them (kernels_avx512.h: the in-major NVFP4
-// decode GEMVs) and the AVX2 kernels everywhere else; kNeon is a slot for kernels not written yet (never chosen).
+// rungs. kAvx512 (AVX-512 F/BW/VL/DQ, VNNI, VBMI) runs its own kernels where it has them (kernels_avx512.h: NVFP4 in
+// the 32-output tile layout its prepare step makes) and the AVX2 kernels everywhere else; kNeon is a slot for kernels
+// not written yet (never chosen).
 enum class KernelIsa { kRef, kAvx2, kAvx512, kNeon };
 
 const char* kernel_isa_name(KernelIsa isa);
