@@ -15,15 +15,11 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's AVX-512 headers (GCC bug 105593)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
-#include <immintrin.h>
-
-#include "backend/cpu/x86/kernels_avx512.h"
+#include "backend/cpu/x86/tiles_avx512.h"
 
 namespace oss4::avx512 {
 
 namespace {
-
-alignas(64) const float kE2m1[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
 
 // twice the E2M1 value of each code plus 12, repeated 4 times (vpermb reads 6 index bits)
 struct BiasedTwice {
@@ -34,17 +30,6 @@ struct BiasedTwice {
   }
 };
 const BiasedTwice kBiasedTwice;
-
-// E4M3 bytes (one per dword) -> f32 times s, exactly as avx2::e4m3_times (2^-120 times the value when shifted to bits 20..26, subnormals included)
-inline __m512 e4m3_times(__m512i v, __m512 s) {
-  return _mm512_mul_ps(_mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v, 20)), _mm512_set1_ps(0x1p120f)), s);
-}
-
-// the 32 block factors of tile (group, block) at scales sc: outputs +0..15 and +16..31
-inline void tile_factors(const uint8_t* sc, __m512 s, __m512& f0, __m512& f1) {
-  f0 = e4m3_times(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc))), s);
-  f1 = e4m3_times(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + 16))), s);
-}
 
 inline int32_t load_i32(const int8_t* p) {
   int32_t v;
@@ -57,7 +42,7 @@ template <int T>
 void q8_group(const LinearArgs& a, const Q8Act& x, int64_t g, int64_t t0) {
   const __m512i lut = _mm512_load_si512(kBiasedTwice.v);
   const __m512 s2h = _mm512_set1_ps(a.w.scale2 * 0.5f);  // the codes decode to twice their value
-  const int64_t n_in = a.w.n_in, n_blk = n_in / 16, n_out = a.w.n_out;
+  const int64_t n_in = a.w.n_in, n_blk = n_in / 16;
   const uint8_t* codes = a.w.data + g * n_blk * 256;
   const uint8_t* scales = a.w.scales + g * n_blk * 32;
   __m512 sum[T][2];  // [token][outputs +0..15, +16..31]
@@ -92,22 +77,13 @@ void q8_group(const LinearArgs& a, const Q8Act& x, int64_t g, int64_t t0) {
       sum[t][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc2, acc3)), _mm512_mul_ps(f1, d), sum[t][1]);
     }
   }
-  for (int t = 0; t < T; ++t) {
-    float* y = a.y + (t0 + t) * n_out + 32 * g;
-    __m512 y0 = sum[t][0], y1 = sum[t][1];
-    if (a.bias) {
-      y0 = _mm512_add_ps(y0, _mm512_loadu_ps(a.bias + 32 * g));
-      y1 = _mm512_add_ps(y1, _mm512_loadu_ps(a.bias + 32 * g + 16));
-    }
-    _mm512_storeu_ps(y, y0);
-    _mm512_storeu_ps(y + 16, y1);
-  }
+  for (int t = 0; t < T; ++t) store_group(a, g, t0 + t, sum[t][0], sum[t][1]);
 }
 
 template <int T>
 void f32_group(const LinearArgs& a, int64_t g, int64_t t0) {
-  const __m512 lut = _mm512_load_ps(kE2m1), s2 = _mm512_set1_ps(a.w.scale2);
-  const int64_t n_in = a.w.n_in, n_blk = n_in / 16, n_out = a.w.n_out;
+  const __m512 lut = _mm512_load_ps(kE2m1Tile), s2 = _mm512_set1_ps(a.w.scale2);
+  const int64_t n_in = a.w.n_in, n_blk = n_in / 16;
   const uint8_t* codes = a.w.data + g * n_blk * 256;
   const uint8_t* scales = a.w.scales + g * n_blk * 32;
   __m512 sum[T][2];  // [token][outputs +0..15, +16..31]
@@ -134,16 +110,7 @@ void f32_group(const LinearArgs& a, int64_t g, int64_t t0) {
       sum[t][1] = _mm512_fmadd_ps(_mm512_add_ps(acc[t][1][0], acc[t][1][1]), f1, sum[t][1]);
     }
   }
-  for (int t = 0; t < T; ++t) {
-    float* y = a.y + (t0 + t) * n_out + 32 * g;
-    __m512 y0 = sum[t][0], y1 = sum[t][1];
-    if (a.bias) {
-      y0 = _mm512_add_ps(y0, _mm512_loadu_ps(a.bias + 32 * g));
-      y1 = _mm512_add_ps(y1, _mm512_loadu_ps(a.bias + 32 * g + 16));
-    }
-    _mm512_storeu_ps(y, y0);
-    _mm512_storeu_ps(y + 16, y1);
-  }
+  for (int t = 0; t < T; ++t) store_group(a, g, t0 + t, sum[t][0], sum[t][1]);
 }
 
 }  // namespace

@@ -14,18 +14,11 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's AVX-512 headers (GCC bug 105593)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
-#include <immintrin.h>
-
-#include "backend/cpu/x86/kernels_avx512.h"
+#include "backend/cpu/x86/tiles_avx512.h"
 
 namespace oss4::avx512 {
 
 namespace {
-
-alignas(64) const float kE2m1[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
-
-// E4M3 bytes (one per dword) -> exact f32 values (bits 20..26 read as 2^-120 times the value, subnormals included)
-inline __m512 e4m3_values(__m512i v) { return _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v, 20)), _mm512_set1_ps(0x1p120f)); }
 
 // two f32 vectors whose low 16 bits are zero -> dwords (BF16 of lo, BF16 of hi)
 inline __m512i pair_bf16(__m512 lo, __m512 hi) {
@@ -36,13 +29,13 @@ inline __m512i pair_bf16(__m512 lo, __m512 hi) {
 // group g's panel [n_in / 2, 32] dwords: pair p = 4 (2b + q) + j holds inputs 16b + 8q + j (low half) and + 4 (high)
 // of the 32 outputs, each times its block scale
 void decode_panel(const LinearArgs& a, int64_t g, uint32_t* panel) {
-  const __m512 lut = _mm512_load_ps(kE2m1);
+  const __m512 lut = _mm512_load_ps(kE2m1Tile);
   const int64_t n_blk = a.w.n_in / 16;
   const uint8_t* codes = a.w.data + g * n_blk * 256;
   const uint8_t* scales = a.w.scales + g * n_blk * 32;
   for (int64_t b = 0; b < n_blk; ++b) {
-    const __m512 f[2] = {e4m3_values(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + b * 32)))),
-                         e4m3_values(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + b * 32 + 16))))};
+    __m512 f[2];
+    tile_factors(scales + b * 32, _mm512_set1_ps(1.0f), f[0], f[1]);  // exact block scales
     for (int c = 0; c < 4; ++c) {
       const int h = c & 1, q = c >> 1;
       const __m512i v = _mm512_loadu_si512(codes + b * 256 + 64 * c);
@@ -73,16 +66,7 @@ void tile(const LinearArgs& a, const uint32_t* panel, const uint32_t* xpair, int
     }
   }
   const __m512 s2 = _mm512_set1_ps(a.w.scale2);
-  for (int t = 0; t < T; ++t) {
-    float* y = a.y + (t0 + t) * a.w.n_out + 32 * g;
-    __m512 y0 = _mm512_mul_ps(acc[t][0], s2), y1 = _mm512_mul_ps(acc[t][1], s2);
-    if (a.bias) {
-      y0 = _mm512_add_ps(y0, _mm512_loadu_ps(a.bias + 32 * g));
-      y1 = _mm512_add_ps(y1, _mm512_loadu_ps(a.bias + 32 * g + 16));
-    }
-    _mm512_storeu_ps(y, y0);
-    _mm512_storeu_ps(y + 16, y1);
-  }
+  for (int t = 0; t < T; ++t) store_group(a, g, t0 + t, _mm512_mul_ps(acc[t][0], s2), _mm512_mul_ps(acc[t][1], s2));
 }
 
 }  // namespace
