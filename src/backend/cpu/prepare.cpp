@@ -98,6 +98,8 @@ Result<CpuWeights> cpu_prepare_weights(const ModelWeights& m, LmHeadType lm_head
     w.layout = tiles ? WeightLayout::kTiles32 : WeightLayout::kInMajor;
     cw.repacked_bytes += cw.repacked[2 * i].size() + cw.repacked[2 * i + 1].size();
   }
+  // an lm_head quantized at load (the only user of owned) and then tiled no longer reads its first copy
+  if (tiles && cw.lm_head.tiles32()) std::vector<std::vector<uint8_t>>().swap(cw.owned);
   return cw;
 }
 
