@@ -17,12 +17,13 @@ Result<BackendOptions> backend_options(const RunOptions& o) {
   return b;
 }
 
-Result<LoadedModel> load_model_to_run(const std::string& dir, const RunOptions& o, const ProgressFn& progress) {
+Result<LoadedModel> load_model_to_run(const std::string& dir, const RunOptions& o, const ProgressFn& progress,
+                                      const ProgressFn& prepare_progress) {
   OSS4_ASSIGN_OR_RETURN(BackendOptions bo, backend_options(o));
   LoadedModel lm;
   OSS4_ASSIGN_OR_RETURN(ModelWeights m, load_model(dir, progress));
   lm.weights = std::make_unique<ModelWeights>(std::move(m));
-  OSS4_ASSIGN_OR_RETURN(lm.fwd, make_forward(*lm.weights, bo));
+  OSS4_ASSIGN_OR_RETURN(lm.fwd, make_forward(*lm.weights, bo, prepare_progress));
   return lm;
 }
 

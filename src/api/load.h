@@ -30,7 +30,8 @@ struct LoadedModel {
 };
 
 // checks the options, loads the checkpoint, makes its backend (which prepares its weights: the lm_head option, the
-// CPU's repack).
-Result<LoadedModel> load_model_to_run(const std::string& dir, const RunOptions& o, const ProgressFn& progress);
+// CPU's repack). progress: layers loaded; prepare_progress (optional): matrices the backend has prepared.
+Result<LoadedModel> load_model_to_run(const std::string& dir, const RunOptions& o, const ProgressFn& progress,
+                                      const ProgressFn& prepare_progress = nullptr);
 
 }  // namespace oss4

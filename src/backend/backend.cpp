@@ -11,7 +11,7 @@ namespace {
 struct BackendEntry {
   const char* device;
   Status (*check)(const BackendOptions&);  // the options alone (before any weights)
-  Result<std::unique_ptr<Forward>> (*make)(const ModelWeights&, const BackendOptions&);
+  Result<std::unique_ptr<Forward>> (*make)(const ModelWeights&, const BackendOptions&, const ProgressFn&);
 };
 
 // every backend this build has, one line each; "auto" takes the first
@@ -37,10 +37,10 @@ Status check_backend_options(const BackendOptions& o) {
   return b->check(o);
 }
 
-Result<std::unique_ptr<Forward>> make_forward(const ModelWeights& m, const BackendOptions& o) {
+Result<std::unique_ptr<Forward>> make_forward(const ModelWeights& m, const BackendOptions& o, const ProgressFn& progress) {
   OSS4_ASSIGN_OR_RETURN(const BackendEntry* b, find_backend(o));
   OSS4_TRY(b->check(o));
-  return b->make(m, o);
+  return b->make(m, o, progress);
 }
 
 }  // namespace oss4

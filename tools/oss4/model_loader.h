@@ -12,14 +12,16 @@
 
 namespace oss4::cli {
 
-// a "loading DIR" progress bar on stderr (none when quiet), fed by the loader's ProgressFn
+// a "loading DIR" progress bar on stderr (none when quiet), fed by the loader's ProgressFn; label and unit name
+// another phase ("preparing weights", "matrices")
 class LoadProgress {
  public:
-  LoadProgress(std::string dir, bool quiet) : dir_(std::move(dir)), quiet_(quiet) {}
+  LoadProgress(std::string dir, bool quiet, std::string label = "loading ", std::string unit = "layers")
+      : dir_(std::move(dir)), label_(std::move(label)), unit_(std::move(unit)), quiet_(quiet) {}
   ProgressFn fn() {
     return [this](int64_t done, int64_t total) {
       if (quiet_) return;
-      if (!p_) p_ = std::make_unique<Progress>("loading " + dir_, total, "layers");
+      if (!p_) p_ = std::make_unique<Progress>(label_ + dir_, total, unit_);
       p_->update(done);
     };
   }
@@ -28,7 +30,7 @@ class LoadProgress {
   }
 
  private:
-  std::string dir_;
+  std::string dir_, label_, unit_;
   bool quiet_;
   std::unique_ptr<Progress> p_;
 };
@@ -61,9 +63,16 @@ inline void add_run_options(CLI::App* sub, RunOptions* o, bool with_threads = tr
 
 // loads a model and makes its backend, with progress (api/load.h: the weights, then the backend's prepare step).
 inline Result<LoadedModel> load_to_run(const std::string& dir, bool quiet, const RunOptions& o) {
-  LoadProgress p(dir, quiet);
-  auto m = load_model_to_run(dir, o, p.fn());
+  LoadProgress p(dir, quiet), prep(dir, quiet, "preparing the weights of ", "matrices");
+  // the loading bar is finished when the first prepare report comes (the backend starts after the last layer)
+  const ProgressFn load_fn = p.fn(), prep_inner = prep.fn();
+  const ProgressFn prep_fn = [&](int64_t done, int64_t total) {
+    p.finish();
+    prep_inner(done, total);
+  };
+  auto m = load_model_to_run(dir, o, load_fn, prep_fn);
   p.finish();
+  prep.finish();
   return m;
 }
 

@@ -54,7 +54,7 @@ class CpuForward final : public Forward {
 
 Status check_cpu_options(const BackendOptions& o) { return resolve_kernel_isa(o.kernels).status().with_context("--kernels"); }
 
-Result<std::unique_ptr<Forward>> make_cpu_forward(const ModelWeights& m, const BackendOptions& o) {
+Result<std::unique_ptr<Forward>> make_cpu_forward(const ModelWeights& m, const BackendOptions& o, const ProgressFn& progress) {
   auto isa_r = resolve_kernel_isa(o.kernels);
   if (!isa_r.ok()) return isa_r.status().with_context("--kernels");
   const KernelIsa isa = *isa_r;
@@ -62,7 +62,7 @@ Result<std::unique_ptr<Forward>> make_cpu_forward(const ModelWeights& m, const B
   auto pool = std::make_unique<ThreadPool>(resolve_threads(o.threads));
   // the AVX-512 rung's kernels read NVFP4 in 32-output tiles, the others the input-major layout
   const WeightLayout nvfp4 = isa == KernelIsa::kAvx512 ? WeightLayout::kTiles32 : WeightLayout::kInMajor;
-  OSS4_ASSIGN_OR_RETURN(CpuWeights w, cpu_prepare_weights(m, o.lm_head, *pool, nvfp4));
+  OSS4_ASSIGN_OR_RETURN(CpuWeights w, cpu_prepare_weights(m, o.lm_head, *pool, nvfp4, progress));
   return std::unique_ptr<Forward>(new CpuForward(m, std::move(pool), CpuExec{isa, o.activations, nullptr}, std::move(w), o));
 }
 

@@ -11,7 +11,7 @@
 
 namespace oss4 {
 
-Result<std::unique_ptr<Forward>> make_cpu_forward(const ModelWeights& m, const BackendOptions& o);
+Result<std::unique_ptr<Forward>> make_cpu_forward(const ModelWeights& m, const BackendOptions& o, const ProgressFn& progress);
 // the options the CPU backend refuses before any weights: a kernel rung this CPU or build cannot run
 Status check_cpu_options(const BackendOptions& o);
 

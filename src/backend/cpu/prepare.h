@@ -39,8 +39,9 @@ struct CpuWeights {
 };
 
 // the weights of m as the CPU kernels run them; lm_head: the option's checks and quantization (options.h); nvfp4:
-// kInMajor (the AVX2 and reference rungs) or kTiles32 (the AVX-512 rung).
+// kInMajor (the AVX2 and reference rungs) or kTiles32 (the AVX-512 rung); progress (optional, called on this thread):
+// matrices repacked of those to repack.
 Result<CpuWeights> cpu_prepare_weights(const ModelWeights& m, LmHeadType lm_head, ThreadPool& pool,
-                                       WeightLayout nvfp4 = WeightLayout::kInMajor);
+                                       WeightLayout nvfp4 = WeightLayout::kInMajor, const ProgressFn& progress = nullptr);
 
 }  // namespace oss4
