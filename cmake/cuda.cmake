@@ -15,15 +15,19 @@ set(OSS4_CUDA_GENCODE
   -gencode=arch=compute_100f,code=sm_100f
   -gencode=arch=compute_120f,code=sm_120f
   CACHE STRING "nvcc -gencode flags of the CUDA kernels")
-set(OSS4_CUDA_SOURCES src/backend/cuda/fp4_matmul.cu src/backend/cuda/bf16_matmul.cu)
+set(OSS4_CUDA_SOURCES src/backend/cuda/fp4_matmul.cu src/backend/cuda/bf16_matmul.cu src/backend/cuda/ops.cu)
 
-add_library(oss4_cuda STATIC ${OSS4_CUDA_SOURCES} src/backend/cuda/upload.cpp)
+# the backend (cuda_forward.h) with its kernels; oss4_core's backend table (backend.cpp) names it, so the two static
+# libraries depend on each other (CMake repeats them on the link line)
+add_library(oss4_cuda STATIC ${OSS4_CUDA_SOURCES} src/backend/cuda/upload.cpp src/backend/cuda/cuda_weights.cpp
+  src/backend/cuda/cuda_kv.cpp src/backend/cuda/cuda_forward.cpp)
 set_target_properties(oss4_cuda PROPERTIES CUDA_ARCHITECTURES OFF POSITION_INDEPENDENT_CODE ON)
 target_compile_options(oss4_cuda PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:${OSS4_CUDA_GENCODE} -Xptxas=-warn-spills,-warn-lmem-usage,-Werror --resource-usage
     -Werror=all-warnings -Xcompiler=-Wall,-Wextra,-Werror>)
 target_link_libraries(oss4_cuda PUBLIC oss4_cuda_host CUDA::cudart_static)
 target_compile_definitions(oss4_cuda PUBLIC OSS4_HAVE_CUDA=1)
+target_link_libraries(oss4_core PUBLIC oss4_cuda)
 
 # the resource report of one target (sm_90a), printed on demand
 set(OSS4_CUDA_RESOURCE_CMDS)

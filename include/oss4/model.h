@@ -23,9 +23,9 @@
 namespace oss4 {
 
 struct ModelOptions {
-  std::string device = "auto";      // auto | cpu (auto is the CPU until the CUDA backend lands)
+  std::string device = "auto";      // auto (a CUDA GPU when one is visible, else the CPU) | cpu | cuda
   std::string lm_head = "stored";   // stored | bf16 | nvfp4 (a BF16 lm_head quantized at load)
-  std::string activations = "f32";  // f32 (W4A16) | q8 (8-bit activations for the NVFP4 matmuls)
+  std::string activations = "auto"; // auto (f32 on the CPU, bf16 on CUDA) | f32 (W4A16) | bf16 | q8 (8-bit, CPU)
   std::string kernels = "auto";     // CPU kernel rung: auto | ref | avx2 | avx512
   int threads = 0;                  // 0: every core
   std::string tokenizer;            // tokenizer.json / .tiktoken; default: the model's tokenizer.json, else built in

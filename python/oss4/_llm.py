@@ -30,8 +30,8 @@ def _is_ids(x: Any) -> bool:
 class LLM:
     """LLM(model, device="auto", threads=None, lm_head=None, activations=None, max_num_seqs=16, kv_memory_gib=4.0)
 
-    model: a checkpoint directory (any form oss4 reads: the MXFP4 release, BF16, NVFP4). device: auto | cpu.
-    threads: None = every core (or OSS4_THREADS). lm_head: stored | bf16 | nvfp4. activations: f32 | bf16 | q8.
+    model: a checkpoint directory (any form oss4 reads: the MXFP4 release, BF16, NVFP4). device: auto | cpu | cuda.
+    threads: None = every core (or OSS4_THREADS). lm_head: stored | bf16 | nvfp4. activations: None (f32 on the CPU, bf16 on CUDA) | f32 | bf16 | q8.
     max_num_seqs: sequences decoded together. kv_memory_gib: the K/V budget of running (and parked, for prefix reuse)
     sequences. max_model_len: positions per sequence (None: the model's, at most 8192). seed: the default seed of
     requests whose SamplingParams give none (each request gets its own, drawn from it).
@@ -46,7 +46,7 @@ class LLM:
         show = progress if progress is not None else os.isatty(2)
         bar = CallbackBar("Loading", "layer", show)
         try:
-            self._model = _core.Model(os.fspath(model), device, lm_head or "stored", activations or "f32", kernels,
+            self._model = _core.Model(os.fspath(model), device, lm_head or "stored", activations or "auto", kernels,
                                       threads or 0, max_num_seqs, kv_memory_gib, max_model_len or 0, tokenizer, bar)
         finally:
             bar.close()

@@ -9,9 +9,12 @@ Result<BackendOptions> backend_options(const RunOptions& o) {
   b.device = o.device;
   b.kernels = o.kernels;
   b.threads = o.threads;
-  auto act = parse_act_precision(o.activations.c_str());
-  if (!act.ok()) return act.status().with_context("--activations");
-  b.activations = *act;
+  if (o.activations != "auto") {
+    auto act = parse_act_precision(o.activations.c_str());
+    if (!act.ok()) return act.status().with_context("--activations");
+    b.activations = *act;
+    b.activations_given = true;
+  }
   OSS4_ASSIGN_OR_RETURN(b.lm_head, parse_lm_head_type(o.lm_head));
   OSS4_TRY(check_backend_options(b));
   return b;

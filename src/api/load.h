@@ -13,9 +13,9 @@
 namespace oss4 {
 
 struct RunOptions {
-  std::string device = "auto";      // auto | cpu
+  std::string device = "auto";      // auto | cpu | cuda
   std::string lm_head = "stored";   // stored | bf16 | nvfp4
-  std::string activations = "f32";  // f32 | q8
+  std::string activations = "auto"; // auto (the backend's default: f32 on the CPU, bf16 on CUDA) | f32 | bf16 | q8
   std::string kernels = "auto";     // auto | ref | avx2 | avx512
   int threads = 0;                  // 0: OSS4_THREADS, else every core
 };

@@ -28,9 +28,11 @@ const char* lm_head_type_name(LmHeadType t);
 Result<LmHeadType> parse_lm_head_type(const std::string& name);
 
 struct BackendOptions {
-  std::string device = "auto";  // auto (the CPU today) | cpu
+  std::string device = "auto";  // auto (CUDA when a device is visible, else the CPU) | cpu | cuda
   std::string kernels = "auto";  // the CPU kernel rung: auto (OSS4_KERNELS, else the best this CPU runs) | ref | avx2 | avx512
   ActPrecision activations = ActPrecision::kF32;
+  // false: the caller left activations at the default, which is the backend's own (f32 on the CPU, bf16 on CUDA)
+  bool activations_given = false;
   LmHeadType lm_head = LmHeadType::kStored;
   int threads = 0;  // host threads for the kernels; 0: OSS4_THREADS, else every core
 };

@@ -34,6 +34,7 @@ struct BackendInfo {
   std::string lm_head;      // the lm_head as it runs: "bf16", "nvfp4", "f32"
   int threads = 1;          // host threads the kernels use
   size_t weight_bytes_per_token = 0;  // bytes of weights one decoded token reads as the backend runs them
+  size_t device_weight_bytes = 0;     // bytes of device memory the weights take (a GPU backend; 0 on the CPU)
 };
 
 class Forward {

@@ -29,12 +29,13 @@ Status run_gpt_oss(ForwardOps& ops, const ModelConfig& c, const Batch& b, const 
     ops.add(Act::kX, Act::kOut);
     emit("layer_out", il, Act::kX, H);
   }
+  OSS4_TRY(ops.status());
   for (const SeqRun& r : plan.runs) caches[r.seq]->advance(r.n);
   if (plan.logit_rows.empty() && !trace) return ok_status();
   ops.rmsnorm(-1, Norm::kFinal, Act::kX, Act::kH);
   emit("final_norm", c.n_layers, Act::kH, H);
   if (!plan.logit_rows.empty()) ops.lm_head(Act::kH, logits);
-  return ok_status();
+  return ops.status();
 }
 
 }  // namespace oss4

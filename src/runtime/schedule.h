@@ -54,6 +54,9 @@ class ForwardOps {
   virtual void lm_head(Act in, float* logits) = 0;
   // rows of an activation [batch rows, width] as host f32, for traces; valid until the next op
   virtual const float* host_rows(Act a) = 0;
+  // the first error of the ops since begin (a device backend's launches fail after the call that made them; it
+  // waits for the device here). run_gpt_oss asks before the caches advance and after the lm_head.
+  virtual Status status() { return ok_status(); }
 };
 
 // the schedule above on one checked batch; advances each cache by its rows once every layer has stored its K/V.

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -11,7 +12,13 @@
 
 namespace oss4::test {
 
-inline const std::string kGolden = std::string(OSS4_TEST_DATA) + "/golden";
+// the test data: OSS4_TEST_DATA from the environment (a GPU machine runs binaries built elsewhere), else the source
+// tree's, compiled in
+inline std::string test_data_dir() {
+  const char* e = std::getenv("OSS4_TEST_DATA");
+  return e && *e ? std::string(e) : std::string(OSS4_TEST_DATA);
+}
+inline const std::string kGolden = test_data_dir() + "/golden";
 
 struct Reference {
   TensorStore store;

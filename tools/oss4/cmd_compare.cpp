@@ -14,7 +14,7 @@ namespace oss4::cli {
 namespace {
 struct CompareArgs {
   std::vector<std::string> models;
-  std::string ids, text, tokenizer, lm_head_b = "stored", activations_b = "f32";
+  std::string ids, text, tokenizer, lm_head_b = "stored", activations_b = "auto", device_a = "cpu", device_b = "cpu";
   int64_t chunk = 128;
   bool json = false, per_position = false, quiet = false;
 };
@@ -50,11 +50,13 @@ int run_compare(const CompareArgs& a) {
   if (!ids.ok()) return fail(ids.status());
   if (ids->empty()) return fail(error("no tokens to compare"));
   int64_t va = 0, vb = 0;
-  // A runs as stored on the default path; B with the options under test. One model in memory at a time.
-  RunOptions run_b;
+  // A runs as stored on the default path of its device; B with the options under test. One model in memory at a time.
+  RunOptions run_a, run_b;
+  run_a.device = a.device_a;
+  run_b.device = a.device_b;
   run_b.lm_head = a.lm_head_b;
   run_b.activations = a.activations_b;
-  auto la = model_logits(a.models[0], *ids, a.chunk, a.quiet, RunOptions{}, &va);
+  auto la = model_logits(a.models[0], *ids, a.chunk, a.quiet, run_a, &va);
   if (!la.ok()) return fail(la.status());
   auto lb = model_logits(a.models[1], *ids, a.chunk, a.quiet, run_b, &vb);
   if (!lb.ok()) return fail(lb.status());
@@ -64,6 +66,7 @@ int run_compare(const CompareArgs& a) {
   if (a.json) {
     nlohmann::json j = {{"a", a.models[0]},          {"b", a.models[1]},          {"n_positions", n},
                         {"b_lm_head", a.lm_head_b},  {"b_activations", a.activations_b},
+                        {"a_device", a.device_a},    {"b_device", a.device_b},
                         {"mean_kl", s.mean_kl},      {"max_kl", s.max_kl},        {"top1_agreement", s.top1_agreement},
                         {"max_abs_diff", s.max_abs_diff}, {"max_rel_diff", s.max_rel_diff}};
     if (a.per_position) {
@@ -99,8 +102,12 @@ void add_compare(CLI::App& app, int* rc) {
   sub->add_option("--lm-head-b", a->lm_head_b, "lm_head of B: stored, bf16 or nvfp4 (a BF16 lm_head quantized at load); "
                                                "-m X -m X --lm-head-b nvfp4 shows what the NVFP4 lm_head costs")
       ->capture_default_str();
-  sub->add_option("--activations-b", a->activations_b, "activations of B's NVFP4 matmuls: f32, bf16 or q8; -m X -m X --activations-b q8 "
-                                                       "shows what the 8-bit-activation fast path costs")
+  sub->add_option("--activations-b", a->activations_b, "activations of B's NVFP4 matmuls: auto (its device's default), f32, bf16 or q8; "
+                                                       "-m X -m X --activations-b q8 shows what the 8-bit-activation fast path costs")
+      ->capture_default_str();
+  sub->add_option("--device-a", a->device_a, "where A runs: cpu (default: the reference), cuda or auto")->capture_default_str();
+  sub->add_option("--device-b", a->device_b, "where B runs: cpu, cuda or auto; -m X -m X --device-b cuda shows how far the GPU is "
+                                             "from the CPU")
       ->capture_default_str();
   sub->add_flag("--per-position", a->per_position, "print every position, not only the summary");
   sub->add_flag("--json", a->json, "print one JSON object");

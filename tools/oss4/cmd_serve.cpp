@@ -9,6 +9,10 @@
 
 #include "commands.h"
 #include "model_loader.h"
+#ifdef OSS4_HAVE_CUDA
+#include "backend/cuda/cuda_forward.h"
+#include "backend/cuda/device_plan.h"
+#endif
 #include "serve/server.h"
 #include "text/harmony_parse.h"
 
@@ -20,7 +24,7 @@ struct ServeArgs {
   RunOptions run;
   int port = 8080;
   int64_t max_seqs = 16, max_queue = 256, ctx = 4096, chunk = 128, prefill_chunk = 256;
-  double kv_gib = 4.0, max_body_mib = 8.0;
+  double kv_gib = 0.0, max_body_mib = 8.0;  // kv_gib 0: auto
   double shutdown_timeout_s = 10.0, request_timeout_s = 15.0, keep_alive_s = 5.0;
   int max_conns_per_client = 32;
   bool no_prefix_reuse = false, quiet = false;
@@ -36,7 +40,7 @@ int run_serve(const ServeArgs& a) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
   if (a.port < 0 || a.port > 65535) return fail(error("--port: expected 0..65535, got " + std::to_string(a.port)));
-  if (!(a.kv_gib > 0)) return fail(error("--kv-memory: expected a positive number of GiB"));
+  if (!(a.kv_gib >= 0)) return fail(error("--kv-memory: expected a positive number of GiB, or 0 for auto"));
   if (!(a.max_body_mib > 0)) return fail(error("--max-body: expected a positive number of MiB"));
   auto tok = load_model_tokenizer(a.model, a.tokenizer);
   if (!tok.ok()) return fail(tok.status());
@@ -74,7 +78,21 @@ int run_serve(const ServeArgs& a) {
   ec.ctx = std::min<int64_t>(a.ctx, m->cfg.max_position_embeddings);
   ec.chunk = a.chunk;
   ec.prefill_chunk = a.prefill_chunk;
-  ec.kv_budget_bytes = static_cast<int64_t>(a.kv_gib * 1024.0 * 1024.0 * 1024.0);
+  double kv_gib = a.kv_gib > 0 ? a.kv_gib : 4.0;  // auto on the CPU: 4 GiB
+#ifdef OSS4_HAVE_CUDA
+  if (a.kv_gib == 0 && loaded->fwd->info().device.rfind("cuda", 0) == 0) {
+    // auto on the GPU: 90% of the device memory left after the weights, less the step scratch the plan counts
+    auto free_b = cuda_memory_free();
+    auto lmt = parse_lm_head_type(a.run.lm_head);
+    auto plan = cuda::plan_device_memory(*m, lmt.ok() ? *lmt : LmHeadType::kStored, ec.ctx,
+                                         std::max(ec.chunk, ec.prefill_chunk), ec.max_seqs);
+    if (!free_b.ok()) return fail(free_b.status());
+    if (!plan.ok()) return fail(plan.status());
+    const double left = static_cast<double>(*free_b) - static_cast<double>(plan->scratch_bytes);
+    kv_gib = std::max(0.25, 0.9 * left / (1024.0 * 1024.0 * 1024.0));
+  }
+#endif
+  ec.kv_budget_bytes = static_cast<int64_t>(kv_gib * 1024.0 * 1024.0 * 1024.0);
   ec.prefix_reuse = !a.no_prefix_reuse;
   auto engine = serve::Engine::create(*loaded->fwd, ec);
   if (!engine.ok()) return fail(engine.status());
@@ -94,7 +112,7 @@ int run_serve(const ServeArgs& a) {
     server.shutdown(a.shutdown_timeout_s);  // 503 for new requests; streams end with a final event; then run() returns
   });
   std::fprintf(stderr, "oss4 serve: %s on http://%s:%d (max %lld sequences, ctx %lld, KV budget %.2f GiB, prefix reuse %s%s)\n",
-               sc.model_name.c_str(), a.host.c_str(), server.port(), static_cast<long long>(ec.max_seqs), static_cast<long long>(ec.ctx), a.kv_gib,
+               sc.model_name.c_str(), a.host.c_str(), server.port(), static_cast<long long>(ec.max_seqs), static_cast<long long>(ec.ctx), kv_gib,
                ec.prefix_reuse ? "on" : "off", sc.script.empty() ? "" : ", SCRIPTED replies");
   std::fflush(stderr);
   s = server.run();
@@ -118,7 +136,9 @@ void add_serve(CLI::App& app, int* rc) {
   sub->add_option("--api-key", a->api_key, "require 'Authorization: Bearer KEY' on /v1 and /metrics");
   sub->add_option("--max-seqs", a->max_seqs, "sequences decoded together (continuous batching)")->capture_default_str();
   sub->add_option("--max-queue", a->max_queue, "requests that may wait; beyond this the server answers 429")->capture_default_str();
-  sub->add_option("--kv-memory", a->kv_gib, "KV cache budget in GiB for running and cached sequences")->capture_default_str();
+  sub->add_option("--kv-memory", a->kv_gib, "KV cache budget in GiB for running and cached sequences (0: auto, 4 GiB on the CPU; "
+                                            "on CUDA 90% of the device memory left after the weights and the step scratch)")
+      ->capture_default_str();
   sub->add_option("--ctx", a->ctx, "context size of one sequence (prompt + generated)")->capture_default_str();
   sub->add_option("--chunk", a->chunk, "prefill chunk size (tokens per forward call)")->capture_default_str();
   sub->add_option("--prefill-chunk", a->prefill_chunk,

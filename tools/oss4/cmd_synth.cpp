@@ -13,6 +13,7 @@ namespace {
 struct SynthArgs {
   std::string config = "tiny", dtype = "mxfp4", out;
   uint64_t seed = 0;
+  int64_t layers = 0;  // 0: the config's
   double shard_gb = 4.8;
   std::string tokenizer;
   bool no_tokenizer = false;
@@ -30,6 +31,12 @@ int run_synth(const SynthArgs& a) {
     cfg = builtin_model_config(a.config);
   }
   if (!cfg.ok()) return fail(cfg.status());
+  if (a.layers > 0) {  // a cut of the model: its first layers (the full width), e.g. the 20b's shape in 2 layers
+    if (a.layers > cfg->n_layers)
+      return fail(error("--layers " + std::to_string(a.layers) + ": the config has " + std::to_string(cfg->n_layers)));
+    cfg->n_layers = a.layers;
+    cfg->layer_types.resize(static_cast<size_t>(a.layers));
+  }
   SynthOptions opt;
   opt.cfg = *cfg;
   opt.mxfp4 = a.dtype == "mxfp4";
@@ -59,6 +66,8 @@ void add_synth(CLI::App& app, int* rc) {
   sub->add_option("--dtype", a->dtype, "expert storage: mxfp4 (the release layout) or bf16 (the dequantized layout)")
       ->check(CLI::IsMember({"mxfp4", "bf16"}))
       ->capture_default_str();
+  sub->add_option("--layers", a->layers, "keep only the config's first N layers (a cut of the model at full width; 0: all)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   sub->add_option("--seed", a->seed, "random seed (the same seed gives the same model in both dtypes)")->capture_default_str();
   sub->add_option("--out", a->out, "output directory (must not exist, or be empty)")->required();
   sub->add_option("--shard-gb", a->shard_gb, "largest shard in GB before splitting")->capture_default_str()->check(CLI::PositiveNumber);

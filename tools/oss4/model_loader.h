@@ -46,8 +46,9 @@ inline constexpr const char* kLmHeadHelp =
     "lm_head weights: stored (as the checkpoint has them: BF16, or NVFP4 from oss4 quantize --lm-head nvfp4), bf16 (a BF16 "
     "lm_head as stored), or nvfp4 (a BF16 one quantized at load; see oss4 compare --lm-head-b)";
 inline constexpr const char* kActivationsHelp =
-    "activations of the NVFP4 matmuls: f32 (default, W4A16), bf16 (rounded to BF16: BF16 dot products in the AVX-512 "
-    "prefill) or q8 (opt-in fast path: quantized to 8 bits per 16 inputs); see oss4 compare --activations-b";
+    "activations of the NVFP4 matmuls: auto (default: f32 on the CPU, bf16 on CUDA), f32 (W4A16 as specified), bf16 "
+    "(rounded to BF16: BF16 dot products in the AVX-512 prefill; every matmul input on CUDA) or q8 (CPU opt-in fast path: "
+    "quantized to 8 bits per 16 inputs); see oss4 compare --activations-b";
 
 inline constexpr const char* kKernelsHelp =
     "CPU kernel rung: auto (OSS4_KERNELS, else the best this CPU runs), ref (the scalar reference, one thread), avx2 or avx512 (AVX-512 with VNNI and VBMI: NVFP4 in 32-output tiles, AVX2 elsewhere)";
@@ -56,7 +57,7 @@ inline constexpr const char* kKernelsHelp =
 inline void add_run_options(CLI::App* sub, RunOptions* o, bool with_threads = true) {
   sub->add_option("--lm-head", o->lm_head, kLmHeadHelp)->capture_default_str();
   sub->add_option("--activations", o->activations, kActivationsHelp)->capture_default_str();
-  sub->add_option("--device", o->device, "where the model runs: auto or cpu")->capture_default_str();
+  sub->add_option("--device", o->device, "where the model runs: auto (a CUDA GPU when one is visible, else the CPU), cpu or cuda")->capture_default_str();
   sub->add_option("--kernels", o->kernels, kKernelsHelp)->capture_default_str();
   if (with_threads) sub->add_option("-t,--threads", o->threads, "threads (default: OSS4_THREADS or every core)")->check(CLI::NonNegativeNumber);
 }

@@ -388,31 +388,7 @@ Status f32_fp4w_matmul(const Fp4MatrixView& w, const float* x, int64_t n_tok, co
   return launch_status("f32_fp4w_matmul", shape_str(w.n_out, w.n_in, n_tok));
 }
 
-size_t moe_scratch_bytes(int64_t n_tok, int64_t k, int64_t n_experts, int64_t n_ff, int64_t n_embd) {
-  const auto up = [](size_t b) { return (b + 255) / 256 * 256; };
-  const size_t np = static_cast<size_t>(n_tok * k);
-  return up(4 * static_cast<size_t>(n_experts + 1)) + 3 * up(4 * np) + up(2 * np * static_cast<size_t>(n_ff)) +
-         up(4 * np * static_cast<size_t>(n_embd));
-}
-
-MoeScratch moe_scratch_carve(void* base, int64_t n_tok, int64_t k, int64_t n_experts, int64_t n_ff, int64_t /*n_embd: y_pair is last*/) {
-  const auto up = [](size_t b) { return (b + 255) / 256 * 256; };
-  const size_t np = static_cast<size_t>(n_tok * k);
-  auto* p = static_cast<uint8_t*>(base);
-  MoeScratch m;
-  m.expert_offsets = reinterpret_cast<int32_t*>(p);
-  p += up(4 * static_cast<size_t>(n_experts + 1));
-  m.pair_token = reinterpret_cast<int32_t*>(p);
-  p += up(4 * np);
-  m.pair_weight = reinterpret_cast<float*>(p);
-  p += up(4 * np);
-  m.pair_of_slot = reinterpret_cast<int32_t*>(p);
-  p += up(4 * np);
-  m.h = reinterpret_cast<uint16_t*>(p);
-  p += up(2 * np * static_cast<size_t>(n_ff));
-  m.y_pair = reinterpret_cast<float*>(p);
-  return m;
-}
+// (moe_scratch_bytes and moe_scratch_carve: scratch.cpp, plain C++, so the device memory plan counts the same bytes)
 
 Status bf16_fp4w_moe(const Fp4ExpertsView& gu, const Fp4ExpertsView& dn, int64_t n_experts, const uint16_t* x, int64_t n_tok,
                      const int32_t* topk_idx, const float* topk_w, int64_t k, const float* gate_up_bias,
