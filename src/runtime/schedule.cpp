@@ -3,7 +3,7 @@
 namespace oss4 {
 
 Status run_gpt_oss(ForwardOps& ops, const ModelConfig& c, const Batch& b, const BatchPlan& plan, KvCache* const* caches, float* logits,
-                   const TraceFn& trace) {
+                   const TraceFn& trace, bool advance_caches) {
   const int64_t n = b.size(), H = c.n_embd;
   if (!plan.logit_rows.empty() && logits == nullptr) return error("run: the batch asks for logits but no logits buffer was given");
   OSS4_TRY(ops.begin(b, plan, caches));
@@ -30,7 +30,8 @@ Status run_gpt_oss(ForwardOps& ops, const ModelConfig& c, const Batch& b, const 
     emit("layer_out", il, Act::kX, H);
   }
   OSS4_TRY(ops.status());
-  for (const SeqRun& r : plan.runs) caches[r.seq]->advance(r.n);
+  if (advance_caches)
+    for (const SeqRun& r : plan.runs) caches[r.seq]->advance(r.n);
   if (plan.logit_rows.empty() && !trace) return ok_status();
   ops.rmsnorm(-1, Norm::kFinal, Act::kX, Act::kH);
   emit("final_norm", c.n_layers, Act::kH, H);

@@ -59,8 +59,9 @@ class ForwardOps {
   virtual Status status() { return ok_status(); }
 };
 
-// the schedule above on one checked batch; advances each cache by its rows once every layer has stored its K/V.
+// the schedule above on one checked batch; advances each cache by its rows once every layer has stored its K/V
+// (advance_caches false: the caller does, e.g. a backend that records the ops into a CUDA graph and runs it later).
 Status run_gpt_oss(ForwardOps& ops, const ModelConfig& c, const Batch& b, const BatchPlan& plan, KvCache* const* caches, float* logits,
-                   const TraceFn& trace);
+                   const TraceFn& trace, bool advance_caches = true);
 
 }  // namespace oss4

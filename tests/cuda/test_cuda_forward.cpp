@@ -15,6 +15,8 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -233,6 +235,48 @@ TEST(CudaForward, DecodeStepsAndACloneMatchOnePrefill) {
     }
     EXPECT_LE(worst, 1e-4 * scale) << "decode steps against the prefill's logits";
   }
+}
+
+// decode steps of 1 and 3 sequences run as CUDA graphs (recorded once per shape, replayed after) give the same bits
+// as the same steps run eagerly (OSS4_CUDA_GRAPHS=0), over enough steps that the recorded graphs are replayed and a
+// key range crosses a split boundary
+TEST(CudaForward, GraphReplayEqualsEagerBitForBit) {
+  SKIP_WITHOUT_GPU();
+  const test::Reference ref = test::load_reference("c1");
+  auto m = load_model(test::kGolden + "/c1/mxfp4");
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  setenv("OSS4_CUDA_GRAPHS", "0", 1);
+  auto eager = make(*m, "cuda", nullptr);
+  unsetenv("OSS4_CUDA_GRAPHS");
+  auto graph = make(*m, "cuda", nullptr);
+  ASSERT_TRUE(eager && graph);
+  const int64_t V = m->cfg.n_vocab, n_seq = 3, prompt = 250, steps = 20;
+  std::vector<std::vector<float>> out[2];
+  for (int which = 0; which < 2; ++which) {
+    Forward& f = which == 0 ? *eager : *graph;
+    std::vector<std::unique_ptr<KvCache>> caches;
+    std::vector<KvCache*> ptrs;
+    for (int64_t s = 0; s < n_seq; ++s) {
+      auto c = f.new_cache(prompt + steps * 2 + 4, 64);
+      ASSERT_TRUE(c.ok());
+      ASSERT_TRUE(eval(f, **c, ref.ids.data() + s, prompt, LogitsMode::kNone, nullptr).ok());
+      caches.push_back(std::move(*c));
+      ptrs.push_back(caches.back().get());
+    }
+    std::vector<float> logits(static_cast<size_t>(n_seq * V));  // [n_seq, V]
+    for (int64_t t = 0; t < steps; ++t) {
+      Batch b;  // all three sequences, then the first alone: two graph shapes
+      const int64_t ns = t % 2 == 0 ? n_seq : 1;
+      for (int64_t s = 0; s < ns; ++s)
+        b.add(ref.ids[static_cast<size_t>(prompt + t + s)], ptrs[static_cast<size_t>(s)]->n_pos(), static_cast<int32_t>(s), true);
+      const Status st = f.run(b, ptrs.data(), n_seq, logits.data());
+      ASSERT_TRUE(st.ok()) << st.message();
+      out[which].emplace_back(logits.begin(), logits.begin() + ns * V);
+    }
+  }
+  ASSERT_EQ(out[0].size(), out[1].size());
+  for (size_t t = 0; t < out[0].size(); ++t)
+    ASSERT_EQ(std::memcmp(out[0][t].data(), out[1][t].data(), out[0][t].size() * sizeof(float)), 0) << "step " << t;
 }
 
 TEST(CudaForward, OptionsAndInfo) {

@@ -4,10 +4,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <map>
+#include <tuple>
 #include <string>
 #include <vector>
 
+#include "backend/cuda/attn_math.h"
 #include "backend/cuda/cuda_kv.h"
 #include "backend/cuda/cuda_weights.h"
 #include "backend/cuda/kernels.h"
@@ -29,10 +33,12 @@ Status cuda_ok(cudaError_t e, const std::string& what) {
 // a device buffer that grows to the largest size asked of it
 struct Scratch {
   DeviceBuffer b;
+  uint64_t* generation = nullptr;  // bumped on every reallocation (recorded graphs hold the old addresses)
   Status fit(size_t n, const char* what) {
     if (b.size() >= n) return ok_status();
     b = DeviceBuffer();  // (free first: the new size may not fit beside the old)
     OSS4_ASSIGN_OR_RETURN(b, DeviceBuffer::alloc(n + n / 4, what));
+    if (generation) ++*generation;
     return ok_status();
   }
   template <class T>
@@ -61,9 +67,30 @@ size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
 class CudaOps final : public ForwardOps {
  public:
-  CudaOps(const ModelWeights& m, const CudaWeights& w, const KvLayout& kv, Stream s) : m_(m), c_(m.cfg), w_(w), kv_(kv), s_(s) {}
+  CudaOps(const ModelWeights& m, const CudaWeights& w, const KvLayout& kv, Stream s) : c_(m.cfg), w_(w), kv_(kv), s_(s) {
+    for (Scratch* b : {&x_, &h_, &h16_, &q_, &k_, &v_, &attn_, &attn16_, &out_, &router_, &topk_idx_, &topk_w_, &moe_, &attn_scratch_,
+                       &rows16_, &logits_, &step_})
+      b->generation = &generation_;
+  }
+
+  // graph mode (a decode step recorded into a CUDA graph, cuda_forward's run): the attention's key ranges are
+  // rounded up to a power of two of splits, so one graph serves the steps until the longest range doubles
+  void set_graph_mode(bool on) { graph_mode_ = on; }
+  // the next begin() is the one the caller already made (the recording replays the schedule, which begins again)
+  void skip_next_begin() { skip_begin_ = true; }
+  void clear_skip_begin() { skip_begin_ = false; }
+  // recording into a graph: no synchronisation, no download of the logits (the caller downloads after the launch)
+  void set_capturing(bool on) { capturing_ = on; }
+  uint64_t generation() const { return generation_; }
+  int64_t max_keys(int g) const { return max_keys_[g]; }
+  bool all_rows() const { return all_rows_; }
+  const float* logits_device() const { return logits_.as<float>(); }
 
   Status begin(const Batch& b, const BatchPlan& plan, KvCache* const* caches) override {
+    if (skip_begin_) {
+      skip_begin_ = false;
+      return ok_status();
+    }
     st_ = ok_status();
     b_ = &b;
     plan_ = &plan;
@@ -94,7 +121,15 @@ class CudaOps final : public ForwardOps {
       return error("cuda: position " + std::to_string(max_pos) + " is past the model's " + std::to_string(w_.n_rope_pos) + " (max_position_embeddings)");
     max_keys_[0] = max_pos + 1;
     max_keys_[1] = kv_.window > 0 ? std::min(kv_.window, max_pos + 1) : max_pos + 1;
-    OSS4_TRY(attn_scratch_.fit(attention_scratch_bytes(n_, c_.n_heads, c_.head_dim, max_keys_[0]), "attention scratch"));
+    if (graph_mode_) {
+      for (int64_t& mk : max_keys_) {
+        int64_t splits = 1;
+        while (splits < n_key_splits(mk)) splits *= 2;
+        mk = splits * kKeysPerSplit;
+      }
+    }
+    attn_tile_ = std::min(n_, attention_tile_rows(c_.n_heads, c_.head_dim, max_keys_[0]));
+    OSS4_TRY(attn_scratch_.fit(attention_scratch_bytes(attn_tile_, c_.n_heads, c_.head_dim, max_keys_[0]), "attention scratch"));
     const size_t o_ids = 0, o_pos = align256(fn), o_seq = o_pos + align256(fn), o_lrows = o_seq + align256(fn),
                  o_tab = o_lrows + align256(static_cast<size_t>(std::max<int64_t>(nl, 1)) * 4),
                  total = o_tab + static_cast<size_t>(std::max<int64_t>(n_seq, 1)) * 2 * sizeof(PageTable);
@@ -167,9 +202,15 @@ class CudaOps final : public ForwardOps {
     if (!st_.ok()) return;
     const LayerKv lk = layer_kv(layer);
     const int64_t window = lk.group == 1 ? kv_.window : 0;
-    note(cuda::attention(rows_, lk, f32(q), c_.n_heads, c_.n_kv_heads, c_.head_dim, window,
-                         w_.layers[static_cast<size_t>(layer)].sinks, 1.0f / std::sqrt(static_cast<float>(c_.head_dim)),
-                         max_keys_[lk.group], attn_scratch_.b.data(), f32(out), bf16(out), s_));
+    const int64_t qd = c_.q_dim();
+    // in tiles of rows that keep the scratch within its cap (one tile unless a long chunk sits deep in the context)
+    for (int64_t r0 = 0; r0 < n_ && st_.ok(); r0 += attn_tile_) {
+      const int64_t nr = std::min(attn_tile_, n_ - r0);
+      const RowsView rv{rows_.pos + r0, rows_.seq + r0, rows_.tables, nr};
+      note(cuda::attention(rv, lk, f32(q) + r0 * qd, c_.n_heads, c_.n_kv_heads, c_.head_dim, window,
+                           w_.layers[static_cast<size_t>(layer)].sinks, 1.0f / std::sqrt(static_cast<float>(c_.head_dim)),
+                           max_keys_[lk.group], attn_scratch_.b.data(), f32(out) + r0 * qd, bf16(out) + r0 * qd, s_));
+    }
   }
 
   void moe(int64_t layer, Act in, Act out, const TraceFn* trace) override {
@@ -210,7 +251,7 @@ class CudaOps final : public ForwardOps {
       x = rows16_.as<uint16_t>();
     }
     if (st_.ok()) note(matmul(w_.lm_head, x, nl, nullptr, logits_.as<float>()));
-    if (st_.ok())
+    if (st_.ok() && !capturing_)
       note(cuda_ok(cudaMemcpyAsync(logits, logits_.b.data(), static_cast<size_t>(nl * c_.n_vocab) * sizeof(float),
                                    cudaMemcpyDeviceToHost, s_), "logits download"));
   }
@@ -225,7 +266,10 @@ class CudaOps final : public ForwardOps {
   }
 
   Status status() override {
-    if (st_.ok()) note(cuda_ok(cudaStreamSynchronize(s_), "step"));
+    if (!capturing_) {  // (also after an error: the step's upload may still be reading the pinned descriptor)
+      Status s = cuda_ok(cudaStreamSynchronize(s_), "step");
+      note(std::move(s));
+    }
     return st_;
   }
 
@@ -269,16 +313,18 @@ class CudaOps final : public ForwardOps {
     return nullptr;
   }
 
-  const ModelWeights& m_;
   const ModelConfig& c_;
   const CudaWeights& w_;
   const KvLayout& kv_;
   Stream s_;
   Status st_;
+  bool graph_mode_ = false, skip_begin_ = false, capturing_ = false;
+  uint64_t generation_ = 0;
   const Batch* b_ = nullptr;
   const BatchPlan* plan_ = nullptr;
   int64_t n_ = 0;
   int64_t max_keys_[2] = {1, 1};  // the longest key range of the step, per group
+  int64_t attn_tile_ = 1;         // rows per attention call
   bool all_rows_ = false;         // every row asks for logits, in order
   // device activations of the step (n_ rows)
   Scratch x_;       // [n, n_embd] f32 residual stream
@@ -313,12 +359,15 @@ class CudaForward final : public Forward {
     OSS4_TRY(cuda_ok(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream"));
     f->s_ = s;
     f->ops_ = std::make_unique<CudaOps>(m, f->w_, f->pool_->layout(), s);
+    const char* g = std::getenv("OSS4_CUDA_GRAPHS");
+    f->graphs_on_ = !(g && std::string(g) == "0");
     cudaDeviceProp p{};
     OSS4_TRY(cuda_ok(cudaGetDeviceProperties(&p, 0), "device properties"));
     f->sm_ = "sm_" + std::to_string(p.major) + std::to_string(p.minor);
     return f;
   }
   ~CudaForward() override {
+    clear_graphs();
     ops_.reset();
     if (s_) cudaStreamDestroy(s_);
   }
@@ -346,16 +395,80 @@ class CudaForward final : public Forward {
 
   Status run(const Batch& b, KvCache* const* caches, int64_t n_caches, float* logits, const TraceFn& trace) override {
     OSS4_TRY(check_batch(b, caches, n_caches, m_.cfg, &plan_));
-    return run_gpt_oss(*ops_, m_.cfg, b, plan_, caches, logits, trace);
+    bool decode = graphs_on_ && !trace;
+    for (const SeqRun& r : plan_.runs) decode = decode && r.n == 1;
+    ops_->set_graph_mode(decode);
+    if (!decode) return run_gpt_oss(*ops_, m_.cfg, b, plan_, caches, logits, trace);
+    return run_decode_graph(b, caches, logits);
   }
 
  private:
   CudaForward(const ModelWeights& m, const BackendOptions& o)
       : m_(m), o_(o), pool_(std::make_shared<PagePool>(KvLayout::of(m.cfg))) {}
 
+  // a decode step (one row per sequence) as a CUDA graph: recorded the first time its shape comes (rows, logit rows,
+  // the attention's rounded key ranges, the scratch buffers' addresses), replayed after. The step descriptor (ids,
+  // positions, page tables) is uploaded before the launch into the buffer the graph reads; the caches advance after.
+  Status run_decode_graph(const Batch& b, KvCache* const* caches, float* logits) {
+    if (!plan_.logit_rows.empty() && logits == nullptr) return error("run: the batch asks for logits but no logits buffer was given");
+    OSS4_TRY(ops_->begin(b, plan_, caches));
+    if (ops_->generation() != graph_generation_) {
+      clear_graphs();
+      graph_generation_ = ops_->generation();
+    }
+    const int64_t nl = static_cast<int64_t>(plan_.logit_rows.size());
+    const GraphKey key{b.size(), nl, ops_->all_rows(), ops_->max_keys(0), ops_->max_keys(1)};
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) {
+      if (graphs_.size() >= 64) clear_graphs();
+      OSS4_TRY(cuda_ok(cudaStreamBeginCapture(s_, cudaStreamCaptureModeThreadLocal), "graph capture"));
+      ops_->skip_next_begin();
+      ops_->set_capturing(true);
+      Status st = run_gpt_oss(*ops_, m_.cfg, b, plan_, caches, logits, nullptr, /*advance_caches=*/false);
+      ops_->set_capturing(false);
+      ops_->clear_skip_begin();
+      cudaGraph_t g = nullptr;
+      const cudaError_t e = cudaStreamEndCapture(s_, &g);
+      if (st.ok()) st = cuda_ok(e, "graph capture");
+      cudaGraphExec_t x = nullptr;
+      if (st.ok()) st = cuda_ok(cudaGraphInstantiate(&x, g, 0), "graph instantiate");
+      if (g) cudaGraphDestroy(g);
+      if (!st.ok()) {
+        cudaGetLastError();
+        return st;
+      }
+      it = graphs_.emplace(key, x).first;
+    }
+    OSS4_TRY(cuda_ok(cudaGraphLaunch(it->second, s_), "graph launch"));
+    if (nl > 0)
+      OSS4_TRY(cuda_ok(cudaMemcpyAsync(logits, ops_->logits_device(), static_cast<size_t>(nl * m_.cfg.n_vocab) * sizeof(float),
+                                       cudaMemcpyDeviceToHost, s_), "logits download"));
+    OSS4_TRY(cuda_ok(cudaStreamSynchronize(s_), "decode step"));
+    for (const SeqRun& r : plan_.runs) caches[r.seq]->advance(r.n);
+    return ok_status();
+  }
+
+  void clear_graphs() {
+    for (auto& [k, x] : graphs_) cudaGraphExecDestroy(x);
+    graphs_.clear();
+  }
+
+  struct GraphKey {
+    int64_t rows, logit_rows;
+    bool all_rows;
+    int64_t keys_full, keys_sliding;
+    bool operator<(const GraphKey& o) const {
+      return std::tie(rows, logit_rows, all_rows, keys_full, keys_sliding) <
+             std::tie(o.rows, o.logit_rows, o.all_rows, o.keys_full, o.keys_sliding);
+    }
+  };
+
   const ModelWeights& m_;
   BackendOptions o_;
   std::shared_ptr<PagePool> pool_;
+  bool graphs_on_ = true;  // OSS4_CUDA_GRAPHS=0 turns them off (every step eager)
+  std::map<GraphKey, cudaGraphExec_t> graphs_;
+  uint64_t graph_generation_ = 0;
   CudaWeights w_;
   cudaStream_t s_ = nullptr;
   std::unique_ptr<CudaOps> ops_;

@@ -60,7 +60,8 @@ Result<std::unique_ptr<CudaKvCache>> CudaKvCache::create(std::shared_ptr<PagePoo
                                                          bool sliding_ring) {
   if (max_ctx <= 0 || max_chunk <= 0) return error("KV cache: max_ctx and max_chunk must be positive");
   const KvLayout& k = pool->layout();
-  const bool ring = sliding_ring && k.geom[1].n_layers > 0 && k.window > 0;
+  // a ring only where it saves memory, as the host cache decides (HostKvCache::create)
+  const bool ring = sliding_ring && k.geom[1].n_layers > 0 && k.window > 0 && k.window + max_chunk - 1 < max_ctx;
   std::unique_ptr<CudaKvCache> c(new CudaKvCache(std::move(pool), max_ctx, max_chunk, ring));
   if (ring) c->g_[1].ring_slots = ring_slots(k.window, max_chunk);
   return c;
@@ -86,12 +87,27 @@ Status CudaKvCache::grow(int64_t need) {
     Group& G = g_[g];
     int64_t want = pages_for(need);
     if (G.ring_slots > 0) want = std::min(want, G.ring_slots);
-    if (static_cast<int64_t>(G.pages.size()) >= want) continue;
-    while (static_cast<int64_t>(G.pages.size()) < want) {
-      OSS4_ASSIGN_OR_RETURN(uint16_t* p, pool_->take(g));
-      G.pages.push_back(p);
+    if (static_cast<int64_t>(G.pages.size()) >= want && G.uploaded == G.pages.size()) continue;
+    Status taken = ok_status();
+    while (taken.ok() && static_cast<int64_t>(G.pages.size()) < want) {
+      auto p = pool_->take(g);
+      if (p.ok()) {
+        G.pages.push_back(*p);
+      } else {
+        taken = p.status();
+      }
     }
-    // the device table: n_slots pointers (a ring's slots past the pages allocated so far are never read)
+    // the device table: n_slots pointers (a ring's slots past the pages allocated so far are never read). Uploaded
+    // even when a page could not be had, so the table always holds every page n_slots counts.
+    OSS4_TRY(upload_table(g));
+    OSS4_TRY(taken);
+  }
+  return ok_status();
+}
+
+Status CudaKvCache::upload_table(int g) {
+  Group& G = g_[g];
+  {
     const int64_t slots = n_slots(g);
     std::vector<uint16_t*> host(static_cast<size_t>(slots), nullptr);  // [slots] device pointers
     std::copy(G.pages.begin(), G.pages.end(), host.begin());
@@ -102,6 +118,9 @@ Status CudaKvCache::grow(int64_t need) {
       OSS4_ASSIGN_OR_RETURN(G.table, DeviceBuffer::alloc(std::max(cap, need_bytes), "KV cache page table"));
     }
     OSS4_TRY(cuda_ok(cudaMemcpy(G.table.data(), host.data(), need_bytes, cudaMemcpyHostToDevice), "page table upload"));
+    // (the copy ran on the legacy stream, which the backend's non-blocking stream does not wait for)
+    OSS4_TRY(cuda_ok(cudaDeviceSynchronize(), "page table upload"));
+    G.uploaded = G.pages.size();
   }
   return ok_status();
 }
@@ -112,15 +131,21 @@ size_t CudaKvCache::bytes() const {
 
 std::unique_ptr<KvCache> CudaKvCache::clone() const {
   std::unique_ptr<CudaKvCache> c(new CudaKvCache(pool_, max_ctx_, max_chunk_, ring_));
-  for (int g = 0; g < 2; ++g) c->g_[g].ring_slots = g_[g].ring_slots;
-  // the same pages, copied: grow to the same count, then the bytes device to device
-  const int64_t held = std::max<int64_t>(static_cast<int64_t>(std::max(g_[0].pages.size(), g_[1].pages.size())), 0) * kPagePositions;
-  if (held > 0 && !c->grow(std::min(held, max_ctx_)).ok()) return nullptr;
+  // as many pages in each group as this cache has, their bytes copied device to device
   for (int g = 0; g < 2; ++g) {
-    if (c->g_[g].pages.size() != g_[g].pages.size()) return nullptr;
+    Group& G = c->g_[g];
+    G.ring_slots = g_[g].ring_slots;
+    while (G.pages.size() < g_[g].pages.size()) {
+      auto p = pool_->take(g);
+      if (!p.ok()) return nullptr;  // (the caller reports it: bench, tests)
+      G.pages.push_back(*p);
+    }
     for (size_t i = 0; i < g_[g].pages.size(); ++i)
-      if (cudaMemcpy(c->g_[g].pages[i], g_[g].pages[i], pool_->page_bytes(g), cudaMemcpyDeviceToDevice) != cudaSuccess) return nullptr;
+      if (cudaMemcpy(G.pages[i], g_[g].pages[i], pool_->page_bytes(g), cudaMemcpyDeviceToDevice) != cudaSuccess) return nullptr;
+    if (!G.pages.empty() && !c->upload_table(g).ok()) return nullptr;
   }
+  // (device-to-device copies return before they finish, on the legacy stream the backend's stream does not wait for)
+  if (cudaDeviceSynchronize() != cudaSuccess) return nullptr;
   c->n_pos_ = n_pos_;
   return c;
 }

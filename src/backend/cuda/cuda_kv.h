@@ -63,6 +63,8 @@ class CudaKvCache final : public KvCache {
   Status grow(int64_t need) override;
   // the table's slots: a ring's fixed count, else the pages allocated
   int64_t n_slots(int group) const;
+  // the group's table to the device (synchronously)
+  Status upload_table(int group);
 
   std::shared_ptr<PagePool> pool_;
   bool ring_ = false;  // the sliding group keeps a ring
@@ -70,6 +72,7 @@ class CudaKvCache final : public KvCache {
     std::vector<uint16_t*> pages;  // [pages allocated] device pages
     DeviceBuffer table;            // [capacity] device pointers, the first n_slots valid
     int64_t ring_slots = 0;        // 0: grows
+    size_t uploaded = 0;           // pages the device table holds
   };
   Group g_[2];
 };

@@ -165,6 +165,9 @@ Result<CudaWeights> cuda_prepare_weights(const ModelWeights& m, LmHeadType lm, i
     OSS4_ASSIGN_OR_RETURN(d.router, p.matrix(L.router, L.router.name));
     if (d.router.fp4) return error(L.router.name + ": an FP4 router (the CUDA backend reads a BF16 router)");
     OSS4_ASSIGN_OR_RETURN(d.router_bias, p.f32(L.router_bias, pre + "router bias"));
+    if (L.gate_up.size() != static_cast<size_t>(c.n_experts) || L.down.size() != static_cast<size_t>(c.n_experts))
+      return error(pre + "has " + std::to_string(L.gate_up.size()) + " gate_up and " + std::to_string(L.down.size()) +
+                   " down experts, the config " + std::to_string(c.n_experts));
     OSS4_ASSIGN_OR_RETURN(d.gate_up, p.experts(L.gate_up, true));
     OSS4_ASSIGN_OR_RETURN(d.down, p.experts(L.down, false));
     if (L.gate_up_bias.size() != static_cast<size_t>(c.n_experts * 2 * c.n_ff) ||

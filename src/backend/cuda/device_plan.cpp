@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 
+#include "backend/cuda/attn_math.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/kv_pages.h"
 #include "backend/cuda/ops.h"
@@ -88,16 +89,23 @@ Result<DevicePlan> plan_device_memory(const ModelWeights& m, LmHeadType lm, int6
                            std::to_string(n_seq) + " sequences of " + std::to_string(ctx),
                        b});
   }
-  // the step scratch at max_chunk rows (Scratch::fit keeps 25% over what it is asked)
-  const int64_t n = std::max(max_chunk, n_seq), k = c.n_experts_used;
+  // the step scratch of the largest step: a prefill chunk beside a decode row of every other sequence, every row
+  // asking for logits (a prefill that keeps all of them); the attention in tiles (attention_tile_rows) over key
+  // ranges rounded up to a power of two of splits (decode graphs); each buffer keeps 25% over what it was asked
+  const int64_t n = max_chunk + n_seq - 1, k = c.n_experts_used;
+  int64_t splits = 1;
+  while (splits < n_key_splits(ctx)) splits *= 2;
+  const int64_t keys = splits * kKeysPerSplit, tile = std::min(n, attention_tile_rows(c.n_heads, c.head_dim, keys));
   const size_t f = static_cast<size_t>(n) * 4;
   size_t s = f * static_cast<size_t>(c.n_embd * 3 + c.q_dim() * 2 + c.kv_dim() * 2 + c.n_experts + 2 * k) +
              static_cast<size_t>(n) * 2 * static_cast<size_t>(c.n_embd + c.q_dim()) +
-             moe_scratch_bytes(n, k, c.n_experts, c.n_ff, c.n_embd) + attention_scratch_bytes(n, c.n_heads, c.head_dim, ctx) +
-             static_cast<size_t>(c.n_vocab) * 4 + static_cast<size_t>(c.n_embd) * 2;
+             moe_scratch_bytes(n, k, c.n_experts, c.n_ff, c.n_embd) + attention_scratch_bytes(tile, c.n_heads, c.head_dim, keys) +
+             static_cast<size_t>(n) * static_cast<size_t>(c.n_vocab * 4 + c.n_embd * 2);
   s += s / 4;
+  // and each sequence's two page tables (device pointers)
+  s += static_cast<size_t>(n_seq) * 2 * static_cast<size_t>(pages_for(ctx)) * 8;
   p.scratch_bytes = s;
-  p.items.push_back({"step scratch (" + std::to_string(n) + " rows, keys up to " + std::to_string(ctx) + ")", s});
+  p.items.push_back({"step scratch (" + std::to_string(n) + " rows with logits, keys up to " + std::to_string(ctx) + "), page tables", s});
   return p;
 }
 

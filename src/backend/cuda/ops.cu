@@ -1,5 +1,5 @@
 // The CUDA backend's small ops (ops.h): embedding rows, RMSNorm, residual add, RoPE with the K/V store into pages,
-// split attention with sinks and its combine, the router's top-k, argmax. The decisions (key ranges, online softmax,
+// split attention with sinks and its combine, the router's top-k. The decisions (key ranges, online softmax,
 // sink, page addresses, top-k order) are the __host__ __device__ code of attn_math.h, kv_pages.h and topk.h.
 #include "backend/cuda/ops.h"
 
@@ -79,7 +79,7 @@ __global__ void gather_kernel(const uint16_t* src, const int32_t* idx, int64_t w
   for (int64_t i = threadIdx.x; i < width; i += blockDim.x) d[i] = s[i];
 }
 
-__global__ void rope_store_kernel(RowsView rows, LayerKv lk, float* q, const float* k, const float* v, int n_heads, int n_kv,
+__global__ void rope_store_kernel(RowsView rows, LayerKv lk, float* q, float* k, const float* v, int n_heads, int n_kv,
                                   int hd, const float* rope_cs) {
   const int64_t r = blockIdx.x;
   const int64_t pos = rows.pos[r];
@@ -100,10 +100,13 @@ __global__ void rope_store_kernel(RowsView rows, LayerKv lk, float* q, const flo
   for (int e = threadIdx.x; e < n_kv * half; e += blockDim.x) {
     const int h = e / half, i = e % half;
     const float c = cs[i], sn = cs[half + i];
-    const float* kh = k + r * kv_dim + h * hd;
+    float* kh = k + r * kv_dim + h * hd;
     const float x1 = kh[i], x2 = kh[i + half];
-    krow[h * hd + i] = f32_to_bf16_bits(x1 * c - x2 * sn);
-    krow[h * hd + i + half] = f32_to_bf16_bits(x2 * c + x1 * sn);
+    const float y1 = x1 * c - x2 * sn, y2 = x2 * c + x1 * sn;
+    kh[i] = y1;
+    kh[i + half] = y2;
+    krow[h * hd + i] = f32_to_bf16_bits(y1);
+    krow[h * hd + i + half] = f32_to_bf16_bits(y2);
   }
   for (int64_t e = threadIdx.x; e < kv_dim; e += blockDim.x) vrow[e] = f32_to_bf16_bits(v[r * kv_dim + e]);
 }
@@ -195,30 +198,6 @@ __global__ void topk_kernel(const float* logits, int64_t n_tok, int n_exp, int k
   if (t < n_tok) topk_softmax_row(logits + t * n_exp, n_exp, k, idx + t * k, w + t * k);
 }
 
-__global__ void __launch_bounds__(256) argmax_kernel(const float* logits, int64_t n, int32_t* ids) {
-  __shared__ float sv[256];
-  __shared__ int32_t si[256];
-  const float* row = logits + blockIdx.x * n;
-  float best = -INFINITY;
-  int32_t bi = -1;
-  for (int64_t i = threadIdx.x; i < n; i += 256) {
-    if (row[i] > best || bi < 0) best = row[i], bi = static_cast<int32_t>(i);  // (ascending i: ties keep the lower)
-  }
-  sv[threadIdx.x] = best;
-  si[threadIdx.x] = bi;
-  __syncthreads();
-  for (int o = 128; o > 0; o >>= 1) {
-    if (threadIdx.x < o) {
-      const float v2 = sv[threadIdx.x + o];
-      const int32_t i2 = si[threadIdx.x + o];
-      if (i2 >= 0 && (si[threadIdx.x] < 0 || v2 > sv[threadIdx.x] || (v2 == sv[threadIdx.x] && i2 < si[threadIdx.x])))
-        sv[threadIdx.x] = v2, si[threadIdx.x] = i2;
-    }
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) ids[blockIdx.x] = si[0];
-}
-
 unsigned grid_for(int64_t n, int threads) {
   const int64_t b = (n + threads - 1) / threads;
   return static_cast<unsigned>(b < 4096 ? (b > 0 ? b : 1) : 4096);
@@ -266,7 +245,7 @@ Status gather_rows_bf16(const uint16_t* src, const int32_t* idx, int64_t n_idx, 
   return launch_status("gather_rows_bf16", sh);
 }
 
-Status rope_store_kv(const RowsView& rows, const LayerKv& lk, float* q, const float* k, const float* v, int64_t n_heads,
+Status rope_store_kv(const RowsView& rows, const LayerKv& lk, float* q, float* k, const float* v, int64_t n_heads,
                      int64_t n_kv_heads, int64_t head_dim, const float* rope_cs, Stream s) {
   const std::string sh = dims({{"n_rows", rows.n_rows}, {"n_heads", n_heads}, {"n_kv_heads", n_kv_heads}, {"head_dim", head_dim}});
   if (!rows.pos || !rows.seq || !rows.tables || !q || !k || !v || !rope_cs || rows.n_rows <= 0 || rows.n_rows > 2147483647 ||
@@ -312,11 +291,5 @@ Status router_topk(const float* logits, int64_t n_tok, int64_t n_experts, int64_
   return launch_status("router_topk", sh);
 }
 
-Status argmax_rows(const float* logits, int64_t n_rows, int64_t n, int32_t* ids, Stream s) {
-  const std::string sh = dims({{"n_rows", n_rows}, {"n", n}});
-  if (!logits || !ids || n_rows <= 0 || n <= 0 || n_rows > 2147483647) return error("argmax_rows: bad arguments " + sh);
-  argmax_kernel<<<static_cast<unsigned>(n_rows), 256, 0, s>>>(logits, n, ids);
-  return launch_status("argmax_rows", sh);
-}
 
 }  // namespace oss4::cuda

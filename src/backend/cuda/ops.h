@@ -46,16 +46,20 @@ struct LayerKv {
   PageGeom geom;
 };
 
-// RoPE (half-split, YaRN) on q [n_rows, n_heads, head_dim] f32 in place and on k [n_rows, n_kv_heads, head_dim] f32,
+// RoPE (half-split, YaRN) on q [n_rows, n_heads, head_dim] and k [n_rows, n_kv_heads, head_dim] f32 in place,
 // then k and v [n_rows, kv_dim] f32 stored as BF16 at each row's position in its sequence's pages. rope_cs
 // [n_rope_pos, head_dim] f32: per position cos(p inv_freq_i) c for i < head_dim / 2, then the sines, times the YaRN
 // concentration c, computed on the host as the CPU's RoPE computes them (the device's cosf of a large angle would take
 // a local-memory range reduction); every row's position must be below n_rope_pos (the caller checks).
-Status rope_store_kv(const RowsView& rows, const LayerKv& lk, float* q, const float* k, const float* v, int64_t n_heads,
+Status rope_store_kv(const RowsView& rows, const LayerKv& lk, float* q, float* k, const float* v, int64_t n_heads,
                      int64_t n_kv_heads, int64_t head_dim, const float* rope_cs, Stream s);
 
 // scratch of the split attention for n_rows rows whose longest key range is max_keys keys
 size_t attention_scratch_bytes(int64_t n_rows, int64_t n_heads, int64_t head_dim, int64_t max_keys);
+// the most rows one attention call takes so its scratch stays within kAttentionScratchCap (a long prefill chunk at
+// a deep position is attended in tiles of this many rows); at least 1
+inline constexpr size_t kAttentionScratchCap = size_t{256} << 20;
+int64_t attention_tile_rows(int64_t n_heads, int64_t head_dim, int64_t max_keys);
 
 // attention with sinks, GQA and the window (0: full causal) of every row against its sequence's pages: q
 // [n_rows, n_heads, head_dim] f32 (RoPE applied), sinks [n_heads] f32 (null: none, for the tests) -> out
@@ -68,8 +72,5 @@ Status attention(const RowsView& rows, const LayerKv& lk, const float* q, int64_
 
 // router logits [n_tok, n_experts] f32 -> top-k ids [n_tok, k] i32 and softmax weights [n_tok, k] f32 (topk.h)
 Status router_topk(const float* logits, int64_t n_tok, int64_t n_experts, int64_t k, int32_t* idx, float* w, Stream s);
-
-// greedy: ids [n_rows] i32 = argmax of each row of logits [n_rows, n] f32 (ties to the lower index)
-Status argmax_rows(const float* logits, int64_t n_rows, int64_t n, int32_t* ids, Stream s);
 
 }  // namespace oss4::cuda

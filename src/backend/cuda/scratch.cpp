@@ -42,4 +42,10 @@ size_t attention_scratch_bytes(int64_t n_rows, int64_t n_heads, int64_t head_dim
   return up256(static_cast<size_t>(slots) * sizeof(SoftmaxPart)) + static_cast<size_t>(slots * head_dim) * sizeof(float);
 }
 
+int64_t attention_tile_rows(int64_t n_heads, int64_t head_dim, int64_t max_keys) {
+  const int64_t per_row = n_heads * n_key_splits(max_keys > 0 ? max_keys : 1) * (static_cast<int64_t>(sizeof(SoftmaxPart)) + 4 * head_dim);
+  const int64_t rows = static_cast<int64_t>(kAttentionScratchCap) / (per_row > 0 ? per_row : 1) - 1;  // (the 256-byte alignment)
+  return rows > 1 ? rows : 1;
+}
+
 }  // namespace oss4::cuda
