@@ -33,29 +33,15 @@
 #include "runtime/forward.h"
 #include "../model/golden_reference.h"
 
+#include "dev_buffer.h"
+
 namespace oss4 {
 namespace {
 
 #define SKIP_WITHOUT_GPU() \
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device here"
 
-template <class T>
-struct Dev {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit Dev(size_t count) : n(count) { EXPECT_EQ(cudaMalloc(&p, std::max<size_t>(1, n) * sizeof(T)), cudaSuccess); }
-  explicit Dev(const std::vector<T>& h) : Dev(h.size()) {
-    EXPECT_EQ(cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
-  }
-  ~Dev() { cudaFree(p); }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  std::vector<T> host() const {
-    std::vector<T> h(n);
-    EXPECT_EQ(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
-    return h;
-  }
-};
+using test::Dev;
 
 TEST(CudaAttention, PagedWithAndWithoutSinksMatchesReference) {
   SKIP_WITHOUT_GPU();
@@ -124,7 +110,7 @@ TEST(CudaAttention, PagedWithAndWithoutSinksMatchesReference) {
         ASSERT_TRUE(cuda::attention(rows, lk, d_q.p, 8, 2, hd, window, with_sinks ? d_sinks.p : nullptr, 0.125f, max_keys, scratch.p,
                                     d_out.p, nullptr, nullptr).ok());
         ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-        const std::vector<float> got = d_out.host();
+        const std::vector<float> got = d_out.get();
         std::vector<float> want(got.size()), other(got.size()), minf(8, -INFINITY);
         f32_sdpa_sink_ref(qq.data(), pos64.data(), n, 8, 2, hd, view, window, with_sinks ? sinks.data() : minf.data(), 0.125f, want.data());
         f32_sdpa_sink_ref(qq.data(), pos64.data(), n, 8, 2, hd, view, window, with_sinks ? minf.data() : sinks.data(), 0.125f, other.data());

@@ -26,6 +26,8 @@
 #include "backend/cuda/upload.h"
 #include "fp4_test_data.h"
 
+#include "dev_buffer.h"
+
 namespace oss4 {
 namespace {
 
@@ -46,25 +48,7 @@ bool gpu_present(std::string* why) {
     if (!gpu_present(&why_)) GTEST_SKIP() << "no CUDA device here: " << why_; \
   } while (0)
 
-// a device buffer of n T, copied from / to host vectors.
-template <class T>
-struct Dev {
-  T* p = nullptr;
-  size_t n = 0;
-  explicit Dev(size_t count) : n(count) { EXPECT_EQ(cudaMalloc(&p, std::max<size_t>(1, n) * sizeof(T)), cudaSuccess); }
-  explicit Dev(const std::vector<T>& h) : Dev(h.size()) {
-    EXPECT_EQ(cudaMemcpy(p, h.data(), n * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
-  }
-  ~Dev() { cudaFree(p); }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  std::vector<T> get() const {
-    std::vector<T> h(n);
-    EXPECT_EQ(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
-    return h;
-  }
-  void poison() { EXPECT_EQ(cudaMemset(p, 0xff, n * sizeof(T)), cudaSuccess); }  // NaN for f32 and bf16
-};
+using test::Dev;
 
 std::vector<float> widen(const std::vector<uint16_t>& b) {
   std::vector<float> f(b.size());
