@@ -25,8 +25,8 @@ int print_device_plan(const ModelWeights& m, const InfoArgs& a) {
   if (!p.ok()) return fail(p.status());
   std::printf("device memory   planned for --device cuda (%lld sequences of %lld positions, chunks of %lld):\n",
               static_cast<long long>(a.seqs), static_cast<long long>(a.ctx), static_cast<long long>(a.chunk));
-  for (const auto& it : p->items) std::printf("  %-60s %12s\n", it.what.c_str(), format_bytes(static_cast<double>(it.bytes)).c_str());
-  std::printf("  %-60s %12s\n", "total (weights + K/V + scratch; the CUDA context comes on top)", format_bytes(static_cast<double>(p->total())).c_str());
+  for (const auto& it : p->items) std::printf("  %-66s %12s\n", it.what.c_str(), format_bytes(static_cast<double>(it.bytes)).c_str());
+  std::printf("  %-66s %12s\n", "total (weights + K/V + scratch; the CUDA context comes on top)", format_bytes(static_cast<double>(p->total())).c_str());
 #ifdef OSS4_HAVE_CUDA
   if (cuda_device_count() > 0) {
     auto d = cuda_device_summary();
