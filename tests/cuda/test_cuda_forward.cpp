@@ -4,7 +4,8 @@
 // against one prefill. Without a CUDA device every test skips with a one-line reason.
 //
 // Bounds of the forward (BF16 activations on the GPU against the CPU's f32): the GPU rounds every matmul input to
-// BF16 (relative 2^-9), K and V to BF16, and sums in other orders. The CPU's own --activations bf16 path rounds the
+// BF16 (relative 2^-9) — the projections', the router's, and in a prefill chunk the attention's Q and P — K and V
+// to BF16, and sums in other orders. The CPU's own --activations bf16 path rounds the
 // NVFP4/MXFP4 matmul inputs alone; the GPU adds the roundings of the attention and router inputs and of K/V, a few
 // more perturbations of the same size. KL grows with the square of a logit perturbation, so a perturbation a small
 // multiple k of the CPU's BF16 path (k about 2) gives about k^2 = 4 times its KL: the bound is 4 x KL(cpu bf16) +
@@ -121,6 +122,34 @@ TEST(CudaAttention, PagedWithAndWithoutSinksMatchesReference) {
         }
         EXPECT_LT(worst, 1e-4) << what << " layer " << l << (with_sinks ? " with" : " without") << " sinks";
         EXPECT_GT(gap, 1e-2) << "sinks make no difference here: the case does not test them";
+        if (n < 16) continue;
+        // the tensor-core prefill kernel on the same rows: q and P rounded to BF16, so against the reference on the
+        // BF16-rounded q, within 2^-8 max|v| (tests/cuda_host/test_attention_math.cpp derives it)
+        cuda::FlashArgs fa;
+        fa.q = d_q.p;
+        fa.n_rows = n;
+        fa.p0 = p0;
+        fa.table = tabs[static_cast<size_t>(g)];
+        fa.geom = lk.geom;
+        fa.gl = lk.gl;
+        fa.n_heads = 8;
+        fa.n_kv_heads = 2;
+        fa.window = window;
+        fa.sinks = with_sinks ? d_sinks.p : nullptr;
+        fa.scale = 0.125f;
+        fa.out = d_out.p;
+        d_out.poison();
+        ASSERT_TRUE(cuda::attention_prefill(fa, hd, nullptr).ok());
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        const std::vector<float> flash = d_out.get();
+        std::vector<float> q16(qq.size()), want16(got.size());
+        for (size_t i = 0; i < qq.size(); ++i) q16[i] = bf16_to_f32(f32_to_bf16(qq[i]));
+        f32_sdpa_sink_ref(q16.data(), pos64.data(), n, 8, 2, hd, view, window, with_sinks ? sinks.data() : minf.data(), 0.125f, want16.data());
+        float vmax = 0.0f;
+        for (float x : vf) vmax = std::max(vmax, std::fabs(x));
+        double fworst = 0;
+        for (size_t i = 0; i < flash.size(); ++i) fworst = std::max(fworst, double(std::fabs(flash[i] - want16[i])));
+        EXPECT_LT(fworst, std::ldexp(1.0, -8) * vmax + 1e-4) << what << " (tensor-core prefill) layer " << l;
       }
     }
   };

@@ -11,9 +11,11 @@
 
 #include "backend/cpu/kernels_ref.h"
 #include "backend/cuda/attn_math.h"
+#include "backend/cuda/flash_attention.h"
 #include "backend/cuda/kv_pages.h"
 #include "backend/cuda/topk.h"
 #include "numeric/float_formats.h"
+#include "ptx_fragments.h"
 
 namespace oss4 {
 namespace {
@@ -144,6 +146,80 @@ TEST(CudaAttentionMath, SlidingLayersOverRings) {
   run_case({513, 128, 128, true, true});
   run_case({300, 16, 5, true, false});
   run_case({300, 128, 64, false, true});  // a rewindable cache: sliding layers over a growing table
+}
+
+// the prefill kernel's warp program (flash_attention.h) run by 32 emulated lanes over every 16-row tile and head of
+// each chunk right after the chunk's store, against the reference on the same BF16 K/V with q rounded to BF16 (an
+// mma operand). P is rounded to BF16 too; each weight is off by at most 2^-9 relative and the normalisation sums the
+// rounded weights, so the output is off by at most 2^-9 max|v - out| <= 2^-8 max|v| (+ f32 sums).
+template <int HD>
+void run_flash_case(int64_t n_pos, int64_t window, int64_t chunk, bool ring, bool sinks_on) {
+  const int64_t n_heads = 8, n_kv = 2, n_layers = 2, gl = 0;
+  const PageGeom g{n_layers, n_kv * HD};
+  const int64_t slots = ring ? cuda::ring_slots(window, chunk) : cuda::pages_for(n_pos);
+  HostPages hp(g, slots);
+  std::mt19937 rng(static_cast<uint32_t>(n_pos * 7 + window + HD));
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> kf(static_cast<size_t>(n_pos * g.kv_dim)), vf(kf.size());  // [n_pos, kv_dim] f32 of bf16
+  for (auto& x : kf) x = bf16_to_f32(f32_to_bf16(nd(rng)));
+  for (auto& x : vf) x = bf16_to_f32(f32_to_bf16(nd(rng)));
+  float vmax = 0.0f;
+  for (float x : vf) vmax = std::max(vmax, std::fabs(x));
+  std::vector<float> sinks(static_cast<size_t>(n_heads)), minf(static_cast<size_t>(n_heads), -INFINITY);
+  for (auto& x : sinks) x = nd(rng) * 2.0f;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+  const KvLayerView view{kf.data(), vf.data(), n_pos, false};
+  double worst = 0.0, sink_gap = 0.0;
+  int64_t mmas = 0;
+  for (int64_t p0 = 0; p0 < n_pos; p0 += chunk) {
+    const int64_t n = std::min(chunk, n_pos - p0);
+    for (int64_t p = p0; p < p0 + n; ++p)
+      for (int kv = 0; kv < 2; ++kv) {
+        uint16_t* r = cuda::kv_row(hp.table(), g, gl, kv, p);
+        for (int64_t i = 0; i < g.kv_dim; ++i) r[i] = f32_to_bf16((kv == 0 ? kf : vf)[static_cast<size_t>(p * g.kv_dim + i)]);
+      }
+    std::vector<float> q(static_cast<size_t>(n * n_heads * HD)), q16(q.size()), got(q.size(), NAN), want(q.size()), nos(q.size());
+    for (size_t i = 0; i < q.size(); ++i) q16[i] = bf16_to_f32(f32_to_bf16(q[i] = nd(rng)));
+    std::vector<int64_t> pos(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) pos[static_cast<size_t>(i)] = p0 + i;
+    cuda::FlashArgs a;
+    a.q = q.data();
+    a.n_rows = n;
+    a.p0 = p0;
+    a.table = hp.table();
+    a.geom = g;
+    a.gl = gl;
+    a.n_heads = static_cast<int>(n_heads);
+    a.n_kv_heads = static_cast<int>(n_kv);
+    a.window = window;
+    a.sinks = sinks_on ? sinks.data() : nullptr;
+    a.scale = scale;
+    a.out = got.data();
+    test::EmulatedWarp w;
+    ASSERT_TRUE(w.run([&](test::EmulatedWarp::Lane& lane) {
+      for (int64_t qt = 0; qt < (n + 15) / 16; ++qt)
+        for (int h = 0; h < n_heads; ++h) cuda::flash_attention_tile<HD>(lane, a, qt, h);
+    })) << w.why();
+    mmas += w.n_mma();
+    f32_sdpa_sink_ref(q16.data(), pos.data(), n, n_heads, n_kv, HD, view, window, sinks_on ? sinks.data() : minf.data(), scale, want.data());
+    f32_sdpa_sink_ref(q16.data(), pos.data(), n, n_heads, n_kv, HD, view, window, sinks_on ? minf.data() : sinks.data(), scale, nos.data());
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(got[i])) << "output " << i << " never written or not finite, chunk at " << p0;
+      worst = std::max(worst, double(std::fabs(got[i] - want[i])));
+      sink_gap = std::max(sink_gap, double(std::fabs(nos[i] - want[i])));
+    }
+  }
+  const double bound = std::ldexp(1.0, -8) * vmax + 1e-5;
+  EXPECT_LT(worst, bound) << "HD " << HD << " n_pos " << n_pos << " window " << window << " chunk " << chunk;
+  EXPECT_GT(sink_gap, 10 * bound) << "the sinks (or their absence) make no difference here";
+  EXPECT_GT(mmas, 0);
+}
+
+TEST(CudaFlashAttention, EmulatedWarpMatchesReference) {
+  run_flash_case<64>(150, 0, 48, false, true);   // full layers, partial tiles, sinks
+  run_flash_case<64>(200, 16, 40, true, true);   // a sliding ring (window 16), sinks
+  run_flash_case<16>(100, 0, 37, false, false);  // head_dim 16 (the golden models), no sinks
+  run_flash_case<16>(120, 16, 64, true, true);
 }
 
 TEST(CudaAttentionMath, SplitsCoverEveryKeyOnce) {

@@ -13,34 +13,15 @@
 #include "backend/cpu/kernels_ref.h"
 #include "backend/cuda/repack.h"
 #include "fp4_test_data.h"
+#include "ptx_fragments.h"
 
 namespace oss4 {
 namespace {
 
-// ---- the PTX ISA tables (m16n8k16, .bf16 A/B, .f32 C/D); groupID = lane >> 2, threadID_in_group = lane % 4 ----
-struct Coord {
-  int row, col;
-};
-// A (16 x 16, row-major "row"): a0..a7 in 4 registers of two elements (a_{2r} low half, a_{2r+1} high half).
-//   row = groupID for a_i with i < 2 or 4 <= i < 6, groupID + 8 otherwise
-//   col = threadID_in_group * 2 + (i & 1) for i < 4, + 8 for i >= 4
-Coord ptx_a(int lane, int i) {
-  const int g = lane >> 2, t = lane % 4;
-  const int row = (i < 2 || (i >= 4 && i < 6)) ? g : g + 8;
-  const int col = t * 2 + (i & 1) + (i >= 4 ? 8 : 0);
-  return {row, col};
-}
-// B (16 x 8, "col"): b0..b3 in 2 registers. row (k) = threadID_in_group * 2 + (i & 1) for i < 2, + 8 for i >= 2;
-// col (n) = groupID.
-Coord ptx_b(int lane, int i) {
-  const int g = lane >> 2, t = lane % 4;
-  return {t * 2 + (i & 1) + (i >= 2 ? 8 : 0), g};
-}
-// C/D (16 x 8 f32): c0..c3. row = groupID for i < 2, groupID + 8 otherwise; col = threadID_in_group * 2 + (i & 1).
-Coord ptx_c(int lane, int i) {
-  const int g = lane >> 2, t = lane % 4;
-  return {i < 2 ? g : g + 8, t * 2 + (i & 1)};
-}
+using test::Coord;
+using test::ptx_a;
+using test::ptx_b;
+using test::ptx_c;
 
 double bf16_bits_to_double(uint32_t h) { return static_cast<double>(bf16_to_f32(static_cast<uint16_t>(h))); }
 

@@ -76,6 +76,7 @@ class CudaOps final : public ForwardOps {
   // graph mode (a decode step recorded into a CUDA graph, cuda_forward's run): the attention's key ranges are
   // rounded up to a power of two of splits, so one graph serves the steps until the longest range doubles
   void set_graph_mode(bool on) { graph_mode_ = on; }
+  void set_flash(bool on) { flash_on_ = on; }
   // the next begin() is the one the caller already made (the recording replays the schedule, which begins again)
   void skip_next_begin() { skip_begin_ = true; }
   void clear_skip_begin() { skip_begin_ = false; }
@@ -151,12 +152,17 @@ class CudaOps final : public ForwardOps {
       lrows[i] = static_cast<int32_t>(plan.logit_rows[static_cast<size_t>(i)]);
       all_rows_ = all_rows_ && lrows[i] == i;
     }
+    // a prefill chunk of one sequence (16 rows or more) takes the tensor-core attention (flash_attention.h)
+    flash_ = flash_on_ && !graph_mode_ && plan.runs.size() == 1 && plan.runs[0].n == n_ && n_ >= 16 &&
+             attention_prefill_supports(c_.head_dim);
+    flash_p0_ = b.pos[0];
     for (int64_t sq = 0; sq < n_seq; ++sq) tab[2 * sq] = tab[2 * sq + 1] = PageTable{};
     for (const SeqRun& r : plan.runs) {
       const auto* cache = dynamic_cast<const CudaKvCache*>(caches[r.seq]);
       if (!cache) return error("cuda: sequence " + std::to_string(r.seq) + "'s KV cache was not made by the CUDA backend");
       tab[2 * r.seq] = cache->table(0);
       tab[2 * r.seq + 1] = cache->table(1);
+      flash_tables_[0] = tab[2 * r.seq], flash_tables_[1] = tab[2 * r.seq + 1];  // (used when there is one run)
     }
     OSS4_TRY(cuda_ok(cudaMemcpyAsync(step_.b.data(), hb, total, cudaMemcpyHostToDevice, s_), "step upload"));
     const uint8_t* db = step_.b.data();
@@ -203,12 +209,31 @@ class CudaOps final : public ForwardOps {
     const LayerKv lk = layer_kv(layer);
     const int64_t window = lk.group == 1 ? kv_.window : 0;
     const int64_t qd = c_.q_dim();
+    const float* sinks = w_.layers[static_cast<size_t>(layer)].sinks;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c_.head_dim));
+    if (flash_) {
+      FlashArgs a;
+      a.q = f32(q);
+      a.n_rows = n_;
+      a.p0 = flash_p0_;
+      a.table = flash_tables_[lk.group];
+      a.geom = lk.geom;
+      a.gl = lk.gl;
+      a.n_heads = static_cast<int>(c_.n_heads);
+      a.n_kv_heads = static_cast<int>(c_.n_kv_heads);
+      a.window = window;
+      a.sinks = sinks;
+      a.scale = scale;
+      a.out = f32(out);
+      a.out16 = bf16(out);
+      note(attention_prefill(a, c_.head_dim, s_));
+      return;
+    }
     // in tiles of rows that keep the scratch within its cap (one tile unless a long chunk sits deep in the context)
     for (int64_t r0 = 0; r0 < n_ && st_.ok(); r0 += attn_tile_) {
       const int64_t nr = std::min(attn_tile_, n_ - r0);
       const RowsView rv{rows_.pos + r0, rows_.seq + r0, rows_.tables, nr};
-      note(cuda::attention(rv, lk, f32(q) + r0 * qd, c_.n_heads, c_.n_kv_heads, c_.head_dim, window,
-                           w_.layers[static_cast<size_t>(layer)].sinks, 1.0f / std::sqrt(static_cast<float>(c_.head_dim)),
+      note(cuda::attention(rv, lk, f32(q) + r0 * qd, c_.n_heads, c_.n_kv_heads, c_.head_dim, window, sinks, scale,
                            max_keys_[lk.group], attn_scratch_.b.data(), f32(out) + r0 * qd, bf16(out) + r0 * qd, s_));
     }
   }
@@ -325,6 +350,10 @@ class CudaOps final : public ForwardOps {
   int64_t n_ = 0;
   int64_t max_keys_[2] = {1, 1};  // the longest key range of the step, per group
   int64_t attn_tile_ = 1;         // rows per attention call
+  bool flash_on_ = true;          // OSS4_CUDA_FLASH=0: prefill chunks take the split kernel too
+  bool flash_ = false;            // this step is one prefill chunk: the tensor-core attention
+  int64_t flash_p0_ = 0;          // its first position
+  PageTable flash_tables_[2];     // its sequence's tables
   bool all_rows_ = false;         // every row asks for logits, in order
   // device activations of the step (n_ rows)
   Scratch x_;       // [n, n_embd] f32 residual stream
@@ -361,6 +390,8 @@ class CudaForward final : public Forward {
     f->ops_ = std::make_unique<CudaOps>(m, f->w_, f->pool_->layout(), s);
     const char* g = std::getenv("OSS4_CUDA_GRAPHS");
     f->graphs_on_ = !(g && std::string(g) == "0");
+    const char* fl = std::getenv("OSS4_CUDA_FLASH");
+    f->ops_->set_flash(!(fl && std::string(fl) == "0"));
     cudaDeviceProp p{};
     OSS4_TRY(cuda_ok(cudaGetDeviceProperties(&p, 0), "device properties"));
     f->sm_ = "sm_" + std::to_string(p.major) + std::to_string(p.minor);

@@ -7,6 +7,7 @@
 
 #include "backend/cuda/attn_math.h"
 #include "backend/cuda/cuda_util.cuh"
+#include "backend/cuda/flash_attention.h"
 #include "backend/cuda/topk.h"
 
 namespace oss4::cuda {
@@ -193,6 +194,22 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attention_combine_kernel(Rows
   }
 }
 
+// the device's side of flash_attention.h's Warp policy
+struct DeviceWarp {
+  __device__ int lane() const { return static_cast<int>(threadIdx.x & 31); }
+  __device__ float shfl_xor(float v, int mask) const { return __shfl_xor_sync(kFull, v, mask); }
+  __device__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) const { mma_m16n8k16_bf16(c, a, b0, b1); }
+};
+
+// one warp per (16 query rows, head), kAttnWarps heads per block
+template <int HD>
+__global__ void __launch_bounds__(kAttnWarps * 32) flash_prefill_kernel(FlashArgs a) {
+  const int h = static_cast<int>(blockIdx.y) * kAttnWarps + static_cast<int>(threadIdx.x / 32);
+  if (h >= a.n_heads) return;  // (a whole warp)
+  DeviceWarp w;
+  flash_attention_tile<HD>(w, a, blockIdx.x, h);
+}
+
 __global__ void topk_kernel(const float* logits, int64_t n_tok, int n_exp, int k, int32_t* idx, float* w) {
   const int64_t t = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (t < n_tok) topk_softmax_row(logits + t * n_exp, n_exp, k, idx + t * k, w + t * k);
@@ -281,6 +298,22 @@ Status attention(const RowsView& rows, const LayerKv& lk, const float* q, int64_
   attention_combine_kernel<<<dim3(hb, static_cast<unsigned>(rows.n_rows)), kAttnWarps * 32, 0, s>>>(
       rows, static_cast<int>(n_heads), static_cast<int>(head_dim), window, sinks, static_cast<int>(n_splits), parts, accs, out, out16);
   return launch_status("attention (combine)", sh);
+}
+
+Status attention_prefill(const FlashArgs& a, int64_t head_dim, Stream s) {
+  const std::string sh = dims({{"n_rows", a.n_rows}, {"p0", a.p0}, {"n_heads", a.n_heads}, {"n_kv_heads", a.n_kv_heads},
+                               {"head_dim", head_dim}, {"window", a.window}});
+  if (!a.q || !a.table.pages || (!a.out && !a.out16) || a.n_rows <= 0 || a.p0 < 0 || a.n_heads <= 0 || a.n_kv_heads <= 0 ||
+      a.n_heads % a.n_kv_heads != 0 || a.geom.kv_dim != a.n_kv_heads * head_dim || (a.n_rows + 15) / 16 > 2147483647)
+    return error("attention_prefill: bad arguments " + sh);
+  const dim3 grid(static_cast<unsigned>((a.n_rows + 15) / 16), static_cast<unsigned>((a.n_heads + kAttnWarps - 1) / kAttnWarps));
+  switch (head_dim) {
+    // (the head sizes of gpt-oss and of the golden test models; 128 spills on sm_100f at 128 threads per block)
+    case 16: flash_prefill_kernel<16><<<grid, kAttnWarps * 32, 0, s>>>(a); break;
+    case 64: flash_prefill_kernel<64><<<grid, kAttnWarps * 32, 0, s>>>(a); break;
+    default: return error("attention_prefill: head_dim must be 16 or 64 " + sh);
+  }
+  return launch_status("attention_prefill", sh);
 }
 
 Status router_topk(const float* logits, int64_t n_tok, int64_t n_experts, int64_t k, int32_t* idx, float* w, Stream s) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "backend/cuda/flash_attention.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/kv_pages.h"
 #include "oss4/status.h"
@@ -69,6 +70,12 @@ int64_t attention_tile_rows(int64_t n_heads, int64_t head_dim, int64_t max_keys)
 Status attention(const RowsView& rows, const LayerKv& lk, const float* q, int64_t n_heads, int64_t n_kv_heads,
                  int64_t head_dim, int64_t window, const float* sinks, float scale, int64_t max_keys, void* scratch,
                  float* out, uint16_t* out16, Stream s);
+
+// the prefill attention of one sequence's chunk on the tensor cores (flash_attention.h): rows at positions a.p0 ..
+// a.p0 + a.n_rows - 1, their K/V already stored. head_dim 16 or 64 (attention_prefill_supports). Q and P are rounded to BF16 (mma
+// operands), sums in f32; the sink joins the denominator, the window and causality mask per row.
+Status attention_prefill(const FlashArgs& a, int64_t head_dim, Stream s);
+inline bool attention_prefill_supports(int64_t head_dim) { return head_dim == 16 || head_dim == 64; }
 
 // router logits [n_tok, n_experts] f32 -> top-k ids [n_tok, k] i32 and softmax weights [n_tok, k] f32 (topk.h)
 Status router_topk(const float* logits, int64_t n_tok, int64_t n_experts, int64_t k, int32_t* idx, float* w, Stream s);
