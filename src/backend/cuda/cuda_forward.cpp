@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <tuple>
 #include <string>
 #include <vector>
@@ -93,6 +94,7 @@ class CudaOps final : public ForwardOps {
       return ok_status();
     }
     st_ = ok_status();
+    pending_add_.reset();
     b_ = &b;
     plan_ = &plan;
     n_ = b.size();
@@ -174,18 +176,27 @@ class CudaOps final : public ForwardOps {
   }
 
   void embed(Act out) override {
+    flush_add();
     if (st_.ok()) note(embed_rows(w_.embed, w_.embed_f32, c_.n_vocab, c_.n_embd, ids_, n_, f32(out), s_));
   }
 
   void rmsnorm(int64_t layer, Norm which, Act in, Act out) override {
-    if (!st_.ok()) return;
     const float* w = which == Norm::kFinal ? w_.final_norm
                      : which == Norm::kAttn ? w_.layers[static_cast<size_t>(layer)].attn_norm
                                             : w_.layers[static_cast<size_t>(layer)].mlp_norm;
-    note(f32_rmsnorm(f32(in), w, n_, c_.n_embd, static_cast<float>(c_.rms_norm_eps), f32(out), bf16(out), s_));
+    const float eps = static_cast<float>(c_.rms_norm_eps);
+    if (pending_add_ && *pending_add_acc_ == in && in != out) {  // the residual add the schedule asked just before
+      const Act y = *pending_add_;
+      pending_add_.reset();
+      if (st_.ok()) note(f32_add_rmsnorm(f32(in), f32(y), w, n_, c_.n_embd, eps, f32(out), bf16(out), s_));
+      return;
+    }
+    flush_add();
+    if (st_.ok()) note(f32_rmsnorm(f32(in), w, n_, c_.n_embd, eps, f32(out), bf16(out), s_));
   }
 
   void linear(int64_t layer, const ProjJob* jobs, int64_t n_jobs) override {
+    flush_add();
     const DevLayer& L = w_.layers[static_cast<size_t>(layer)];
     for (int64_t j = 0; j < n_jobs && st_.ok(); ++j) {
       const ProjJob& job = jobs[j];
@@ -201,10 +212,12 @@ class CudaOps final : public ForwardOps {
   }
 
   void rope_store_kv(int64_t layer, Act q, Act k, Act v) override {
+    flush_add();
     if (st_.ok()) note(cuda::rope_store_kv(rows_, layer_kv(layer), f32(q), f32(k), f32(v), c_.n_heads, c_.n_kv_heads, c_.head_dim, w_.rope_cs, s_));
   }
 
   void attention(int64_t layer, Act q, Act out) override {
+    flush_add();
     if (!st_.ok()) return;
     const LayerKv lk = layer_kv(layer);
     const int64_t window = lk.group == 1 ? kv_.window : 0;
@@ -239,6 +252,7 @@ class CudaOps final : public ForwardOps {
   }
 
   void moe(int64_t layer, Act in, Act out, const TraceFn* trace) override {
+    flush_add();
     if (!st_.ok()) return;
     const DevLayer& L = w_.layers[static_cast<size_t>(layer)];
     const int64_t k = c_.n_experts_used;
@@ -262,12 +276,15 @@ class CudaOps final : public ForwardOps {
     }
   }
 
+  // acc += y, deferred to the RMSNorm that reads acc next (one kernel, one pass less); any other op first runs it
   void add(Act acc, Act y) override {
-    const int64_t w = width(acc);
-    if (st_.ok()) note(f32_add(f32(acc), f32(y), n_ * w, s_));
+    flush_add();
+    pending_add_acc_ = acc;
+    pending_add_ = y;
   }
 
   void lm_head(Act in, float* logits) override {
+    flush_add();
     if (!st_.ok()) return;
     const int64_t nl = static_cast<int64_t>(plan_->logit_rows.size());
     const uint16_t* x = bf16(in);
@@ -282,6 +299,7 @@ class CudaOps final : public ForwardOps {
   }
 
   const float* host_rows(Act a) override {
+    flush_add();
     const size_t n = static_cast<size_t>(n_ * width(a));
     host_.resize(n);
     if (st_.ok()) note(cuda_ok(cudaMemcpyAsync(host_.data(), f32(a), n * sizeof(float), cudaMemcpyDeviceToHost, s_), "trace download"));
@@ -291,6 +309,7 @@ class CudaOps final : public ForwardOps {
   }
 
   Status status() override {
+    // (a residual add still pending here is the last layer's: the final norm takes it, or nothing reads it)
     if (!capturing_) {  // (also after an error: the step's upload may still be reading the pinned descriptor)
       Status s = cuda_ok(cudaStreamSynchronize(s_), "step");
       note(std::move(s));
@@ -301,6 +320,13 @@ class CudaOps final : public ForwardOps {
  private:
   void note(Status s) {
     if (st_.ok() && !s.ok()) st_ = std::move(s);
+  }
+  // runs a deferred residual add on its own
+  void flush_add() {
+    if (!pending_add_) return;
+    const Act acc = *pending_add_acc_, y = *pending_add_;
+    pending_add_.reset();
+    if (st_.ok()) note(f32_add(f32(acc), f32(y), n_ * width(acc), s_));
   }
   Status matmul(const DevMatrix& W, const uint16_t* x, int64_t n, const float* bias, float* y) {
     if (W.fp4) return bf16_fp4w_matmul(W.tiles, x, n, bias, y, s_);
@@ -344,6 +370,7 @@ class CudaOps final : public ForwardOps {
   Stream s_;
   Status st_;
   bool graph_mode_ = false, skip_begin_ = false, capturing_ = false;
+  std::optional<Act> pending_add_, pending_add_acc_;  // a residual add (acc += y) the next RMSNorm of acc performs
   uint64_t generation_ = 0;
   const Batch* b_ = nullptr;
   const BatchPlan* plan_ = nullptr;

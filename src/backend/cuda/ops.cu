@@ -52,11 +52,16 @@ __global__ void embed_kernel(const void* table, int table_f32, int64_t n_vocab, 
   }
 }
 
-__global__ void __launch_bounds__(256) rmsnorm_kernel(const float* x, const float* w, int64_t n, float eps, float* y, uint16_t* y16) {
+// (add: x += add first, written back: the residual add fused into the norm that follows it)
+__global__ void __launch_bounds__(256) rmsnorm_kernel(float* x, const float* add, const float* w, int64_t n, float eps, float* y,
+                                                      uint16_t* y16) {
   __shared__ float sh[8];
-  const float* xr = x + blockIdx.x * n;
+  float* xr = x + blockIdx.x * n;
   float ss = 0.0f;
-  for (int64_t i = threadIdx.x; i < n; i += 256) ss += xr[i] * xr[i];
+  for (int64_t i = threadIdx.x; i < n; i += 256) {
+    if (add) xr[i] += add[blockIdx.x * n + i];  // (each thread reads back only what it wrote)
+    ss += xr[i] * xr[i];
+  }
   const float r = 1.0f / sqrtf(block_sum_256(ss, sh) / static_cast<float>(n) + eps);
   for (int64_t i = threadIdx.x; i < n; i += 256) {
     const float v = w[i] * (xr[i] * r);
@@ -239,8 +244,17 @@ Status embed_rows(const void* table, bool table_f32, int64_t n_vocab, int64_t n,
 Status f32_rmsnorm(const float* x, const float* w, int64_t n_tok, int64_t n, float eps, float* y, uint16_t* y16, Stream s) {
   const std::string sh = dims({{"n_tok", n_tok}, {"n", n}});
   if (!x || !w || (!y && !y16) || n <= 0 || n_tok <= 0 || n_tok > 2147483647) return error("f32_rmsnorm: bad arguments " + sh);
-  rmsnorm_kernel<<<static_cast<unsigned>(n_tok), 256, 0, s>>>(x, w, n, eps, y, y16);
+  rmsnorm_kernel<<<static_cast<unsigned>(n_tok), 256, 0, s>>>(const_cast<float*>(x), nullptr, w, n, eps, y, y16);
   return launch_status("f32_rmsnorm", sh);
+}
+
+Status f32_add_rmsnorm(float* x, const float* add, const float* w, int64_t n_tok, int64_t n, float eps, float* y, uint16_t* y16,
+                       Stream s) {
+  const std::string sh = dims({{"n_tok", n_tok}, {"n", n}});
+  if (!x || !add || !w || (!y && !y16) || n <= 0 || n_tok <= 0 || n_tok > 2147483647 || y == x)
+    return error("f32_add_rmsnorm: bad arguments " + sh);
+  rmsnorm_kernel<<<static_cast<unsigned>(n_tok), 256, 0, s>>>(x, add, w, n, eps, y, y16);
+  return launch_status("f32_add_rmsnorm", sh);
 }
 
 Status f32_add(float* acc, const float* y, int64_t n, Stream s) {

@@ -22,6 +22,11 @@ Status embed_rows(const void* table, bool table_f32, int64_t n_vocab, int64_t n,
 // (may be null).
 Status f32_rmsnorm(const float* x, const float* w, int64_t n_tok, int64_t n, float eps, float* y, uint16_t* y16, Stream s);
 
+// the residual add fused into the norm after it: x [n_tok, n] += add [n_tok, n] (written back), then y / y16 =
+// RMSNorm(x) as f32_rmsnorm. y must not alias x.
+Status f32_add_rmsnorm(float* x, const float* add, const float* w, int64_t n_tok, int64_t n, float eps, float* y, uint16_t* y16,
+                       Stream s);
+
 // acc [n] += y [n], f32
 Status f32_add(float* acc, const float* y, int64_t n, Stream s);
 
