@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -95,7 +96,6 @@ class CudaOps final : public ForwardOps {
     }
     st_ = ok_status();
     pending_add_.reset();
-    b_ = &b;
     plan_ = &plan;
     n_ = b.size();
     const int64_t k = c_.n_experts_used, nl = static_cast<int64_t>(plan.logit_rows.size());
@@ -131,8 +131,13 @@ class CudaOps final : public ForwardOps {
         mk = splits * kKeysPerSplit;
       }
     }
+    // a prefill chunk of one sequence (16 rows or more) takes the tensor-core attention (flash_attention.h), which
+    // needs no scratch
+    flash_ = flash_on_ && !graph_mode_ && plan.runs.size() == 1 && plan.runs[0].n == n_ && n_ >= 16 &&
+             attention_prefill_supports(c_.head_dim);
     attn_tile_ = std::min(n_, attention_tile_rows(c_.n_heads, c_.head_dim, max_keys_[0]));
-    OSS4_TRY(attn_scratch_.fit(attention_scratch_bytes(attn_tile_, c_.n_heads, c_.head_dim, max_keys_[0]), "attention scratch"));
+    if (!flash_)
+      OSS4_TRY(attn_scratch_.fit(attention_scratch_bytes(attn_tile_, c_.n_heads, c_.head_dim, max_keys_[0]), "attention scratch"));
     const size_t o_ids = 0, o_pos = align256(fn), o_seq = o_pos + align256(fn), o_lrows = o_seq + align256(fn),
                  o_tab = o_lrows + align256(static_cast<size_t>(std::max<int64_t>(nl, 1)) * 4),
                  total = o_tab + static_cast<size_t>(std::max<int64_t>(n_seq, 1)) * 2 * sizeof(PageTable);
@@ -154,9 +159,6 @@ class CudaOps final : public ForwardOps {
       lrows[i] = static_cast<int32_t>(plan.logit_rows[static_cast<size_t>(i)]);
       all_rows_ = all_rows_ && lrows[i] == i;
     }
-    // a prefill chunk of one sequence (16 rows or more) takes the tensor-core attention (flash_attention.h)
-    flash_ = flash_on_ && !graph_mode_ && plan.runs.size() == 1 && plan.runs[0].n == n_ && n_ >= 16 &&
-             attention_prefill_supports(c_.head_dim);
     flash_p0_ = b.pos[0];
     for (int64_t sq = 0; sq < n_seq; ++sq) tab[2 * sq] = tab[2 * sq + 1] = PageTable{};
     for (const SeqRun& r : plan.runs) {
@@ -372,7 +374,6 @@ class CudaOps final : public ForwardOps {
   bool graph_mode_ = false, skip_begin_ = false, capturing_ = false;
   std::optional<Act> pending_add_, pending_add_acc_;  // a residual add (acc += y) the next RMSNorm of acc performs
   uint64_t generation_ = 0;
-  const Batch* b_ = nullptr;
   const BatchPlan* plan_ = nullptr;
   int64_t n_ = 0;
   int64_t max_keys_[2] = {1, 1};  // the longest key range of the step, per group
@@ -492,8 +493,14 @@ class CudaForward final : public Forward {
       if (st.ok()) st = cuda_ok(cudaGraphInstantiate(&x, g, 0), "graph instantiate");
       if (g) cudaGraphDestroy(g);
       if (!st.ok()) {
+        // a step that cannot be recorded runs eagerly, and so does every later one (a capture that failed once,
+        // out of memory for the instantiation say, would fail again)
         cudaGetLastError();
-        return st;
+        std::fprintf(stderr, "oss4: cuda: decode steps run without CUDA graphs from now on: %s\n", st.message().c_str());
+        graphs_on_ = false;
+        clear_graphs();
+        ops_->set_graph_mode(false);
+        return run_gpt_oss(*ops_, m_.cfg, b, plan_, caches, logits, nullptr);
       }
       it = graphs_.emplace(key, x).first;
     }

@@ -60,8 +60,8 @@ Result<std::unique_ptr<CudaKvCache>> CudaKvCache::create(std::shared_ptr<PagePoo
                                                          bool sliding_ring) {
   if (max_ctx <= 0 || max_chunk <= 0) return error("KV cache: max_ctx and max_chunk must be positive");
   const KvLayout& k = pool->layout();
-  // a ring only where it saves memory, as the host cache decides (HostKvCache::create)
-  const bool ring = sliding_ring && k.geom[1].n_layers > 0 && k.window > 0 && k.window + max_chunk - 1 < max_ctx;
+  // a ring only where it saves memory (its pages hold fewer positions than the context)
+  const bool ring = sliding_ring && k.geom[1].n_layers > 0 && k.window > 0 && ring_slots(k.window, max_chunk) < pages_for(max_ctx);
   std::unique_ptr<CudaKvCache> c(new CudaKvCache(std::move(pool), max_ctx, max_chunk, ring));
   if (ring) c->g_[1].ring_slots = ring_slots(k.window, max_chunk);
   return c;
@@ -129,6 +129,14 @@ size_t CudaKvCache::bytes() const {
   return g_[0].pages.size() * pool_->page_bytes(0) + g_[1].pages.size() * pool_->page_bytes(1);
 }
 
+namespace {
+// (copies already queued must land before the new cache's pages go back to the pool)
+std::unique_ptr<KvCache> failed_clone() {
+  cudaDeviceSynchronize();
+  return nullptr;
+}
+}  // namespace
+
 std::unique_ptr<KvCache> CudaKvCache::clone() const {
   std::unique_ptr<CudaKvCache> c(new CudaKvCache(pool_, max_ctx_, max_chunk_, ring_));
   // as many pages in each group as this cache has, their bytes copied device to device
@@ -137,12 +145,12 @@ std::unique_ptr<KvCache> CudaKvCache::clone() const {
     G.ring_slots = g_[g].ring_slots;
     while (G.pages.size() < g_[g].pages.size()) {
       auto p = pool_->take(g);
-      if (!p.ok()) return nullptr;  // (the caller reports it: bench, tests)
+      if (!p.ok()) return failed_clone();  // (the caller reports it: bench, tests)
       G.pages.push_back(*p);
     }
     for (size_t i = 0; i < g_[g].pages.size(); ++i)
-      if (cudaMemcpy(G.pages[i], g_[g].pages[i], pool_->page_bytes(g), cudaMemcpyDeviceToDevice) != cudaSuccess) return nullptr;
-    if (!G.pages.empty() && !c->upload_table(g).ok()) return nullptr;
+      if (cudaMemcpy(G.pages[i], g_[g].pages[i], pool_->page_bytes(g), cudaMemcpyDeviceToDevice) != cudaSuccess) return failed_clone();
+    if (!G.pages.empty() && !c->upload_table(g).ok()) return failed_clone();
   }
   // (device-to-device copies return before they finish, on the legacy stream the backend's stream does not wait for)
   if (cudaDeviceSynchronize() != cudaSuccess) return nullptr;

@@ -9,7 +9,8 @@
 // re-used as the A operand of P V straight from the S accumulators (the C fragment of two 8-key tiles is the A
 // fragment of one 16-key step), O accumulates in f32. The sink is a virtual key of score sink and value 0: the state
 // starts at m = sink, l = 1, so it joins the denominator only. Q is rounded to BF16 (an mma operand), K and V are BF16
-// in the pages already.
+// in the pages already. V of every key in the tile's range enters the mma, with P = 0 for the keys a row does not see:
+// an infinite V (an f32 value past BF16's range) would make those rows NaN where the split kernel would not.
 #pragma once
 
 #include <cmath>
@@ -37,10 +38,14 @@ OSS4_HD uint32_t bf16_rn_bits(float f) {
 }
 OSS4_HD uint32_t pack_bf16x2(float lo, float hi) { return bf16_rn_bits(lo) | (bf16_rn_bits(hi) << 16); }
 OSS4_HD float bf16_bits_f32(uint32_t h) { return bits_to_f32(h << 16); }
-OSS4_HD uint32_t load_bf16x2(const uint16_t* p) {  // two consecutive BF16 values (4-byte aligned)
+OSS4_HD uint32_t load_bf16x2(const uint16_t* p) {  // two consecutive BF16 values (4-byte aligned: even offsets in a page)
+#if defined(__CUDA_ARCH__)
+  return *reinterpret_cast<const uint32_t*>(p);  // (one 32-bit load; memcpy of a uint16_t* may split it)
+#else
   uint32_t v;
   memcpy(&v, p, 4);
   return v;
+#endif
 }
 
 // one prefill chunk of one sequence, one layer
