@@ -108,6 +108,18 @@ int run_bench(const BenchArgs& a) {
   Forward& fwd = *loaded->fwd;
   const BackendInfo info = fwd.info();
   std::string probe_what = std::to_string(threads) + " threads";
+  // the device memory in use, sampled after each phase (the backend's buffers only grow, so the last sample of a
+  // phase is its peak); -1 on the CPU
+  int64_t dev_mem = -1;
+  auto sample_device_memory = [&] {
+#ifdef OSS4_HAVE_CUDA
+    if (info.device.rfind("cuda", 0) == 0) {
+      auto used = cuda_memory_in_use();
+      if (used.ok()) dev_mem = std::max(dev_mem, static_cast<int64_t>(*used));
+    }
+#endif
+  };
+  sample_device_memory();
 #ifdef OSS4_HAVE_CUDA
   if (info.device.rfind("cuda", 0) == 0) {  // the GPU's memory, not the host's: a device-to-device copy
     auto dbw = measure_device_bandwidth(static_cast<size_t>(a.probe_mib) << 20, 10);
@@ -180,6 +192,7 @@ int run_bench(const BenchArgs& a) {
       if (!a.quiet && !a.json) std::fprintf(stderr, "depth %lld: repetition %lld of %lld done\n", static_cast<long long>(depth),
                                             static_cast<long long>(rep + 1), static_cast<long long>(a.reps));
     }
+    sample_device_memory();
     results.push_back(std::move(r));
   }
 
@@ -217,16 +230,11 @@ int run_bench(const BenchArgs& a) {
       }
       if (rep > 0) sr.tok_s.push_back(static_cast<double>(ns * steps) / seconds_since(t0));
     }
+    sample_device_memory();
     if (!a.quiet && !a.json) std::fprintf(stderr, "%lld sequences done\n", static_cast<long long>(ns));
     seq_results.push_back(std::move(sr));
   }
-  int64_t dev_mem = -1;
-#ifdef OSS4_HAVE_CUDA
-  if (info.device.rfind("cuda", 0) == 0) {
-    auto used = cuda_memory_in_use();
-    if (used.ok()) dev_mem = static_cast<int64_t>(*used);
-  }
-#endif
+  sample_device_memory();
 
   const double wbytes = static_cast<double>(info.weight_bytes_per_token);
   const double model_bytes = static_cast<double>(m->store.total_bytes());
@@ -265,7 +273,7 @@ int run_bench(const BenchArgs& a) {
     j["read_bw_probe"] = probe_what;
     j["load_s"] = load_s;
     j["peak_rss_bytes"] = rss;
-    if (dev_mem >= 0) j["device_memory_in_use_bytes"] = dev_mem;
+    if (dev_mem >= 0) j["device_memory_peak_bytes"] = dev_mem;
     j["seqs"] = nlohmann::json::array();
     for (const auto& sr : seq_results) {
       const Stat t = stat(sr.tok_s);
@@ -302,7 +310,7 @@ int run_bench(const BenchArgs& a) {
   if (a.n_gen > 0) std::printf("decode weight traffic       %.2f GB/s\n", gbs);
   std::printf("read bandwidth (probe)      %.2f GB/s median, %.2f best (%s, %s buffer)\n", bw.median_gb_s, bw.best_gb_s, probe_what.c_str(),
               format_bytes(static_cast<double>(bw.bytes)).c_str());
-  if (dev_mem >= 0) std::printf("device memory in use        %s\n", format_bytes(static_cast<double>(dev_mem)).c_str());
+  if (dev_mem >= 0) std::printf("device memory (peak)        %s (every process's, the CUDA context included)\n", format_bytes(static_cast<double>(dev_mem)).c_str());
   if (a.n_gen > 0) std::printf("decode / read bandwidth     %.0f%%\n", bw.median_gb_s > 0 ? 100.0 * gbs / bw.median_gb_s : 0.0);
   std::printf("load                        %.2f s\npeak RSS                    %s (model %s)\nCPU                         %s\n", load_s,
               format_bytes(static_cast<double>(rss)).c_str(), format_bytes(model_bytes).c_str(), cpu_features_string().c_str());
