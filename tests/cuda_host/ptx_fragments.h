@@ -69,16 +69,7 @@ class EmulatedWarp {
   // runs body(lane) for the 32 lanes; false (with why()) when they diverged at a collective
   bool run(const std::function<void(Lane&)>& body) {
     body_ = &body;
-    for (int i = 0; i < 32; ++i) {
-      stacks_[i].assign(size_t{1} << 18, 0);
-      getcontext(&ctx_[i]);
-      ctx_[i].uc_stack.ss_sp = stacks_[i].data();
-      ctx_[i].uc_stack.ss_size = stacks_[i].size();
-      ctx_[i].uc_link = &main_;
-      makecontext(&ctx_[i], reinterpret_cast<void (*)()>(&EmulatedWarp::entry), 2, static_cast<int>(reinterpret_cast<uintptr_t>(this) >> 32),
-                  static_cast<int>(reinterpret_cast<uintptr_t>(this) & 0xffffffffu));
-      state_[i] = kRunning;
-    }
+    for (int i = 0; i < 32; ++i) init_lane(i);
     for (;;) {
       for (int i = 0; i < 32; ++i) {
         if (state_[i] == kDone) continue;
@@ -108,6 +99,21 @@ class EmulatedWarp {
 
  private:
   enum State { kRunning, kShfl, kMma, kDone };
+  // a lane's fiber, ready to start body_. getcontext returns twice in general: nothing here changes after it, so no
+  // variable can be clobbered (-Wclobbered)
+  __attribute__((noinline)) void init_lane(int i) {
+    stacks_[i].assign(size_t{1} << 18, 0);
+    ucontext_t* c = &ctx_[i];
+    char* stack = stacks_[i].data();
+    const size_t size = stacks_[i].size();
+    getcontext(c);
+    c->uc_stack.ss_sp = stack;
+    c->uc_stack.ss_size = size;
+    c->uc_link = &main_;
+    makecontext(c, reinterpret_cast<void (*)()>(&EmulatedWarp::entry), 2, static_cast<int>(reinterpret_cast<uintptr_t>(this) >> 32),
+                static_cast<int>(reinterpret_cast<uintptr_t>(this) & 0xffffffffu));
+    state_[i] = kRunning;
+  }
   static void entry(int hi, int lo) {
     auto* w = reinterpret_cast<EmulatedWarp*>((static_cast<uintptr_t>(static_cast<uint32_t>(hi)) << 32) | static_cast<uint32_t>(lo));
     Lane l{w, w->cur_};
