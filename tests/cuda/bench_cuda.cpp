@@ -1,6 +1,8 @@
 // Kernel benchmark for tools/device/check.sh: the GPU's bandwidth probe (device-to-device copy), then the decode
 // step's matrices timed as a decode step uses them: the 24 layers' matrices of one shape back to back, captured in a
-// CUDA graph (launch gaps count), weights made on the device from a seed. Prints a table and writes JSON.
+// CUDA graph (launch gaps count), weights made on the device from a seed; then the attention kernels (decode at depths
+// 1k and 8k, a 1,024-row prefill chunk on the tensor cores) over the 20b's 12 full-attention layers. Prints a table and
+// writes JSON.
 //   cuda_bench OUT_DIR [--seed N]
 #include <cuda_runtime.h>
 
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/ops.h"
 
 namespace {
 
@@ -184,11 +187,83 @@ int main(int argc, char** argv) {
     rows.push_back({"nvfp4 moe pair 4 of 32 experts", 1, us / kLayers, bytes, gbps, 100.0 * gbps / bw});
   }
 
+  // attention of the 20b's shape (64 heads, 8 K/V heads, head_dim 64; the 12 full-attention layers' pages), K/V
+  // made on the device: one decode row at depths 1k and 8k (split kernel), a 1,024-row prefill chunk at position 0
+  // (tensor cores). "bytes" is the K/V the call reads once (its rate says little for the prefill: the keys are
+  // re-read from L2 by every query tile).
+  {
+    const int64_t H = 64, KVH = 8, HD = 64, L = 12, max_pos = 8192;
+    const cuda::PageGeom geom{L, KVH * HD};
+    const int64_t n_pages = cuda::pages_for(max_pos), page_elems = cuda::page_elems(geom);
+    uint16_t* pages;
+    CK(cudaMalloc(&pages, static_cast<size_t>(n_pages * page_elems) * 2));
+    ST(cuda::fill_random_bf16(pages, n_pages * page_elems, seed++, s));
+    std::vector<uint16_t*> ptrs(static_cast<size_t>(n_pages));
+    for (int64_t i = 0; i < n_pages; ++i) ptrs[static_cast<size_t>(i)] = pages + i * page_elems;
+    uint16_t** table;
+    CK(cudaMalloc(&table, ptrs.size() * sizeof(uint16_t*)));
+    CK(cudaMemcpy(table, ptrs.data(), ptrs.size() * sizeof(uint16_t*), cudaMemcpyHostToDevice));
+    const cuda::PageTable pt{table, n_pages};
+    cuda::PageTable* tables;
+    const cuda::PageTable both[2] = {pt, pt};
+    CK(cudaMalloc(&tables, sizeof(both)));
+    CK(cudaMemcpy(tables, both, sizeof(both), cudaMemcpyHostToDevice));
+    const int64_t rows_max = 1024;
+    float *q, *out, *sinks;
+    int32_t *pos, *seq;
+    CK(cudaMalloc(&q, static_cast<size_t>(rows_max * H * HD) * 4));
+    CK(cudaMalloc(&out, static_cast<size_t>(rows_max * H * HD) * 4));
+    CK(cudaMalloc(&sinks, H * 4));
+    CK(cudaMalloc(&pos, rows_max * 4));
+    CK(cudaMalloc(&seq, rows_max * 4));
+    CK(cudaMemset(q, 0, static_cast<size_t>(rows_max * H * HD) * 4));  // (scores 0: every key weighs alike)
+    CK(cudaMemset(sinks, 0, H * 4));
+    CK(cudaMemset(seq, 0, rows_max * 4));
+    std::vector<int32_t> pos_h(rows_max);
+    void* scratch;
+    CK(cudaMalloc(&scratch, cuda::attention_scratch_bytes(1, H, HD, max_pos)));
+    for (int64_t depth : {1024, 8192}) {
+      pos_h[0] = static_cast<int32_t>(depth - 1);
+      CK(cudaMemcpy(pos, pos_h.data(), 4, cudaMemcpyHostToDevice));
+      const cuda::RowsView rv{pos, seq, tables, 1};
+      const double us = time_graph(s, [&] {
+        for (int64_t l = 0; l < L; ++l)
+          ST(cuda::attention(rv, cuda::LayerKv{0, l, geom}, q, H, KVH, HD, 0, sinks, 0.125f, depth, scratch, out, nullptr, s));
+      }, 50);
+      const double bytes = static_cast<double>(depth * 2 * KVH * HD * 2);
+      const double gbps = bytes * L / (us * 1e3);
+      rows.push_back({"attention decode @" + std::to_string(depth) + " (12 full layers)", 1, us / L, bytes, gbps, 100.0 * gbps / bw});
+    }
+    cuda::FlashArgs fa;
+    fa.q = q;
+    fa.n_rows = rows_max;
+    fa.p0 = 0;
+    fa.table = pt;
+    fa.geom = geom;
+    fa.n_heads = static_cast<int>(H);
+    fa.n_kv_heads = static_cast<int>(KVH);
+    fa.sinks = sinks;
+    fa.scale = 0.125f;
+    fa.out = out;
+    const double us = time_graph(s, [&] {
+      for (int64_t l = 0; l < L; ++l) {
+        fa.gl = l;
+        ST(cuda::attention_prefill(fa, HD, s));
+      }
+    }, 20);
+    const double bytes = static_cast<double>(rows_max * 2 * KVH * HD * 2);
+    const double gbps = bytes * L / (us * 1e3);
+    rows.push_back({"attention prefill 1024 rows (tensor cores)", rows_max, us / L, bytes, gbps, 100.0 * gbps / bw});
+    for (void* p : {static_cast<void*>(pages), static_cast<void*>(table), static_cast<void*>(tables), static_cast<void*>(q),
+                    static_cast<void*>(out), static_cast<void*>(sinks), static_cast<void*>(pos), static_cast<void*>(seq), scratch})
+      CK(cudaFree(p));
+  }
+
   std::printf("device: %s (sm_%d%d, %d SMs), copy bandwidth %.0f GB/s\n", prop.name, prop.major, prop.minor,
               prop.multiProcessorCount, bw);
-  std::printf("%-34s %6s %10s %12s %9s %6s\n", "kernel (24 layers in one graph)", "tokens", "us/matrix", "MB/matrix", "GB/s", "%bw");
+  std::printf("%-44s %6s %10s %12s %9s %6s\n", "kernel (every layer in one graph)", "tokens", "us/layer", "MB/layer", "GB/s", "%bw");
   for (const Row& r : rows)
-    std::printf("%-34s %6lld %10.2f %12.2f %9.0f %5.1f%%\n", r.name.c_str(), static_cast<long long>(r.n_tok), r.us,
+    std::printf("%-44s %6lld %10.2f %12.2f %9.0f %5.1f%%\n", r.name.c_str(), static_cast<long long>(r.n_tok), r.us,
                 r.bytes / 1e6, r.gbps, r.pct);
   const std::string path = out_dir + "/cuda_bench.json";
   FILE* f = std::fopen(path.c_str(), "w");
