@@ -61,9 +61,9 @@ Result<std::unique_ptr<CudaKvCache>> CudaKvCache::create(std::shared_ptr<PagePoo
   if (max_ctx <= 0 || max_chunk <= 0) return error("KV cache: max_ctx and max_chunk must be positive");
   const KvLayout& k = pool->layout();
   // a ring only where it saves memory (its pages hold fewer positions than the context)
-  const bool ring = sliding_ring && k.geom[1].n_layers > 0 && k.window > 0 && ring_slots(k.window, max_chunk) < pages_for(max_ctx);
-  std::unique_ptr<CudaKvCache> c(new CudaKvCache(std::move(pool), max_ctx, max_chunk, ring));
-  if (ring) c->g_[1].ring_slots = ring_slots(k.window, max_chunk);
+  const int64_t slots = sliding_ring && k.geom[1].n_layers > 0 ? sliding_ring_slots(k.window, max_chunk, max_ctx) : 0;
+  std::unique_ptr<CudaKvCache> c(new CudaKvCache(std::move(pool), max_ctx, max_chunk, slots > 0));
+  c->g_[1].ring_slots = slots;
   return c;
 }
 

@@ -80,8 +80,8 @@ Result<DevicePlan> plan_device_memory(const ModelWeights& m, LmHeadType lm, int6
   for (int g = 0; g < 2; ++g) {
     if (n_layers[g] == 0) continue;
     const PageGeom geom{n_layers[g], c.kv_dim()};
-    int64_t pages = pages_for(ctx);
-    if (g == 1 && c.sliding_window > 0) pages = std::min(pages, ring_slots(c.sliding_window, max_chunk));
+    const int64_t ring = g == 1 ? sliding_ring_slots(c.sliding_window, max_chunk, ctx) : 0;
+    const int64_t pages = ring > 0 ? ring : pages_for(ctx);
     const int64_t slabs = ceil_div(pages * n_seq, 32);
     const size_t b = static_cast<size_t>(slabs * 32 * page_elems(geom) * 2);
     p.kv_bytes += b;

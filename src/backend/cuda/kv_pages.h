@@ -36,6 +36,11 @@ OSS4_HD int64_t pages_for(int64_t n) { return (n + kPagePositions - 1) / kPagePo
 // the ring of a sliding group: a position keeps its offset inside its page, so n slots are a ring of
 // n * kPagePositions rows, and the positions one chunk reads (and writes) span window + max_chunk - 1.
 OSS4_HD int64_t ring_slots(int64_t window, int64_t max_chunk) { return pages_for(window + max_chunk - 1); }
+// the slots of a sliding group's ring for a sequence of max_ctx positions, or 0 where a ring would not hold fewer
+// pages than the whole context (the group then grows like the full one): what the cache allocates and the plan counts
+OSS4_HD int64_t sliding_ring_slots(int64_t window, int64_t max_chunk, int64_t max_ctx) {
+  return window > 0 && ring_slots(window, max_chunk) < pages_for(max_ctx) ? ring_slots(window, max_chunk) : 0;
+}
 
 // one sequence's table of one group, as a kernel reads it
 struct PageTable {

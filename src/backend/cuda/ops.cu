@@ -302,8 +302,7 @@ Status attention(const RowsView& rows, const LayerKv& lk, const float* q, int64_
   if (n_splits > 65535) return error("attention: too many keys " + sh);
   const int64_t slots = rows.n_rows * n_heads * n_splits;
   auto* parts = static_cast<SoftmaxPart*>(scratch);  // (the carve of attention_scratch_bytes, scratch.cpp)
-  auto* accs = reinterpret_cast<float*>(static_cast<uint8_t*>(scratch) +
-                                        (static_cast<size_t>(slots) * sizeof(SoftmaxPart) + 255) / 256 * 256);
+  auto* accs = reinterpret_cast<float*>(static_cast<uint8_t*>(scratch) + attention_scratch_acc_offset(slots));
   const unsigned hb = static_cast<unsigned>((n_heads + kAttnWarps - 1) / kAttnWarps);
   attention_partial_kernel<<<dim3(hb, static_cast<unsigned>(rows.n_rows), static_cast<unsigned>(n_splits)), kAttnWarps * 32, 0, s>>>(
       rows, lk, q, static_cast<int>(n_heads), static_cast<int>(n_kv_heads), static_cast<int>(head_dim), window, scale,

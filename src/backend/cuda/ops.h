@@ -62,6 +62,8 @@ Status rope_store_kv(const RowsView& rows, const LayerKv& lk, float* q, float* k
 
 // scratch of the split attention for n_rows rows whose longest key range is max_keys keys
 size_t attention_scratch_bytes(int64_t n_rows, int64_t n_heads, int64_t head_dim, int64_t max_keys);
+// where the f32 accumulators start in that scratch, after the slots' softmax states
+size_t attention_scratch_acc_offset(int64_t slots);
 // the most rows one attention call takes so its scratch stays within kAttentionScratchCap (a long prefill chunk at
 // a deep position is attended in tiles of this many rows); at least 1
 inline constexpr size_t kAttentionScratchCap = size_t{256} << 20;

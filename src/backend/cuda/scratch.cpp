@@ -37,9 +37,11 @@ MoeScratch moe_scratch_carve(void* base, int64_t n_tok, int64_t k, int64_t n_exp
 }
 
 // [slots] SoftmaxPart, then [slots, head_dim] f32 accumulators; slots = rows x heads x splits of the longest range
+size_t attention_scratch_acc_offset(int64_t slots) { return up256(static_cast<size_t>(slots) * sizeof(SoftmaxPart)); }
+
 size_t attention_scratch_bytes(int64_t n_rows, int64_t n_heads, int64_t head_dim, int64_t max_keys) {
   const int64_t slots = n_rows * n_heads * n_key_splits(max_keys > 0 ? max_keys : 1);
-  return up256(static_cast<size_t>(slots) * sizeof(SoftmaxPart)) + static_cast<size_t>(slots * head_dim) * sizeof(float);
+  return attention_scratch_acc_offset(slots) + static_cast<size_t>(slots * head_dim) * sizeof(float);
 }
 
 int64_t attention_tile_rows(int64_t n_heads, int64_t head_dim, int64_t max_keys) {
